@@ -1,0 +1,232 @@
+//! The `Layer` contract and the one registry from Caffe type string to constructor.
+//!
+//! Lifecycle (Caffe's): `setup` once (validates, creates and fills the learnable blobs),
+//! `reshape` before every forward (sizes the tops), `forward` overwrites the tops, `backward`
+//! **adds** into bottom and parameter diffs.
+//!
+//! In-place calls: when a layer runs in place (`top[0]` is `bottom[0]`, only for layers whose
+//! [`Layer::allows_inplace`] is true and that have one bottom and one top), the net passes the
+//! shared blob only once: `forward` and `reshape` get an empty `bottom` and read the input from
+//! `top[0]`; `backward` gets an empty `top` and finds the top's diff in `bottom[0].diff`, which it
+//! replaces with the bottom's diff. [`Inplace`] helps layers handle both cases.
+
+use crate::proto::LayerParameter;
+use crate::{Blob, Error, Result};
+use rand::rngs::StdRng;
+
+mod accuracy;
+mod dummy_data;
+mod inner_product;
+mod input;
+mod neuron;
+mod softmax;
+mod softmax_loss;
+
+pub use neuron::Inplace;
+
+/// What a layer gets when it is set up.
+pub struct SetupCtx<'a> {
+    /// The net's random generator (fillers; layers that need randomness later seed their own).
+    pub rng: &'a mut StdRng,
+}
+
+/// How many bottoms and tops a layer takes; `None` means any number.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BlobCounts {
+    pub exact_bottom: Option<usize>,
+    pub min_bottom: Option<usize>,
+    pub max_bottom: Option<usize>,
+    pub exact_top: Option<usize>,
+    pub min_top: Option<usize>,
+    pub max_top: Option<usize>,
+}
+
+impl BlobCounts {
+    /// Exactly `b` bottoms and `t` tops.
+    pub const fn exact(b: usize, t: usize) -> Self {
+        BlobCounts {
+            exact_bottom: Some(b),
+            min_bottom: None,
+            max_bottom: None,
+            exact_top: Some(t),
+            min_top: None,
+            max_top: None,
+        }
+    }
+
+    /// Checks the counts and returns Caffe's message when they are wrong.
+    pub fn check(&self, ty: &str, bottoms: usize, tops: usize) -> Result<()> {
+        let bad = |what: String| Err(Error::config(what));
+        if let Some(n) = self.exact_bottom {
+            if bottoms != n {
+                return bad(format!(
+                    "{ty} layer takes {n} bottom blob(s) as input, got {bottoms}"
+                ));
+            }
+        }
+        if let Some(n) = self.min_bottom {
+            if bottoms < n {
+                return bad(format!(
+                    "{ty} layer takes at least {n} bottom blob(s) as input, got {bottoms}"
+                ));
+            }
+        }
+        if let Some(n) = self.max_bottom {
+            if bottoms > n {
+                return bad(format!(
+                    "{ty} layer takes at most {n} bottom blob(s) as input, got {bottoms}"
+                ));
+            }
+        }
+        if let Some(n) = self.exact_top {
+            if tops != n {
+                return bad(format!(
+                    "{ty} layer produces {n} top blob(s) as output, got {tops}"
+                ));
+            }
+        }
+        if let Some(n) = self.min_top {
+            if tops < n {
+                return bad(format!(
+                    "{ty} layer produces at least {n} top blob(s) as output, got {tops}"
+                ));
+            }
+        }
+        if let Some(n) = self.max_top {
+            if tops > n {
+                return bad(format!(
+                    "{ty} layer produces at most {n} top blob(s) as output, got {tops}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One layer type. See the module documentation for the call contract.
+pub trait Layer: Send {
+    /// The Caffe type string (`"InnerProduct"`).
+    fn type_name(&self) -> &'static str;
+
+    /// Bottom and top counts this layer accepts.
+    fn blob_counts(&self) -> BlobCounts;
+
+    /// Validates against the bottoms' shapes and returns the learnable blobs, filled.
+    fn setup(&mut self, _bottom: &[&Blob], _ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
+        Ok(Vec::new())
+    }
+
+    /// Sizes the tops (and internal buffers) for the bottoms' current shapes.
+    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()>;
+
+    /// Computes the tops from the bottoms.
+    fn forward(
+        &mut self,
+        bottom: &[&Blob],
+        top: &mut [&mut Blob],
+        params: &mut [&mut Blob],
+    ) -> Result<()>;
+
+    /// Adds the gradients into `bottom[i].diff` (where `propagate_down[i]`) and `params[j].diff`.
+    fn backward(
+        &mut self,
+        top: &[&Blob],
+        propagate_down: &[bool],
+        bottom: &mut [&mut Blob],
+        params: &mut [&mut Blob],
+    ) -> Result<()>;
+
+    /// True when top 0 may be the same blob as bottom 0.
+    fn allows_inplace(&self) -> bool {
+        false
+    }
+
+    /// Loss layers get `loss_weight: 1` on top 0 when the model gives none.
+    fn is_loss(&self) -> bool {
+        false
+    }
+
+    /// Whether `force_backward` may compute a gradient for this bottom (false for labels).
+    fn allow_force_backward(&self, _bottom: usize) -> bool {
+        true
+    }
+
+    /// For a bottom that holds integer indices (labels, Embed ids), the exclusive upper bound of
+    /// valid values given the bottoms' shapes; `None` for real-valued bottoms.
+    fn index_bound(&self, _bottom: usize, _shapes: &[Vec<usize>]) -> Option<usize> {
+        None
+    }
+
+    /// Whether the learnable blobs are statistics the solver must never update (BatchNorm).
+    fn frozen_params(&self) -> bool {
+        false
+    }
+
+    /// Re-seeds internal randomness (Dropout masks) so a gradient check sees the same function.
+    fn reseed(&mut self, _seed: u64) {}
+
+    /// Floating-point operations of one forward pass, when known (for `crema time`).
+    fn forward_flops(&self, _bottom: &[&Blob], _top: &[&Blob]) -> Option<f64> {
+        None
+    }
+
+    /// For the gradient checker: inputs within `range` of `at` sit on a kink and are skipped.
+    fn kink(&self) -> Option<(f32, f32)> {
+        None
+    }
+}
+
+/// Builds a layer from its parameters.
+pub type Constructor = fn(&LayerParameter) -> Result<Box<dyn Layer>>;
+
+/// Core layers: data-free building blocks, neurons, losses, utilities.
+const CORE: &[(&str, Constructor)] = &[
+    ("Input", input::create),
+    ("DummyData", dummy_data::create),
+    ("InnerProduct", inner_product::create),
+    ("ReLU", neuron::create_relu),
+    ("Softmax", softmax::create),
+    ("SoftmaxWithLoss", softmax_loss::create),
+    ("Accuracy", accuracy::create),
+];
+
+/// Vision layers (convolution, pooling, normalisation, tensor plumbing).
+const VISION: &[(&str, Constructor)] = &[];
+
+/// Data layers that read files.
+const DATA: &[(&str, Constructor)] = &[];
+
+/// Recurrent layers.
+const RECURRENT: &[(&str, Constructor)] = &[];
+
+fn registry() -> impl Iterator<Item = &'static (&'static str, Constructor)> {
+    CORE.iter()
+        .chain(VISION.iter())
+        .chain(DATA.iter())
+        .chain(RECURRENT.iter())
+}
+
+/// Every registered type string, sorted.
+pub fn known_types() -> Vec<&'static str> {
+    let mut v: Vec<_> = registry().map(|(n, _)| *n).collect();
+    v.sort_unstable();
+    v
+}
+
+/// Creates the layer for `param.type`; an unknown type lists the known ones and the nearest.
+pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    let ty = param.r#type();
+    match registry().find(|(n, _)| *n == ty) {
+        Some((_, ctor)) => ctor(param),
+        None => {
+            let near = crate::spec::nearest(ty, known_types().into_iter());
+            Err(Error::Net(format!(
+                "layer `{}`: unknown layer type `{ty}`{}; known types: {}",
+                param.name(),
+                near.map(|n| format!(" (did you mean `{n}`?)"))
+                    .unwrap_or_default(),
+                known_types().join(", ")
+            )))
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! crema: a declarative deep-learning framework in the spirit of Caffe.
+//!
+//! A model file (YAML with `caffe.proto`'s field names) is read by [`spec`], wired into a
+//! [`Net`] of [`layers`] over [`Blob`]s, and trained by a solver. Weights move to and from Caffe
+//! as `.caffemodel` files through [`weights`].
+
+// Link OpenBLAS (system library) for cblas.
+extern crate blas_src;
+
+pub mod blob;
+pub mod error;
+pub mod filler;
+pub mod layers;
+pub mod math;
+pub mod net;
+pub mod proto;
+pub mod spec;
+pub mod testing;
+pub mod weights;
+
+pub use blob::Blob;
+pub use error::{Error, Result};
+pub use net::Net;

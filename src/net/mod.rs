@@ -1,0 +1,381 @@
+//! The blob-based forward/backward executor. The `Net` owns every blob and every learnable
+//! parameter and lends them to one layer call at a time.
+
+mod builder;
+
+pub use builder::{filter_net, state_meets_rule};
+
+use crate::layers::Layer;
+use crate::proto::{LayerParameter, NetParameter, NetState, Phase};
+use crate::{Blob, Error, Result};
+use rand::rngs::StdRng;
+use std::time::Instant;
+
+/// One layer of a built net, with its wiring.
+pub struct LayerEntry {
+    /// Layer name (the weight-matching key).
+    pub name: String,
+    /// Caffe type string.
+    pub ty: String,
+    /// The layer itself.
+    pub layer: Box<dyn Layer>,
+    /// Indices of bottom blobs.
+    pub bottom: Vec<usize>,
+    /// Indices of top blobs.
+    pub top: Vec<usize>,
+    /// True when top 0 is bottom 0.
+    pub inplace: bool,
+    /// Indices into the net's parameter store, one per learnable blob of the layer.
+    pub params: Vec<usize>,
+    /// Loss weight of each top.
+    pub loss_weight: Vec<f32>,
+    /// Whether backward runs for this layer.
+    pub need_backward: bool,
+    /// Whether backward computes each bottom's gradient.
+    pub bottom_need_backward: Vec<bool>,
+    /// The parameters the layer was built from (phase filled in).
+    pub param: LayerParameter,
+    /// Accumulated forward seconds (for `crema time`).
+    pub forward_time: f64,
+    /// Accumulated backward seconds.
+    pub backward_time: f64,
+}
+
+/// Solver-facing facts about one learnable blob (only owners are listed; shared blobs once).
+#[derive(Debug, Clone)]
+pub struct ParamInfo {
+    /// Owning layer.
+    pub layer: String,
+    /// Index of the blob within the owning layer.
+    pub index: usize,
+    /// Sharing name (`ParamSpec.name`), empty if unshared.
+    pub name: String,
+    /// Learning-rate multiplier.
+    pub lr_mult: f32,
+    /// Weight-decay multiplier.
+    pub decay_mult: f32,
+    pub(crate) lr_set: bool,
+    pub(crate) decay_set: bool,
+}
+
+/// A built network.
+pub struct Net {
+    /// Net name from the model file.
+    pub name: String,
+    /// Phase it was built for.
+    pub phase: Phase,
+    pub(crate) blobs: Vec<Blob>,
+    pub(crate) blob_names: Vec<String>,
+    pub(crate) layers: Vec<LayerEntry>,
+    pub(crate) params: Vec<Blob>,
+    pub(crate) param_info: Vec<ParamInfo>,
+    pub(crate) inputs: Vec<usize>,
+    pub(crate) outputs: Vec<usize>,
+    pub(crate) blob_loss_weight: Vec<f32>,
+}
+
+/// Borrows `shared` blobs immutably and `exclusive` blobs mutably from one slice at once.
+/// Indices in `exclusive` must be distinct and absent from `shared`.
+pub(crate) fn gather<'a>(
+    blobs: &'a mut [Blob],
+    shared: &[usize],
+    exclusive: &[usize],
+) -> (Vec<&'a Blob>, Vec<&'a mut Blob>) {
+    let mut slots: Vec<Option<&'a mut Blob>> = blobs.iter_mut().map(Some).collect();
+    let mut excl = Vec::with_capacity(exclusive.len());
+    for &i in exclusive {
+        excl.push(
+            slots[i]
+                .take()
+                .expect("exclusive blob indices are distinct"),
+        );
+    }
+    let refs: Vec<Option<&'a Blob>> = slots.into_iter().map(|s| s.map(|b| &*b)).collect();
+    let sh = shared
+        .iter()
+        .map(|&i| refs[i].expect("shared blobs are not also borrowed mutably"))
+        .collect();
+    (sh, excl)
+}
+
+fn gather_params<'a>(params: &'a mut [Blob], ids: &[usize]) -> Vec<&'a mut Blob> {
+    gather(params, &[], ids).1
+}
+
+impl Net {
+    /// Builds a net for `state` from a model (see `builder` for Caffe's rules).
+    pub fn new(param: &NetParameter, state: &NetState, rng: &mut StdRng) -> Result<Net> {
+        builder::build(param, state, rng)
+    }
+
+    /// Builds a net for a phase with level 0 and no stages.
+    pub fn for_phase(param: &NetParameter, phase: Phase, rng: &mut StdRng) -> Result<Net> {
+        let mut state = param.state.clone().unwrap_or_default();
+        state.set_phase(phase);
+        builder::build(param, &state, rng)
+    }
+
+    /// Runs every layer forward and returns the weighted loss.
+    pub fn forward(&mut self) -> Result<f32> {
+        self.forward_range(0, self.layers.len())
+    }
+
+    /// Runs layers `start..end` forward; returns the loss they contribute.
+    pub fn forward_range(&mut self, start: usize, end: usize) -> Result<f32> {
+        let mut loss = 0.0f64;
+        for li in start..end {
+            let t0 = Instant::now();
+            let l = &mut self.layers[li];
+            let bottoms: &[usize] = if l.inplace { &[] } else { &l.bottom };
+            let (b, mut t) = gather(&mut self.blobs, bottoms, &l.top);
+            let mut p = gather_params(&mut self.params, &l.params);
+            l.layer
+                .reshape(&b, &mut t)
+                .and_then(|_| l.layer.forward(&b, &mut t, &mut p))
+                .map_err(|e| e.in_layer(&l.name, &l.ty))?;
+            for (tb, w) in t.iter().zip(&l.loss_weight) {
+                if *w != 0.0 {
+                    loss += *w as f64 * tb.data.iter().map(|&v| v as f64).sum::<f64>();
+                }
+            }
+            l.forward_time += t0.elapsed().as_secs_f64();
+        }
+        Ok(loss as f32)
+    }
+
+    /// Zeroes activation diffs, seeds the loss tops with their weights and runs backward.
+    pub fn backward(&mut self) -> Result<()> {
+        for b in self.blobs.iter_mut() {
+            b.zero_diff();
+        }
+        for (b, &w) in self.blobs.iter_mut().zip(&self.blob_loss_weight) {
+            if w != 0.0 {
+                b.diff.iter_mut().for_each(|d| *d = w);
+            }
+        }
+        for li in (0..self.layers.len()).rev() {
+            self.backward_layer(li)?;
+        }
+        Ok(())
+    }
+
+    fn backward_layer(&mut self, li: usize) -> Result<()> {
+        let l = &mut self.layers[li];
+        if !l.need_backward {
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        let tops: &[usize] = if l.inplace { &[] } else { &l.top };
+        let (t, mut b) = gather(&mut self.blobs, tops, &l.bottom);
+        let mut p = gather_params(&mut self.params, &l.params);
+        l.layer
+            .backward(&t, &l.bottom_need_backward, &mut b, &mut p)
+            .map_err(|e| e.in_layer(&l.name, &l.ty))?;
+        l.backward_time += t0.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// Forward then backward; returns the loss.
+    pub fn forward_backward(&mut self) -> Result<f32> {
+        let loss = self.forward()?;
+        self.backward()?;
+        Ok(loss)
+    }
+
+    /// Index of the blob currently called `name` (the latest producer's).
+    pub fn blob_index(&self, name: &str) -> Option<usize> {
+        self.blob_names.iter().rposition(|n| n == name)
+    }
+
+    /// The blob called `name`.
+    pub fn blob(&self, name: &str) -> Option<&Blob> {
+        self.blob_index(name).map(|i| &self.blobs[i])
+    }
+
+    /// The blob called `name`, mutably (to feed inputs).
+    pub fn blob_mut(&mut self, name: &str) -> Option<&mut Blob> {
+        self.blob_index(name).map(move |i| &mut self.blobs[i])
+    }
+
+    /// Every blob with its name, in creation order.
+    pub fn blobs(&self) -> impl Iterator<Item = (&str, &Blob)> {
+        self.blob_names
+            .iter()
+            .map(|s| s.as_str())
+            .zip(self.blobs.iter())
+    }
+
+    /// Names of the net inputs (tops of Input layers).
+    pub fn input_names(&self) -> Vec<&str> {
+        self.inputs
+            .iter()
+            .map(|&i| self.blob_names[i].as_str())
+            .collect()
+    }
+
+    /// Names of the net outputs (blobs nobody consumes), sorted by name.
+    pub fn output_names(&self) -> Vec<&str> {
+        self.outputs
+            .iter()
+            .map(|&i| self.blob_names[i].as_str())
+            .collect()
+    }
+
+    /// The output blobs with their names.
+    pub fn outputs(&self) -> Vec<(&str, &Blob)> {
+        self.outputs
+            .iter()
+            .map(|&i| (self.blob_names[i].as_str(), &self.blobs[i]))
+            .collect()
+    }
+
+    /// Loss weight attached to a blob (0 if it is not a loss).
+    pub fn blob_loss_weight(&self, name: &str) -> f32 {
+        self.blob_index(name)
+            .map(|i| self.blob_loss_weight[i])
+            .unwrap_or(0.0)
+    }
+
+    /// The layers in execution order.
+    pub fn layers(&self) -> &[LayerEntry] {
+        &self.layers
+    }
+
+    /// The layers, mutably (timing counters, tools).
+    pub fn layers_mut(&mut self) -> &mut [LayerEntry] {
+        &mut self.layers
+    }
+
+    /// Name of blob `i`.
+    pub fn blob_name(&self, i: usize) -> &str {
+        &self.blob_names[i]
+    }
+
+    /// Blob `i`.
+    pub fn blob_at(&self, i: usize) -> &Blob {
+        &self.blobs[i]
+    }
+
+    /// Blob `i`, mutably.
+    pub fn blob_at_mut(&mut self, i: usize) -> &mut Blob {
+        &mut self.blobs[i]
+    }
+
+    /// The learnable blobs (owners only; shared blobs appear once).
+    pub fn params(&self) -> &[Blob] {
+        &self.params
+    }
+
+    /// The learnable blobs, mutably (the solver updates them).
+    pub fn params_mut(&mut self) -> &mut [Blob] {
+        &mut self.params
+    }
+
+    /// Facts the solver needs about each learnable blob.
+    pub fn param_info(&self) -> &[ParamInfo] {
+        &self.param_info
+    }
+
+    /// Total number of learnable values.
+    pub fn param_count(&self) -> usize {
+        self.params.iter().map(|p| p.count()).sum()
+    }
+
+    /// Zeroes every parameter diff (the solver does this before each iteration).
+    pub fn clear_param_diffs(&mut self) {
+        for p in self.params.iter_mut() {
+            p.zero_diff();
+        }
+    }
+
+    /// Copies parameter values from another net layer by layer name (test nets take the train
+    /// net's weights this way). Layers missing from `other` keep their values.
+    pub fn copy_params_from_net(&mut self, other: &Net) -> Result<()> {
+        for l in &self.layers {
+            if l.params.is_empty() {
+                continue;
+            }
+            let Some(src) = other.layers.iter().find(|o| o.name == l.name) else {
+                continue;
+            };
+            if src.params.len() != l.params.len() {
+                return Err(Error::Net(format!(
+                    "layer `{}` has {} learnable blobs here and {} in the other net",
+                    l.name,
+                    l.params.len(),
+                    src.params.len()
+                )));
+            }
+            for (&d, &s) in l.params.iter().zip(&src.params) {
+                let (dst, srcb) = (&mut self.params[d], &other.params[s]);
+                if dst.count() != srcb.count() {
+                    return Err(Error::Net(format!(
+                        "layer `{}`: cannot share weights, shapes {} vs {}",
+                        l.name,
+                        dst.shape_string(),
+                        srcb.shape_string()
+                    )));
+                }
+                dst.data.copy_from_slice(&srcb.data);
+            }
+        }
+        Ok(())
+    }
+
+    /// The learnable blobs of layer `li`, in the layer's order.
+    pub fn layer_params(&self, li: usize) -> Vec<&Blob> {
+        self.layers[li]
+            .params
+            .iter()
+            .map(|&p| &self.params[p])
+            .collect()
+    }
+
+    /// Resets the per-layer timing counters.
+    pub fn reset_timers(&mut self) {
+        for l in self.layers.iter_mut() {
+            l.forward_time = 0.0;
+            l.backward_time = 0.0;
+        }
+    }
+
+    /// Runs the numeric gradient check on every layer at the inputs it sees in one forward pass.
+    /// Returns `(layer name, report)` for each layer that has something to check.
+    pub fn check_gradients(
+        &mut self,
+        checker: &crate::testing::GradientChecker,
+    ) -> Result<Vec<(String, crate::testing::GradientReport)>> {
+        let mut out = Vec::new();
+        for li in 0..self.layers.len() {
+            let (name, ty, bottom_ids, top_count, param_ids) = {
+                let l = &self.layers[li];
+                (
+                    l.name.clone(),
+                    l.ty.clone(),
+                    l.bottom.clone(),
+                    l.top.len(),
+                    l.params.clone(),
+                )
+            };
+            let mut bottoms: Vec<Blob> =
+                bottom_ids.iter().map(|&b| self.blobs[b].clone()).collect();
+            let mut params: Vec<Blob> = param_ids.iter().map(|&p| self.params[p].clone()).collect();
+            let shapes: Vec<Vec<usize>> = bottoms.iter().map(|b| b.shape.clone()).collect();
+            let l = &mut self.layers[li];
+            let down: Vec<bool> = (0..bottoms.len())
+                .map(|i| {
+                    l.layer.index_bound(i, &shapes).is_none() && l.layer.allow_force_backward(i)
+                })
+                .collect();
+            if !bottoms.is_empty() && (down.iter().any(|&d| d) || !params.is_empty()) {
+                let report = checker
+                    .check(&mut *l.layer, &mut bottoms, &mut params, top_count, &down)
+                    .map_err(|e| e.in_layer(&name, &ty))?;
+                out.push((name.clone(), report));
+            }
+            // Restore the layer's own state for the real forward pass.
+            self.forward_range(li, li + 1)?;
+        }
+        Ok(out)
+    }
+}

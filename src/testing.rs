@@ -1,0 +1,437 @@
+//! The shared numeric gradient checker and the layer test harness every test (and
+//! `crema check --gradients`) uses.
+//!
+//! Rule (Caffe's): `|analytic - numeric| <= threshold * max(|analytic|, |numeric|, 1)`, central
+//! differences with `step`, inputs on a declared kink skipped. The objective is a fixed random
+//! weighting of every top element, so one backward pass yields every analytic gradient. Diffs
+//! are pre-filled with noise before backward, so a layer that overwrites instead of adding fails.
+
+use crate::layers::{self, Layer, SetupCtx};
+use crate::proto::LayerParameter;
+use crate::{Blob, Error, Result};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+
+/// Settings of the numeric gradient check.
+#[derive(Debug, Clone)]
+pub struct GradientChecker {
+    /// Finite-difference step (Caffe: 1e-2).
+    pub step: f32,
+    /// Relative tolerance (Caffe: 1e-3).
+    pub threshold: f32,
+    /// Seed for the objective weights, the diff noise and the layer's own randomness.
+    pub seed: u64,
+    /// Check at most this many elements of each blob (randomly chosen); `None` checks all.
+    pub max_per_blob: Option<usize>,
+}
+
+impl Default for GradientChecker {
+    fn default() -> Self {
+        GradientChecker {
+            step: 1e-2,
+            threshold: 1e-3,
+            seed: 1701,
+            max_per_blob: None,
+        }
+    }
+}
+
+/// Outcome of a gradient check.
+#[derive(Debug, Clone, Default)]
+pub struct GradientReport {
+    /// Largest `|a - n| / max(|a|, |n|, 1)` seen.
+    pub max_rel_error: f32,
+    /// Elements compared.
+    pub checked: usize,
+    /// The first few failures, described.
+    pub failures: Vec<String>,
+}
+
+impl GradientReport {
+    /// True when no element failed.
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+fn gaussian_fill(v: &mut [f32], rng: &mut StdRng) {
+    v.iter_mut().for_each(|x| *x = StandardNormal.sample(rng));
+}
+
+fn as_refs(v: &[Blob]) -> Vec<&Blob> {
+    v.iter().collect()
+}
+
+fn as_muts(v: &mut [Blob]) -> Vec<&mut Blob> {
+    v.iter_mut().collect()
+}
+
+impl GradientChecker {
+    /// Checks `layer` at the given bottoms and params. `check_bottom[i]` says which bottoms to
+    /// differentiate (index bottoms such as labels must be false).
+    pub fn check(
+        &self,
+        layer: &mut dyn Layer,
+        bottom: &mut [Blob],
+        params: &mut [Blob],
+        num_tops: usize,
+        check_bottom: &[bool],
+    ) -> Result<GradientReport> {
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let mut top: Vec<Blob> = (0..num_tops).map(|_| Blob::default()).collect();
+        let saved_params: Vec<Blob> = params.to_vec();
+        let seed = self.seed;
+        let run = |layer: &mut dyn Layer,
+                   bottom: &[Blob],
+                   params: &mut [Blob],
+                   top: &mut [Blob]|
+         -> Result<()> {
+            for (p, s) in params.iter_mut().zip(&saved_params) {
+                p.data.copy_from_slice(&s.data);
+            }
+            layer.reseed(seed);
+            layer.reshape(&as_refs(bottom), &mut as_muts(top))?;
+            layer.forward(&as_refs(bottom), &mut as_muts(top), &mut as_muts(params))
+        };
+        run(layer, bottom, params, &mut top)?;
+        // Objective weights, written into the top diffs.
+        let weights: Vec<Vec<f32>> = top
+            .iter()
+            .map(|t| {
+                let mut w = vec![0.0; t.count()];
+                gaussian_fill(&mut w, &mut rng);
+                w
+            })
+            .collect();
+        for (t, w) in top.iter_mut().zip(&weights) {
+            t.diff.copy_from_slice(w);
+        }
+        // Noise in the diffs checks the accumulate contract.
+        let mut bottom_noise = Vec::new();
+        for b in bottom.iter_mut() {
+            gaussian_fill(&mut b.diff, &mut rng);
+            bottom_noise.push(b.diff.clone());
+        }
+        let mut param_noise = Vec::new();
+        for p in params.iter_mut() {
+            gaussian_fill(&mut p.diff, &mut rng);
+            param_noise.push(p.diff.clone());
+        }
+        let down: Vec<bool> = (0..bottom.len())
+            .map(|i| check_bottom.get(i).copied().unwrap_or(false))
+            .collect();
+        layer.backward(
+            &as_refs(&top),
+            &down,
+            &mut as_muts(bottom),
+            &mut as_muts(params),
+        )?;
+        let analytic_bottom: Vec<Vec<f32>> = bottom
+            .iter()
+            .zip(&bottom_noise)
+            .map(|(b, n)| b.diff.iter().zip(n).map(|(d, n)| d - n).collect())
+            .collect();
+        let analytic_params: Vec<Vec<f32>> = params
+            .iter()
+            .zip(&param_noise)
+            .map(|(p, n)| p.diff.iter().zip(n).map(|(d, n)| d - n).collect())
+            .collect();
+        let base_top: Vec<Vec<f32>> = top.iter().map(|t| t.data.clone()).collect();
+        let _ = base_top;
+
+        let mut report = GradientReport::default();
+        let kink = layer.kink();
+        let h = self.step;
+        let objective_delta = |plus: &[Vec<f32>], minus: &[Blob]| -> f64 {
+            let mut s = 0.0f64;
+            for ((p, m), w) in plus.iter().zip(minus).zip(&weights) {
+                for i in 0..w.len() {
+                    let d = p[i] - m.data[i];
+                    if d != 0.0 {
+                        s += w[i] as f64 * d as f64;
+                    }
+                }
+            }
+            s
+        };
+        let pick = |n: usize, rng: &mut StdRng| -> Vec<usize> {
+            match self.max_per_blob {
+                Some(k) if k < n => (0..k).map(|_| rng.gen_range(0..n)).collect(),
+                _ => (0..n).collect(),
+            }
+        };
+        // Bottoms.
+        for bi in 0..bottom.len() {
+            if !down[bi] {
+                continue;
+            }
+            for i in pick(bottom[bi].count(), &mut rng) {
+                let x = bottom[bi].data[i];
+                if let Some((at, range)) = kink {
+                    if (x - at).abs() < range {
+                        continue;
+                    }
+                }
+                bottom[bi].data[i] = x + h;
+                run(layer, bottom, params, &mut top)?;
+                let plus: Vec<Vec<f32>> = top.iter().map(|t| t.data.clone()).collect();
+                bottom[bi].data[i] = x - h;
+                run(layer, bottom, params, &mut top)?;
+                bottom[bi].data[i] = x;
+                let numeric = (objective_delta(&plus, &top) / (2.0 * h as f64)) as f32;
+                self.compare(
+                    &mut report,
+                    &format!("bottom {bi}[{i}]"),
+                    analytic_bottom[bi][i],
+                    numeric,
+                );
+            }
+        }
+        // Params (the saved copy is what `run` restores, so perturb that).
+        let mut saved = params.to_vec();
+        for pi in 0..params.len() {
+            if layer.frozen_params() {
+                break;
+            }
+            for i in pick(params[pi].count(), &mut rng) {
+                let w = saved[pi].data[i];
+                let mut eval = |v: f32, top: &mut [Blob], params: &mut [Blob]| -> Result<()> {
+                    saved[pi].data[i] = v;
+                    for (p, s) in params.iter_mut().zip(&saved) {
+                        p.data.copy_from_slice(&s.data);
+                    }
+                    layer.reseed(seed);
+                    layer.reshape(&as_refs(bottom), &mut as_muts(top))?;
+                    layer.forward(&as_refs(bottom), &mut as_muts(top), &mut as_muts(params))
+                };
+                eval(w + h, &mut top, params)?;
+                let plus: Vec<Vec<f32>> = top.iter().map(|t| t.data.clone()).collect();
+                eval(w - h, &mut top, params)?;
+                saved[pi].data[i] = w;
+                let numeric = (objective_delta(&plus, &top) / (2.0 * h as f64)) as f32;
+                self.compare(
+                    &mut report,
+                    &format!("param {pi}[{i}]"),
+                    analytic_params[pi][i],
+                    numeric,
+                );
+            }
+        }
+        for (p, s) in params.iter_mut().zip(&saved) {
+            p.data.copy_from_slice(&s.data);
+        }
+        Ok(report)
+    }
+
+    fn compare(&self, report: &mut GradientReport, what: &str, a: f32, n: f32) {
+        let scale = a.abs().max(n.abs()).max(1.0);
+        let err = (a - n).abs() / scale;
+        report.checked += 1;
+        if err.is_nan() || err > report.max_rel_error {
+            report.max_rel_error = if err.is_nan() { f32::INFINITY } else { err };
+        }
+        if (err.is_nan() || err > self.threshold) && report.failures.len() < 8 {
+            report
+                .failures
+                .push(format!("{what}: analytic {a} vs numeric {n}"));
+        }
+    }
+}
+
+/// Parses one layer's YAML (the fields of a `layer:` list entry) into its parameters.
+pub fn layer_param_from_yaml(yaml: &str) -> Result<LayerParameter> {
+    let mut p: LayerParameter = crate::spec::from_yaml_str(yaml, "<test layer>")?;
+    if p.name.is_none() {
+        p.name = Some("test".into());
+    }
+    Ok(p)
+}
+
+/// Creates a layer from YAML; panics with the error (tests only).
+pub fn layer_from_yaml(yaml: &str) -> Box<dyn Layer> {
+    let p = layer_param_from_yaml(yaml).unwrap_or_else(|e| panic!("{e}"));
+    layers::create(&p).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A layer with its own bottoms, tops and parameters, for tests and the net-level checker.
+pub struct Harness {
+    /// The layer under test.
+    pub layer: Box<dyn Layer>,
+    /// Its inputs.
+    pub bottom: Vec<Blob>,
+    /// Its outputs.
+    pub top: Vec<Blob>,
+    /// Its learnable blobs as created by `setup`.
+    pub params: Vec<Blob>,
+}
+
+impl Harness {
+    /// Builds the layer from YAML and sets it up on `bottom` (seeded, so fillers repeat).
+    pub fn new(yaml: &str, bottom: Vec<Blob>) -> Result<Self> {
+        let p = layer_param_from_yaml(yaml)?;
+        let layer = layers::create(&p)?;
+        let counts = layer.blob_counts();
+        let tops = if !p.top.is_empty() {
+            p.top.len()
+        } else {
+            counts.exact_top.or(counts.min_top).unwrap_or(1)
+        };
+        Self::with_layer(layer, bottom, tops)
+    }
+
+    /// Sets up an already-built layer on `bottom` with `tops` outputs.
+    pub fn with_layer(mut layer: Box<dyn Layer>, bottom: Vec<Blob>, tops: usize) -> Result<Self> {
+        let ty = layer.type_name();
+        layer.blob_counts().check(ty, bottom.len(), tops)?;
+        let mut rng = StdRng::seed_from_u64(1701);
+        let params = layer.setup(&as_refs(&bottom), &mut SetupCtx { rng: &mut rng })?;
+        let mut top: Vec<Blob> = (0..tops).map(|_| Blob::default()).collect();
+        layer.reshape(&as_refs(&bottom), &mut as_muts(&mut top))?;
+        Ok(Harness {
+            layer,
+            bottom,
+            top,
+            params,
+        })
+    }
+
+    /// Reshape and forward.
+    pub fn forward(&mut self) -> Result<()> {
+        self.layer
+            .reshape(&as_refs(&self.bottom), &mut as_muts(&mut self.top))?;
+        self.layer.forward(
+            &as_refs(&self.bottom),
+            &mut as_muts(&mut self.top),
+            &mut as_muts(&mut self.params),
+        )
+    }
+
+    /// Backward with the given `propagate_down` (tops' diffs must be set by the caller).
+    pub fn backward(&mut self, down: &[bool]) -> Result<()> {
+        self.layer.backward(
+            &as_refs(&self.top),
+            down,
+            &mut as_muts(&mut self.bottom),
+            &mut as_muts(&mut self.params),
+        )
+    }
+
+    /// Which bottoms are real-valued (index bottoms are not differentiated).
+    pub fn checkable_bottoms(&self) -> Vec<bool> {
+        let shapes: Vec<Vec<usize>> = self.bottom.iter().map(|b| b.shape.clone()).collect();
+        (0..self.bottom.len())
+            .map(|i| {
+                self.layer.index_bound(i, &shapes).is_none() && self.layer.allow_force_backward(i)
+            })
+            .collect()
+    }
+
+    /// Runs the gradient checker on every real-valued bottom and every parameter.
+    pub fn check_gradients(&mut self, checker: &GradientChecker) -> Result<GradientReport> {
+        let down = self.checkable_bottoms();
+        checker.check(
+            &mut *self.layer,
+            &mut self.bottom,
+            &mut self.params,
+            self.top.len(),
+            &down,
+        )
+    }
+}
+
+/// Random bottoms of the given shapes for `layer`: Gaussian (std 1), or valid indices where the
+/// layer says a bottom holds indices.
+pub fn random_bottoms(layer: &dyn Layer, shapes: &[&[usize]], seed: u64) -> Vec<Blob> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let owned: Vec<Vec<usize>> = shapes.iter().map(|s| s.to_vec()).collect();
+    shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut b = Blob::new(s);
+            match layer.index_bound(i, &owned) {
+                Some(n) => b
+                    .data
+                    .iter_mut()
+                    .for_each(|v| *v = rng.gen_range(0..n.max(1)) as f32),
+                None => gaussian_fill(&mut b.data, &mut rng),
+            }
+            b
+        })
+        .collect()
+}
+
+/// Builds the layer from YAML on random bottoms of `shapes` and asserts that its gradients pass
+/// the checker (tests only: panics with the failures).
+pub fn check_layer_from(yaml: &str, shapes: &[&[usize]]) -> GradientReport {
+    check_layer_with(yaml, shapes, &GradientChecker::default())
+}
+
+/// As [`check_layer_from`] with a custom checker.
+pub fn check_layer_with(
+    yaml: &str,
+    shapes: &[&[usize]],
+    checker: &GradientChecker,
+) -> GradientReport {
+    let probe = layer_from_yaml(yaml);
+    let bottoms = random_bottoms(&*probe, shapes, 42);
+    let mut h = Harness::new(yaml, bottoms).unwrap_or_else(|e| panic!("{e}"));
+    let report = h.check_gradients(checker).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        report.ok(),
+        "gradient check failed for `{yaml}` (max rel error {}):\n{}",
+        report.max_rel_error,
+        report.failures.join("\n")
+    );
+    assert!(
+        report.checked > 0,
+        "gradient check compared nothing for `{yaml}`"
+    );
+    report
+}
+
+/// Runs one forward pass of `layer` on the given `(shape, data)` inputs and returns the tops.
+pub fn run_forward(layer: &mut dyn Layer, inputs: &[(&[usize], &[f32])]) -> Vec<Blob> {
+    let bottom: Vec<Blob> = inputs
+        .iter()
+        .map(|(s, d)| Blob::from_data(s, d.to_vec()).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let counts = layer.blob_counts();
+    let tops = counts.exact_top.or(counts.min_top).unwrap_or(1);
+    let mut rng = StdRng::seed_from_u64(1701);
+    let mut params = layer
+        .setup(&as_refs(&bottom), &mut SetupCtx { rng: &mut rng })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut top: Vec<Blob> = (0..tops).map(|_| Blob::default()).collect();
+    layer
+        .reshape(&as_refs(&bottom), &mut as_muts(&mut top))
+        .unwrap_or_else(|e| panic!("{e}"));
+    layer
+        .forward(
+            &as_refs(&bottom),
+            &mut as_muts(&mut top),
+            &mut as_muts(&mut params),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    top
+}
+
+/// Asserts two slices agree element-wise within `tol` (absolute).
+pub fn assert_close(actual: &[f32], expected: &[f32], tol: f32) {
+    assert_eq!(actual.len(), expected.len(), "length differs");
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert!(
+            (a - e).abs() <= tol,
+            "element {i}: {a} vs expected {e} (tol {tol})"
+        );
+    }
+}
+
+/// Error for tests that expect one: the message text.
+pub fn err_text<T>(r: Result<T, Error>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
