@@ -230,8 +230,38 @@ const CORE: &[(&str, Constructor)] = &[
     ("Silence", silence::create),
 ];
 
+// vision-b layers
+mod argmax;
+mod batch_norm;
+mod bias;
+mod concat;
+mod crop;
+mod drop_connect;
+mod dropout;
+mod eltwise;
+mod mvn;
+mod reduction;
+mod scale;
+mod slice;
+mod tile;
+
 /// Vision layers (convolution, pooling, normalisation, tensor plumbing).
-const VISION: &[(&str, Constructor)] = &[];
+const VISION: &[(&str, Constructor)] = &[
+    // vision-b layers
+    ("BatchNorm", batch_norm::create),
+    ("Scale", scale::create),
+    ("Bias", bias::create),
+    ("MVN", mvn::create),
+    ("Concat", concat::create),
+    ("Slice", slice::create),
+    ("Eltwise", eltwise::create),
+    ("Crop", crop::create),
+    ("Tile", tile::create),
+    ("Reduction", reduction::create),
+    ("ArgMax", argmax::create),
+    ("Dropout", dropout::create),
+    ("DropConnect", drop_connect::create),
+];
 
 /// Data layers that read files.
 const DATA: &[(&str, Constructor)] = &[];
