@@ -190,8 +190,13 @@ const CORE: &[(&str, Constructor)] = &[
     ("Accuracy", accuracy::create),
 ];
 
+mod base_conv;
+mod convolution;
+
 /// Vision layers (convolution, pooling, normalisation, tensor plumbing).
-const VISION: &[(&str, Constructor)] = &[];
+const VISION: &[(&str, Constructor)] = &[
+    ("Convolution", convolution::create),
+];
 
 /// Data layers that read files.
 const DATA: &[(&str, Constructor)] = &[];
