@@ -192,10 +192,12 @@ const CORE: &[(&str, Constructor)] = &[
 
 mod base_conv;
 mod convolution;
+mod pooling;
 
 /// Vision layers (convolution, pooling, normalisation, tensor plumbing).
 const VISION: &[(&str, Constructor)] = &[
     ("Convolution", convolution::create),
+    ("Pooling", pooling::create),
 ];
 
 /// Data layers that read files.
