@@ -13,10 +13,10 @@ use crate::proto::{ConvolutionParameter, FillerParameter};
 use crate::{Blob, Result};
 use std::cell::RefCell;
 
-/// Largest column buffer (in floats) one chunk of images may need; bigger batches are split.
-const COL_LIMIT: usize = 1 << 24;
-
 thread_local! {
+    /// Largest column buffer (in floats) one chunk of images may need; bigger batches are
+    /// split (per thread so tests can force chunking).
+    static COL_LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(1 << 24) };
     static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
@@ -200,7 +200,7 @@ impl ConvEngine {
         self.geom.channels * self.geom.height * self.geom.width
     }
     fn chunk(&self) -> usize {
-        (COL_LIMIT / (self.k() * self.p()).max(1)).clamp(1, self.num.max(1))
+        (COL_LIMIT.with(|c| c.get()) / (self.k() * self.p()).max(1)).clamp(1, self.num.max(1))
     }
 
     /// Chunks `(first image, images)`.
@@ -370,6 +370,49 @@ pub fn bias_forward(bias: &[f32], num: usize, ch: usize, plane: usize, y: &mut [
         for (c, b) in bias.iter().enumerate().take(ch) {
             let s = (n * ch + c) * plane;
             y[s..s + plane].iter_mut().for_each(|v| *v += b);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_batches_match_one_chunk() {
+        let spec = ConvSpec::parse(
+            &crate::spec::from_yaml_str::<ConvolutionParameter>(
+                "{ num_output: 4, kernel_size: 3, pad: 1, stride: 2, group: 2 }",
+                "t",
+            )
+            .unwrap(),
+            true,
+        )
+        .unwrap();
+        let e = ConvEngine { geom: spec.geom(4, 7, 6), co: 4, group: 2, num: 5 };
+        let dl = 4 * 7 * 6;
+        let ol = 4 * e.geom.col_cols();
+        let x: Vec<f32> = (0..5 * dl).map(|i| (i as f32 * 0.3).sin()).collect();
+        let w: Vec<f32> = (0..4 * 18).map(|i| (i as f32 * 0.7).cos()).collect();
+        let dy: Vec<f32> = (0..5 * ol).map(|i| (i as f32 * 0.9).sin()).collect();
+        let run = || {
+            let mut y = vec![0.0; 5 * ol];
+            e.conv_forward(&x, &w, Some(&[0.5, 1.0, 1.5, 2.0]), &mut y);
+            let (mut dw, mut dx) = (vec![0.0; w.len()], vec![0.0; x.len()]);
+            e.conv_backward(&dy, &x, &w, Some(&mut dw), Some(&mut dx));
+            let mut z = vec![0.0; x.len()];
+            e.deconv_forward(&dy, &w, &mut z);
+            let (mut dw2, mut dy2) = (vec![0.0; w.len()], vec![0.0; dy.len()]);
+            e.deconv_backward(&x, &dy, &w, Some(&mut dw2), Some(&mut dy2));
+            [y, dw, dx, z, dw2, dy2]
+        };
+        let whole = run();
+        COL_LIMIT.with(|c| c.set(e.k() * e.p() * 2)); // chunks of 2 images: 2 + 2 + 1
+        assert_eq!(e.chunks().count(), 3);
+        let parts = run();
+        COL_LIMIT.with(|c| c.set(1 << 24));
+        for (a, b) in whole.iter().zip(&parts) {
+            crate::testing::assert_close(a, b, 1e-4);
         }
     }
 }

@@ -192,11 +192,13 @@ const CORE: &[(&str, Constructor)] = &[
 
 mod base_conv;
 mod convolution;
+mod deconvolution;
 mod pooling;
 
 /// Vision layers (convolution, pooling, normalisation, tensor plumbing).
 const VISION: &[(&str, Constructor)] = &[
     ("Convolution", convolution::create),
+    ("Deconvolution", deconvolution::create),
     ("Pooling", pooling::create),
 ];
 
