@@ -84,12 +84,7 @@ fn per_dim(
 impl ConvSpec {
     /// Reads and checks `convolution_param`; `need_output` is false for Im2col.
     pub fn parse(p: &ConvolutionParameter, need_output: bool) -> Result<ConvSpec> {
-        let kernel = per_dim(
-            "kernel",
-            &p.kernel_size,
-            Some((p.kernel_h, p.kernel_w)),
-            0,
-        )?;
+        let kernel = per_dim("kernel", &p.kernel_size, Some((p.kernel_h, p.kernel_w)), 0)?;
         crate::ensure!(
             kernel[0] > 0 && kernel[1] > 0,
             "convolution_param needs kernel_size (or kernel_h and kernel_w), all positive; got {}x{}",
@@ -97,10 +92,7 @@ impl ConvSpec {
             kernel[1]
         );
         let stride = per_dim("stride", &p.stride, Some((p.stride_h, p.stride_w)), 1)?;
-        crate::ensure!(
-            stride[0] > 0 && stride[1] > 0,
-            "stride must be positive"
-        );
+        crate::ensure!(stride[0] > 0 && stride[1] > 0, "stride must be positive");
         let pad = per_dim("pad", &p.pad, Some((p.pad_h, p.pad_w)), 0)?;
         let dilation = per_dim("dilation", &p.dilation, None, 1)?;
         crate::ensure!(
@@ -143,7 +135,13 @@ impl ConvSpec {
             b.shape_string()
         );
         let num = b.count_range(0, axis);
-        Ok((axis, num, b.shape[axis], b.shape[axis + 1], b.shape[axis + 2]))
+        Ok((
+            axis,
+            num,
+            b.shape[axis],
+            b.shape[axis + 1],
+            b.shape[axis + 2],
+        ))
     }
 
     /// The im2col geometry over an image of `channels x h x w`.
@@ -275,7 +273,15 @@ impl ConvEngine {
                 let cols = nb * p;
                 im2col_batch(&data[s * dl..(s + nb) * dl], &self.geom, nb, col);
                 self.gemm_w_col(w, col, cols, buf);
-                rows_to_batch(buf, nb, self.co, p, bias, false, &mut out[s * ol..(s + nb) * ol]);
+                rows_to_batch(
+                    buf,
+                    nb,
+                    self.co,
+                    p,
+                    bias,
+                    false,
+                    &mut out[s * ol..(s + nb) * ol],
+                );
             }
         })
     }
@@ -347,7 +353,15 @@ impl ConvEngine {
                 }
                 if let Some(dx) = dout.as_deref_mut() {
                     self.gemm_w_col(w, col, cols, buf);
-                    rows_to_batch(buf, nb, self.co, p, None, true, &mut dx[s * ol..(s + nb) * ol]);
+                    rows_to_batch(
+                        buf,
+                        nb,
+                        self.co,
+                        p,
+                        None,
+                        true,
+                        &mut dx[s * ol..(s + nb) * ol],
+                    );
                 }
             }
         })
@@ -389,7 +403,12 @@ mod tests {
             true,
         )
         .unwrap();
-        let e = ConvEngine { geom: spec.geom(4, 7, 6), co: 4, group: 2, num: 5 };
+        let e = ConvEngine {
+            geom: spec.geom(4, 7, 6),
+            co: 4,
+            group: 2,
+            num: 5,
+        };
         let dl = 4 * 7 * 6;
         let ol = 4 * e.geom.col_cols();
         let x: Vec<f32> = (0..5 * dl).map(|i| (i as f32 * 0.3).sin()).collect();

@@ -180,7 +180,15 @@ pub(crate) mod tests {
     #[test]
     fn forward_matches_direct_convolution() {
         // (shape, m, kernel, stride, pad, dilation, group)
-        let cases: &[([usize; 4], usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2], usize)] = &[
+        let cases: &[(
+            [usize; 4],
+            usize,
+            [usize; 2],
+            [usize; 2],
+            [usize; 2],
+            [usize; 2],
+            usize,
+        )] = &[
             ([2, 3, 7, 5], 4, [3, 3], [1, 1], [0, 0], [1, 1], 1),
             ([2, 4, 9, 7], 6, [3, 2], [2, 1], [1, 2], [1, 1], 2),
             ([1, 6, 11, 10], 3, [3, 3], [2, 3], [2, 1], [2, 2], 3),
@@ -268,11 +276,25 @@ pub(crate) mod tests {
         .unwrap();
         h.forward().unwrap();
         assert_eq!(h.top[0].shape, vec![2, 3, 2, 3, 1]);
-        let (e, _) = naive_conv(&x.data, [6, 2, 4, 1], &h.params[0].data, None, 2, [2, 1], [1, 1], [0, 0], [1, 1], 1);
+        let (e, _) = naive_conv(
+            &x.data,
+            [6, 2, 4, 1],
+            &h.params[0].data,
+            None,
+            2,
+            [2, 1],
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            1,
+        );
         assert_close(&h.top[0].data, &e, 1e-5);
         let refs: Vec<&Blob> = h.bottom.iter().collect();
         let tops: Vec<&Blob> = h.top.iter().collect();
-        assert_eq!(h.layer.forward_flops(&refs, &tops), Some(2.0 * 6.0 * 2.0 * 3.0 * 4.0));
+        assert_eq!(
+            h.layer.forward_flops(&refs, &tops),
+            Some(2.0 * 6.0 * 2.0 * 3.0 * 4.0)
+        );
     }
 
     #[test]

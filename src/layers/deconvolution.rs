@@ -190,10 +190,21 @@ mod tests {
         ] {
             let yaml = format!("type: Deconvolution\nconvolution_param: {{ num_output: {m}, kernel_size: {k}, stride: {s}, pad: {p}, dilation: {d}, group: {g}, weight_filler: {{ type: gaussian }}, bias_term: false }}");
             let n: usize = shape.iter().product();
-            let x = Blob::from_data(&shape, (0..n).map(|i| (i as f32 * 0.41).cos()).collect()).unwrap();
+            let x =
+                Blob::from_data(&shape, (0..n).map(|i| (i as f32 * 0.41).cos()).collect()).unwrap();
             let mut h = Harness::new(&yaml, vec![x]).unwrap();
             h.forward().unwrap();
-            let (e, es) = naive_deconv(&h.bottom[0].data, shape, &h.params[0].data, m, k, s, p, d, g);
+            let (e, es) = naive_deconv(
+                &h.bottom[0].data,
+                shape,
+                &h.params[0].data,
+                m,
+                k,
+                s,
+                p,
+                d,
+                g,
+            );
             assert_eq!(h.top[0].shape, es.to_vec());
             assert_eq!(h.params[0].shape, vec![shape[1], m / g, k, k]);
             assert_close(&h.top[0].data, &e, 1e-4);

@@ -193,6 +193,8 @@ const CORE: &[(&str, Constructor)] = &[
 mod base_conv;
 mod convolution;
 mod deconvolution;
+mod im2col;
+mod lrn;
 mod pooling;
 
 /// Vision layers (convolution, pooling, normalisation, tensor plumbing).
@@ -200,6 +202,8 @@ const VISION: &[(&str, Constructor)] = &[
     ("Convolution", convolution::create),
     ("Deconvolution", deconvolution::create),
     ("Pooling", pooling::create),
+    ("LRN", lrn::create),
+    ("Im2col", im2col::create),
 ];
 
 /// Data layers that read files.

@@ -369,10 +369,14 @@ impl Layer for Pooling {
         let x = &b.data;
         let dx = &mut b.diff;
         let mask = &self.mask;
-        let routed = self.method == PoolMethod::Max || (self.method == PoolMethod::Stochastic && self.train);
+        let routed =
+            self.method == PoolMethod::Max || (self.method == PoolMethod::Stochastic && self.train);
         if routed {
             dx.par_chunks_mut(ip).enumerate().for_each(|(i, dx)| {
-                for (d, &m) in dy[i * op..(i + 1) * op].iter().zip(&mask[i * op..(i + 1) * op]) {
+                for (d, &m) in dy[i * op..(i + 1) * op]
+                    .iter()
+                    .zip(&mask[i * op..(i + 1) * op])
+                {
                     dx[m as usize] += d;
                 }
             });
@@ -385,7 +389,9 @@ impl Layer for Pooling {
                         let (x0, x1, ex) = g.cols(ox);
                         let v = dy[oy * g.ow + ox] / (ey * ex) as f32;
                         for iy in y0..y1 {
-                            dx[iy * g.w + x0..iy * g.w + x1].iter_mut().for_each(|d| *d += v);
+                            dx[iy * g.w + x0..iy * g.w + x1]
+                                .iter_mut()
+                                .for_each(|d| *d += v);
                         }
                     }
                 }
@@ -434,7 +440,16 @@ mod tests {
 
     /// Direct pooling oracle for one plane. `ave` selects AVE, else MAX.
     #[allow(clippy::too_many_arguments)]
-    fn naive(x: &[f32], h: usize, w: usize, k: [usize; 2], s: [usize; 2], p: [usize; 2], ceil: bool, ave: bool) -> Vec<f32> {
+    fn naive(
+        x: &[f32],
+        h: usize,
+        w: usize,
+        k: [usize; 2],
+        s: [usize; 2],
+        p: [usize; 2],
+        ceil: bool,
+        ave: bool,
+    ) -> Vec<f32> {
         let oh = pooled_size(h, k[0], s[0], p[0], ceil);
         let ow = pooled_size(w, k[1], s[1], p[1], ceil);
         let mut y = Vec::new();
@@ -467,7 +482,13 @@ mod tests {
 
     fn input(shape: [usize; 4]) -> Blob {
         let n = shape.iter().product();
-        Blob::from_data(&shape, (0..n).map(|i| ((i * 7919) % 113) as f32 * 0.1 - 5.0).collect()).unwrap()
+        Blob::from_data(
+            &shape,
+            (0..n)
+                .map(|i| ((i * 7919) % 113) as f32 * 0.1 - 5.0)
+                .collect(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -477,7 +498,7 @@ mod tests {
         assert_eq!(pooled_size(8, 3, 2, 0, false), 3); // floor
         assert_eq!(pooled_size(55, 3, 2, 0, true), 27); // CaffeNet pool1
         assert_eq!(pooled_size(32, 3, 2, 0, true), 16); // CIFAR pool1: ceil(29/2)+1
-        // pad 1: ceil((6+2-2)/2)+1 = 4, but window 3 starts at 6 >= 6+1? no: 3*2=6 < 7, kept
+                                                        // pad 1: ceil((6+2-2)/2)+1 = 4, but window 3 starts at 6 >= 6+1? no: 3*2=6 < 7, kept
         assert_eq!(pooled_size(6, 2, 2, 1, true), 4);
         // pad 1, k 3, s 3, n 4: ceil((4+2-3)/3)+1 = 2; (2-1)*3 = 3 < 5 kept
         assert_eq!(pooled_size(4, 3, 3, 1, true), 2);
@@ -505,7 +526,16 @@ mod tests {
                 let plane = shape[2] * shape[3];
                 let mut expect = Vec::new();
                 for i in 0..shape[0] * shape[1] {
-                    expect.extend(naive(&h.bottom[0].data[i * plane..(i + 1) * plane], shape[2], shape[3], k, s, p, mode == "CEIL", ave));
+                    expect.extend(naive(
+                        &h.bottom[0].data[i * plane..(i + 1) * plane],
+                        shape[2],
+                        shape[3],
+                        k,
+                        s,
+                        p,
+                        mode == "CEIL",
+                        ave,
+                    ));
                 }
                 assert_eq!(h.top[0].count(), expect.len(), "{yaml}");
                 assert_close(&h.top[0].data, &expect, 1e-5);
@@ -515,27 +545,52 @@ mod tests {
 
     #[test]
     fn global_pooling_mask_top_and_errors() {
-        let x = Blob::from_data(&[1, 2, 2, 2], vec![1.0, 4.0, 2.0, 3.0, -1.0, -2.0, -3.0, -4.0]).unwrap();
-        let mut h = Harness::new("type: Pooling\ntop: [p, m]\npooling_param: { pool: MAX, global_pooling: true }", vec![x.clone()]).unwrap();
+        let x = Blob::from_data(
+            &[1, 2, 2, 2],
+            vec![1.0, 4.0, 2.0, 3.0, -1.0, -2.0, -3.0, -4.0],
+        )
+        .unwrap();
+        let mut h = Harness::new(
+            "type: Pooling\ntop: [p, m]\npooling_param: { pool: MAX, global_pooling: true }",
+            vec![x.clone()],
+        )
+        .unwrap();
         h.forward().unwrap();
         assert_eq!(h.top[0].shape, vec![1, 2, 1, 1]);
         assert_eq!(h.top[0].data, vec![4.0, -1.0]);
         assert_eq!(h.top[1].data, vec![1.0, 0.0]);
-        let mut h = Harness::new("type: Pooling\npooling_param: { pool: AVE, global_pooling: true }", vec![x]).unwrap();
+        let mut h = Harness::new(
+            "type: Pooling\npooling_param: { pool: AVE, global_pooling: true }",
+            vec![x],
+        )
+        .unwrap();
         h.forward().unwrap();
         assert_eq!(h.top[0].data, vec![2.5, -2.5]);
-        let e = err_text(Harness::new("type: Pooling\npooling_param: { pool: MAX }", vec![Blob::new(&[1, 1, 3, 3])]));
+        let e = err_text(Harness::new(
+            "type: Pooling\npooling_param: { pool: MAX }",
+            vec![Blob::new(&[1, 1, 3, 3])],
+        ));
         assert!(e.contains("kernel_size"), "{e}");
-        let e = err_text(Harness::new("type: Pooling\npooling_param: { kernel_size: 2, pad: 2 }", vec![Blob::new(&[1, 1, 3, 3])]));
+        let e = err_text(Harness::new(
+            "type: Pooling\npooling_param: { kernel_size: 2, pad: 2 }",
+            vec![Blob::new(&[1, 1, 3, 3])],
+        ));
         assert!(e.contains("pad must be smaller"), "{e}");
-        let e = err_text(Harness::new("type: Pooling\npooling_param: { kernel_size: 5 }", vec![Blob::new(&[1, 1, 3, 3])]));
+        let e = err_text(Harness::new(
+            "type: Pooling\npooling_param: { kernel_size: 5 }",
+            vec![Blob::new(&[1, 1, 3, 3])],
+        ));
         assert!(e.contains("larger than"), "{e}");
     }
 
     #[test]
     fn stochastic_train_samples_window_elements_and_test_averages() {
         let x = Blob::from_data(&[1, 1, 2, 2], vec![1.0, 0.0, 3.0, 0.0]).unwrap();
-        let mut h = Harness::new("type: Pooling\npooling_param: { pool: STOCHASTIC, kernel_size: 2 }", vec![x.clone()]).unwrap();
+        let mut h = Harness::new(
+            "type: Pooling\npooling_param: { pool: STOCHASTIC, kernel_size: 2 }",
+            vec![x.clone()],
+        )
+        .unwrap();
         let mut seen = std::collections::BTreeSet::new();
         for seed in 0..40 {
             h.layer.reseed(seed);
@@ -544,13 +599,21 @@ mod tests {
         }
         // Zero-valued elements have probability 0; the two positive ones both appear.
         assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![1, 3]);
-        let mut h = Harness::new("type: Pooling\nphase: TEST\npooling_param: { pool: STOCHASTIC, kernel_size: 2 }", vec![x]).unwrap();
+        let mut h = Harness::new(
+            "type: Pooling\nphase: TEST\npooling_param: { pool: STOCHASTIC, kernel_size: 2 }",
+            vec![x],
+        )
+        .unwrap();
         h.forward().unwrap();
         assert_close(&h.top[0].data, &[10.0 / 4.0], 1e-6);
     }
 
     fn checker() -> GradientChecker {
-        GradientChecker { step: 1e-3, threshold: 1e-2, ..Default::default() }
+        GradientChecker {
+            step: 1e-3,
+            threshold: 1e-2,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -570,7 +633,11 @@ mod tests {
         // STOCHASTIC needs non-negative inputs.
         for phase in ["TRAIN", "TEST"] {
             let n = 2 * 2 * 5 * 6;
-            let x = Blob::from_data(&[2, 2, 5, 6], (0..n).map(|i| 0.5 + ((i * 37) % 17) as f32 * 0.3).collect()).unwrap();
+            let x = Blob::from_data(
+                &[2, 2, 5, 6],
+                (0..n).map(|i| 0.5 + ((i * 37) % 17) as f32 * 0.3).collect(),
+            )
+            .unwrap();
             let mut h = Harness::new(&format!("type: Pooling\nphase: {phase}\npooling_param: {{ pool: STOCHASTIC, kernel_size: 3, stride: 2 }}"), vec![x]).unwrap();
             let r = h.check_gradients(&checker()).unwrap();
             assert!(r.ok(), "{phase}: {:?}", r.failures);

@@ -234,9 +234,8 @@ pub fn col2im_batch_add(col: &[f32], g: &ConvGeom, nb: usize, imgs: &mut [f32]) 
     if g.is_pointwise() {
         return rows_to_batch(col, nb, g.channels, plane, None, true, imgs);
     }
-    let work = |(i, p): (usize, &mut [f32])| {
-        col2im_plane(col, g, nb, i / g.channels, i % g.channels, p)
-    };
+    let work =
+        |(i, p): (usize, &mut [f32])| col2im_plane(col, g, nb, i / g.channels, i % g.channels, p);
     if imgs.len() * g.kernel_h * g.kernel_w < PAR_MIN {
         imgs.chunks_mut(plane).enumerate().for_each(work);
     } else {
@@ -352,10 +351,15 @@ mod tests {
                 let mut one = vec![0.0; rows * pp];
                 im2col(&x[n * per..(n + 1) * per], &g, &mut one);
                 for r in 0..rows {
-                    assert_eq!(&big[r * nb * pp + n * pp..r * nb * pp + (n + 1) * pp], &one[r * pp..(r + 1) * pp]);
+                    assert_eq!(
+                        &big[r * nb * pp + n * pp..r * nb * pp + (n + 1) * pp],
+                        &one[r * pp..(r + 1) * pp]
+                    );
                 }
             }
-            let c: Vec<f32> = (0..rows * nb * pp).map(|i| (i as f32 * 0.13).cos()).collect();
+            let c: Vec<f32> = (0..rows * nb * pp)
+                .map(|i| (i as f32 * 0.13).cos())
+                .collect();
             let mut a = vec![1.0; nb * per];
             col2im_batch_add(&c, &g, nb, &mut a);
             let mut rows_c = vec![0.0; nb * per];
@@ -363,7 +367,8 @@ mod tests {
             for n in 0..nb {
                 let mut one = vec![0.0; rows * pp];
                 for r in 0..rows {
-                    one[r * pp..(r + 1) * pp].copy_from_slice(&c[r * nb * pp + n * pp..r * nb * pp + (n + 1) * pp]);
+                    one[r * pp..(r + 1) * pp]
+                        .copy_from_slice(&c[r * nb * pp + n * pp..r * nb * pp + (n + 1) * pp]);
                 }
                 let mut e = vec![1.0; per];
                 col2im_add(&one, &g, &mut e);
@@ -373,7 +378,15 @@ mod tests {
             }
             batch_to_rows(&x, nb, g.channels, g.height * g.width, &mut rows_c);
             let mut back = vec![0.0; nb * per];
-            rows_to_batch(&rows_c, nb, g.channels, g.height * g.width, None, false, &mut back);
+            rows_to_batch(
+                &rows_c,
+                nb,
+                g.channels,
+                g.height * g.width,
+                None,
+                false,
+                &mut back,
+            );
             assert_eq!(back, x);
         }
     }
