@@ -143,9 +143,8 @@ impl Layer for BatchNorm {
         // y = (x - mean) * inv_std
         let write = |x: &[f32], y: &mut [f32]| {
             for i in 0..n {
-                for ch in 0..c {
+                for (ch, (&mu, &is)) in mean.iter().zip(&self.inv_std).enumerate() {
                     let o = (i * c + ch) * s;
-                    let (mu, is) = (mean[ch], self.inv_std[ch]);
                     for j in o..o + s {
                         y[j] = (x[j] - mu) * is;
                     }
@@ -167,9 +166,11 @@ impl Layer for BatchNorm {
             } else {
                 1.0
             };
-            for ch in 0..c {
-                params[0].data[ch] = params[0].data[ch] * maf + mean[ch];
-                params[1].data[ch] = params[1].data[ch] * maf + corr * var[ch];
+            for (s, m) in params[0].data.iter_mut().zip(&mean) {
+                *s = *s * maf + m;
+            }
+            for (s, v) in params[1].data.iter_mut().zip(&var) {
+                *s = *s * maf + corr * v;
             }
         }
         if bottom.is_empty() {

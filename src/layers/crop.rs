@@ -61,6 +61,7 @@ impl Layer for Crop {
     fn allow_force_backward(&self, bottom: usize) -> bool {
         bottom == 0
     }
+    #[allow(clippy::needless_range_loop)]
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
         let (x, r) = (bottom[0], bottom[1]);
         crate::ensure!(

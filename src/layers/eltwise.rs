@@ -131,8 +131,8 @@ impl Layer for Eltwise {
                                 others.iter_mut().zip(&b.data).for_each(|(o, x)| *o *= x);
                             }
                         }
-                        for k in 0..n {
-                            bottom[i].diff[k] += dy[k] * others[k];
+                        for ((d, g), o) in bottom[i].diff.iter_mut().zip(dy).zip(&others) {
+                            *d += g * o;
                         }
                     } else {
                         let b = &mut *bottom[i];
@@ -142,9 +142,10 @@ impl Layer for Eltwise {
                     }
                 }
                 EltwiseOp::Max => {
-                    for k in 0..n {
-                        if self.argmax[k] as usize == i {
-                            bottom[i].diff[k] += dy[k];
+                    let d = &mut bottom[i].diff;
+                    for (k, &w) in self.argmax.iter().enumerate() {
+                        if w as usize == i {
+                            d[k] += dy[k];
                         }
                     }
                 }

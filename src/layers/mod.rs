@@ -230,6 +230,12 @@ const CORE: &[(&str, Constructor)] = &[
     ("Silence", silence::create),
 ];
 
+mod base_conv;
+mod convolution;
+mod deconvolution;
+mod im2col;
+mod lrn;
+mod pooling;
 // vision-b layers
 mod argmax;
 mod batch_norm;
@@ -247,6 +253,11 @@ mod tile;
 
 /// Vision layers (convolution, pooling, normalisation, tensor plumbing).
 const VISION: &[(&str, Constructor)] = &[
+    ("Convolution", convolution::create),
+    ("Deconvolution", deconvolution::create),
+    ("Pooling", pooling::create),
+    ("LRN", lrn::create),
+    ("Im2col", im2col::create),
     // vision-b layers
     ("BatchNorm", batch_norm::create),
     ("Scale", scale::create),

@@ -62,9 +62,9 @@ pub(super) fn geometry(x: &Blob, p_shape: &[usize], axis: i32) -> Result<Bcast> 
 /// `db[d] += sum over outer, inner of dy`.
 pub(super) fn bias_grad(g: Bcast, dy: &[f32], db: &mut [f32]) {
     for o in 0..g.outer {
-        for d in 0..g.dim {
+        for (d, acc) in db.iter_mut().enumerate().take(g.dim) {
             let base = (o * g.dim + d) * g.inner;
-            db[d] += dy[base..base + g.inner].iter().sum::<f32>();
+            *acc += dy[base..base + g.inner].iter().sum::<f32>();
         }
     }
 }
@@ -72,9 +72,9 @@ pub(super) fn bias_grad(g: Bcast, dy: &[f32], db: &mut [f32]) {
 /// `y[o, d, i] = x[o, d, i] + b[d]` (`x` may be `y`'s old contents).
 pub(super) fn add_bias(g: Bcast, b: &[f32], y: &mut [f32]) {
     for o in 0..g.outer {
-        for d in 0..g.dim {
+        for (d, &bv) in b.iter().enumerate().take(g.dim) {
             let base = (o * g.dim + d) * g.inner;
-            y[base..base + g.inner].iter_mut().for_each(|v| *v += b[d]);
+            y[base..base + g.inner].iter_mut().for_each(|v| *v += bv);
         }
     }
 }
@@ -181,10 +181,10 @@ impl Layer for Scale {
         };
         let y = &mut top[0].data;
         for o in 0..g.outer {
-            for d in 0..g.dim {
+            for (d, &sd) in s.iter().enumerate().take(g.dim) {
                 let base = (o * g.dim + d) * g.inner;
                 for i in base..base + g.inner {
-                    y[i] = x[i] * s[d];
+                    y[i] = x[i] * sd;
                 }
             }
         }
@@ -243,10 +243,10 @@ impl Layer for Scale {
             };
             let dx = &mut bottom[0].diff;
             for o in 0..g.outer {
-                for d in 0..g.dim {
+                for (d, &sd) in s.iter().enumerate().take(g.dim) {
                     let base = (o * g.dim + d) * g.inner;
                     for i in base..base + g.inner {
-                        let v = dy[i] * s[d];
+                        let v = dy[i] * sd;
                         if inplace {
                             dx[i] = v;
                         } else {

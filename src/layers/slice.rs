@@ -69,7 +69,7 @@ impl Layer for Slice {
             sizes
         } else {
             crate::ensure!(
-                dim % n == 0,
+                dim.is_multiple_of(n),
                 "axis {a} of {} (size {dim}) cannot be split evenly into {n} tops",
                 bottom[0].shape_string()
             );
