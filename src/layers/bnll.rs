@@ -71,4 +71,9 @@ mod tests {
         assert_close(&y[0].data, &[0.693_147, 1.313_262, 0.313_262, 100.0], 1e-5);
         check_layer_from("type: BNLL", &[&[2, 3, 4]]);
     }
+
+    #[test]
+    fn bnll_in_place_matches_out_of_place() {
+        crate::testing::assert_inplace_matches("type: BNLL", &[2, 3, 4]);
+    }
 }

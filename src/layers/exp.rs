@@ -86,4 +86,12 @@ mod tests {
             crate::testing::layer_param_from_yaml("type: Exp\nexp_param: { base: -2 }").unwrap();
         assert!(err_text(super::create(&p)).contains("base"));
     }
+
+    #[test]
+    fn exp_in_place_matches_out_of_place() {
+        crate::testing::assert_inplace_matches(
+            "type: Exp\nexp_param: { base: 2, scale: 0.5 }",
+            &[2, 3, 4],
+        );
+    }
 }

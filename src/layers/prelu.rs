@@ -207,4 +207,12 @@ mod tests {
         assert_close(&blob.diff, &h.bottom[0].diff, 1e-6);
         assert_close(&params[0].diff, &h.params[0].diff, 1e-6);
     }
+
+    #[test]
+    fn prelu_in_place_matches_on_random_input() {
+        crate::testing::assert_inplace_matches(
+            "type: PReLU\nprelu_param: { filler: { type: uniform, min: 0.1, max: 0.4 } }",
+            &[2, 3, 4],
+        );
+    }
 }
