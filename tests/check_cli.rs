@@ -24,7 +24,10 @@ fn check(yaml: &str) -> (i32, String) {
 
 fn fails_with(yaml: &str, needles: &[&str]) {
     let (code, err) = check(yaml);
-    assert_eq!(code, 1, "expected exit status 1, got {code}; stderr:\n{err}");
+    assert_eq!(
+        code, 1,
+        "expected exit status 1, got {code}; stderr:\n{err}"
+    );
     for n in needles {
         assert!(err.contains(n), "`{n}` missing from:\n{err}");
     }
@@ -46,7 +49,11 @@ layer:
     inner_product_param:
       num_ouput: 4
 ",
-        &["net.yaml:12:7:", "`num_ouput`", "did you mean `num_output`?"],
+        &[
+            "net.yaml:12:7:",
+            "`num_ouput`",
+            "did you mean `num_output`?",
+        ],
     );
 }
 
@@ -75,7 +82,11 @@ fn missing_bottom_names_layer_and_blob() {
   - { name: data, type: Input, top: data, input_param: { shape: { dim: [2, 3] } } }
   - { name: ip, type: InnerProduct, bottom: dat, top: ip, inner_product_param: { num_output: 2 } }
 ",
-        &["layer `ip`", "unknown bottom blob `dat`", "did you mean `data`?"],
+        &[
+            "layer `ip`",
+            "unknown bottom blob `dat`",
+            "did you mean `data`?",
+        ],
     );
 }
 
@@ -144,4 +155,46 @@ fn mlp_passes_the_gradient_check_as_json() {
         assert_eq!(g["ok"], serde_json::json!(true), "{g}");
         assert!(g["max_rel_error"].as_f64().unwrap() <= 1e-3, "{g}");
     }
+}
+
+#[test]
+fn every_core_layer_passes_the_gradient_check_inside_a_net() {
+    let yaml = "name: all
+layer:
+  - { name: data, type: Input, top: [data, target], input_param: { shape: [ { dim: [2, 3, 2, 2] }, { dim: [2, 12] } ] } }
+  - { name: prelu, type: PReLU, bottom: data, top: data }
+  - { name: elu, type: ELU, bottom: data, top: data }
+  - { name: sig, type: Sigmoid, bottom: data, top: s }
+  - { name: tanh, type: TanH, bottom: s, top: s }
+  - { name: abs, type: AbsVal, bottom: s, top: a }
+  - { name: pow, type: Power, bottom: a, top: p, power_param: { power: 2, shift: 1 } }
+  - { name: exp, type: Exp, bottom: p, top: p, exp_param: { scale: 0.1 } }
+  - { name: log, type: Log, bottom: p, top: l }
+  - { name: bnll, type: BNLL, bottom: l, top: l }
+  - { name: swish, type: Swish, bottom: l, top: w }
+  - { name: split, type: Split, bottom: w, top: [w1, w2] }
+  - { name: thr, type: Threshold, bottom: w2, top: t }
+  - { name: clip, type: Clip, bottom: w1, top: c, clip_param: { min: -5, max: 5 } }
+  - { name: flat, type: Flatten, bottom: c, top: f }
+  - { name: reshape, type: Reshape, bottom: f, top: r, reshape_param: { shape: { dim: [0, -1] } } }
+  - { name: l2, type: EuclideanLoss, bottom: [r, target], top: l2 }
+  - { name: xent, type: SigmoidCrossEntropyLoss, bottom: [r, target], top: xent }
+  - { name: silence, type: Silence, bottom: t }
+";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("all.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crema"))
+        .args(["check", "--gradients", "--json", "--model"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let grads = v["gradients"].as_array().unwrap();
+    assert_eq!(grads.len(), 18);
+    assert!(grads.iter().all(|g| g["ok"] == serde_json::json!(true)));
+    assert_eq!(v["blobs"]["r"], serde_json::json!([2, 12]));
+    assert_eq!(v["params"], serde_json::json!(3));
 }

@@ -507,25 +507,25 @@ layer:{INPUT}
         );
     };
     let mut checked = 0;
-    for i in 0..8 {
+    for (i, &g) in data_grad.iter().enumerate() {
         let x = net.blob("data").unwrap().data[i];
         net.blob_mut("data").unwrap().data[i] = x + h;
         let plus = loss_at(&mut net);
         net.blob_mut("data").unwrap().data[i] = x - h;
         let minus = loss_at(&mut net);
         net.blob_mut("data").unwrap().data[i] = x;
-        close(data_grad[i], (plus - minus) / (2.0 * h as f64));
+        close(g, (plus - minus) / (2.0 * h as f64));
         checked += 1;
     }
     for (pi, grad) in param_grads.iter().enumerate() {
-        for i in 0..grad.len() {
+        for (i, &g) in grad.iter().enumerate() {
             let w = net.params()[pi].data[i];
             net.params_mut()[pi].data[i] = w + h;
             let plus = loss_at(&mut net);
             net.params_mut()[pi].data[i] = w - h;
             let minus = loss_at(&mut net);
             net.params_mut()[pi].data[i] = w;
-            close(grad[i], (plus - minus) / (2.0 * h as f64));
+            close(g, (plus - minus) / (2.0 * h as f64));
             checked += 1;
         }
     }

@@ -13,7 +13,7 @@ pub struct Exp {
 
 /// Creates an `Exp` from `exp_param`; the base must be positive or -1.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
-    let ep = p.exp_param.clone().unwrap_or_default();
+    let ep = p.exp_param.unwrap_or_default();
     let base = ep.base();
     crate::ensure!(
         base == -1.0 || base > 0.0,

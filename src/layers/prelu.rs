@@ -194,7 +194,7 @@ mod tests {
         h.backward(&[true]).unwrap();
         // In place: one blob, empty bottom in forward, empty top in backward.
         let mut blob = x.clone();
-        let mut params = vec![h.params[0].clone()];
+        let mut params = [h.params[0].clone()];
         params[0].diff = vec![0.0; 2];
         let l = &mut h.layer;
         l.reshape(&[], &mut [&mut blob]).unwrap();
