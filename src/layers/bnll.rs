@@ -68,7 +68,16 @@ mod tests {
     fn bnll_forward_hand_values_and_gradient() {
         let mut l = layer_from_yaml("type: BNLL");
         let y = run_forward(&mut *l, &[(&[4], &[0.0, 1.0, -1.0, 100.0])]);
-        assert_close(&y[0].data, &[0.693_147, 1.313_262, 0.313_262, 100.0], 1e-5);
+        assert_close(
+            &y[0].data,
+            &[std::f32::consts::LN_2, 1.313_262, 0.313_262, 100.0],
+            1e-5,
+        );
         check_layer_from("type: BNLL", &[&[2, 3, 4]]);
+    }
+
+    #[test]
+    fn bnll_in_place_matches_out_of_place() {
+        crate::testing::assert_inplace_matches("type: BNLL", &[2, 3, 4]);
     }
 }

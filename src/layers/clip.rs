@@ -18,10 +18,9 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
         .as_ref()
         .ok_or_else(|| Error::config("Clip needs `clip_param: { min: .., max: .. }`"))?;
     let (min, max) = (cp.min, cp.max);
-    crate::ensure!(
-        min <= max,
-        "clip_param.min ({min}) must not exceed max ({max})"
-    );
+    if min > max || min.is_nan() || max.is_nan() {
+        crate::bail!("clip_param.min ({min}) must not exceed max ({max})");
+    }
     Ok(Box::new(Clip { min, max }))
 }
 

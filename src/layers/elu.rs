@@ -75,4 +75,9 @@ mod tests {
         check_layer_from("type: ELU", &[&[3, 5]]);
         assert!(!layer_from_yaml("type: ELU\nelu_param: { alpha: -1 }").allows_inplace());
     }
+
+    #[test]
+    fn elu_in_place_matches_out_of_place() {
+        crate::testing::assert_inplace_matches("type: ELU\nelu_param: { alpha: 0.5 }", &[2, 3, 4]);
+    }
 }

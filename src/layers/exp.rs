@@ -13,7 +13,7 @@ pub struct Exp {
 
 /// Creates an `Exp` from `exp_param`; the base must be positive or -1.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
-    let ep = p.exp_param.clone().unwrap_or_default();
+    let ep = p.exp_param.unwrap_or_default();
     let base = ep.base();
     crate::ensure!(
         base == -1.0 || base > 0.0,
@@ -85,5 +85,13 @@ mod tests {
         let p =
             crate::testing::layer_param_from_yaml("type: Exp\nexp_param: { base: -2 }").unwrap();
         assert!(err_text(super::create(&p)).contains("base"));
+    }
+
+    #[test]
+    fn exp_in_place_matches_out_of_place() {
+        crate::testing::assert_inplace_matches(
+            "type: Exp\nexp_param: { base: 2, scale: 0.5 }",
+            &[2, 3, 4],
+        );
     }
 }

@@ -13,7 +13,7 @@ pub struct Flatten {
 
 /// Creates a `Flatten` from `flatten_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
-    let fp = p.flatten_param.clone().unwrap_or_default();
+    let fp = p.flatten_param.unwrap_or_default();
     Ok(Box::new(Flatten {
         axis: fp.axis(),
         end_axis: fp.end_axis(),

@@ -14,7 +14,7 @@ pub struct Log {
 
 /// Creates a `Log` from `log_param`; the base must be positive (and not 1) or -1.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
-    let lp = p.log_param.clone().unwrap_or_default();
+    let lp = p.log_param.unwrap_or_default();
     let base = lp.base();
     crate::ensure!(
         base == -1.0 || (base > 0.0 && base != 1.0),
@@ -72,7 +72,7 @@ mod tests {
     fn log_forward_hand_values_and_gradient() {
         let mut l = layer_from_yaml("type: Log");
         let y = run_forward(&mut *l, &[(&[3], &[1.0, std::f32::consts::E, 0.5])]);
-        assert_close(&y[0].data, &[0.0, 1.0, -0.693_147], 1e-6);
+        assert_close(&y[0].data, &[0.0, 1.0, -std::f32::consts::LN_2], 1e-6);
         let mut l = layer_from_yaml("type: Log\nlog_param: { base: 2, scale: 2, shift: 4 }");
         let y = run_forward(&mut *l, &[(&[2], &[0.0, 2.0])]);
         assert_close(&y[0].data, &[2.0, 3.0], 1e-6);

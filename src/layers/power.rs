@@ -13,7 +13,7 @@ pub struct Power {
 
 /// Creates a `Power` from `power_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
-    let pp = p.power_param.clone().unwrap_or_default();
+    let pp = p.power_param.unwrap_or_default();
     Ok(Box::new(Power {
         power: pp.power(),
         scale: pp.scale(),

@@ -194,7 +194,7 @@ mod tests {
         h.backward(&[true]).unwrap();
         // In place: one blob, empty bottom in forward, empty top in backward.
         let mut blob = x.clone();
-        let mut params = vec![h.params[0].clone()];
+        let mut params = [h.params[0].clone()];
         params[0].diff = vec![0.0; 2];
         let l = &mut h.layer;
         l.reshape(&[], &mut [&mut blob]).unwrap();
@@ -206,5 +206,13 @@ mod tests {
             .unwrap();
         assert_close(&blob.diff, &h.bottom[0].diff, 1e-6);
         assert_close(&params[0].diff, &h.params[0].diff, 1e-6);
+    }
+
+    #[test]
+    fn prelu_in_place_matches_on_random_input() {
+        crate::testing::assert_inplace_matches(
+            "type: PReLU\nprelu_param: { filler: { type: uniform, min: 0.1, max: 0.4 } }",
+            &[2, 3, 4],
+        );
     }
 }

@@ -85,7 +85,7 @@ pub fn reshaped(shape: &[usize], dims: &[i64], axis: i32, num_axes: i32) -> Resu
     if let Some(k) = infer {
         let known: usize = out.iter().product();
         crate::ensure!(
-            known > 0 && count % known == 0,
+            known > 0 && count.is_multiple_of(known),
             "reshape_param.shape {dims:?} cannot reshape input {} ({count} values): the known dims \
              multiply to {known}, which does not divide {count}",
             shape_str(shape)

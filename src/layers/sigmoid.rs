@@ -70,4 +70,9 @@ mod tests {
         assert_close(&y[0].data, &[0.5, 0.880_797, 0.119_203, 0.0], 1e-6);
         check_layer_from("type: Sigmoid", &[&[2, 3, 4]]);
     }
+
+    #[test]
+    fn sigmoid_in_place_matches_out_of_place() {
+        crate::testing::assert_inplace_matches("type: Sigmoid", &[2, 3, 4]);
+    }
 }

@@ -19,7 +19,7 @@ pub struct SigmoidCrossEntropyLoss {
 
 /// Creates a `SigmoidCrossEntropyLoss` from `loss_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
-    let lp = p.loss_param.clone().unwrap_or_default();
+    let lp = p.loss_param.unwrap_or_default();
     let normalization = if lp.normalization.is_some() {
         lp.normalization()
     } else if lp.normalize.is_some() {
@@ -110,9 +110,9 @@ impl Layer for SigmoidCrossEntropyLoss {
         let t = bottom[1].data.clone();
         let alpha = top[0].diff[0] / self.scale(bottom[0], &t);
         let b = &mut *bottom[0];
-        for i in 0..t.len() {
-            if !self.ignored(t[i]) {
-                b.diff[i] += alpha * (sigmoid(b.data[i]) - t[i]);
+        for ((g, &x), &t) in b.diff.iter_mut().zip(&b.data).zip(&t) {
+            if !self.ignored(t) {
+                *g += alpha * (sigmoid(x) - t);
             }
         }
         Ok(())

@@ -60,4 +60,9 @@ mod tests {
         assert_close(&y[0].data, &[0.0, 0.761_594, -0.462_117, 1.0], 1e-6);
         check_layer_from("type: TanH", &[&[2, 3, 4]]);
     }
+
+    #[test]
+    fn tanh_in_place_matches_out_of_place() {
+        crate::testing::assert_inplace_matches("type: TanH", &[2, 3, 4]);
+    }
 }
