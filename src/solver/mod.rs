@@ -151,7 +151,7 @@ pub enum Event<'a> {
         outputs: &'a [Output],
     },
     /// The loss shown after the last iteration (Caffe's final forward).
-    FinalLoss { iter: i32, loss: f32 },
+    FinalLoss { iter: i32, loss: f32, lr: f32 },
     /// A test net is about to run.
     Testing { iter: i32, net: usize },
     /// A test net's outputs, averaged over its `test_iter` passes.
@@ -193,6 +193,81 @@ pub struct Solver {
     feeder: Option<Feeder>,
     observer: Option<Box<dyn FnMut(&Event)>>,
     action: Option<Box<dyn FnMut() -> Action>>,
+}
+
+/// Runs `passes` forward passes of `net` (calling `feed(net, pass)` before each) and returns
+/// each output blob's element-wise mean and the mean loss (Caffe's test averaging).
+pub fn score(
+    net: &mut Net,
+    passes: usize,
+    mut feed: impl FnMut(&mut Net, usize) -> Result<()>,
+) -> Result<(Vec<Output>, f32)> {
+    let mut sums: Vec<(String, Vec<f64>, f32)> = Vec::new();
+    let mut loss_sum = 0.0f64;
+    for k in 0..passes {
+        feed(net, k)?;
+        let loss = net.forward()?;
+        loss_sum += loss as f64;
+        let outs = net.outputs();
+        if sums.is_empty() {
+            sums = outs
+                .iter()
+                .map(|(n, b)| {
+                    (
+                        n.to_string(),
+                        b.data.iter().map(|&v| v as f64).collect(),
+                        net.blob_loss_weight(n),
+                    )
+                })
+                .collect();
+        } else {
+            for ((_, acc, _), (_, b)) in sums.iter_mut().zip(&outs) {
+                for (a, &v) in acc.iter_mut().zip(&b.data) {
+                    *a += v as f64;
+                }
+            }
+        }
+    }
+    let n = passes.max(1) as f64;
+    let outputs = sums
+        .into_iter()
+        .map(|(name, acc, w)| Output {
+            name,
+            values: acc.iter().map(|&a| (a / n) as f32).collect(),
+            loss_weight: w,
+        })
+        .collect();
+    Ok((outputs, (loss_sum / n) as f32))
+}
+
+/// A JSON line for an event, as FORMAT.md §4 specifies (`None` for events that have none):
+/// `{"iter", "loss", "lr", "seconds"}` per display and `{"iter", "phase": "TEST", "outputs"}`
+/// per test. An output blob with one element maps to a number, a larger one to an array.
+/// `test_nets` > 1 adds `"net": i` to test lines.
+pub fn event_json(e: &Event, seconds: f64, test_nets: usize) -> Option<serde_json::Value> {
+    use serde_json::json;
+    match e {
+        Event::Display { iter, loss, lr, .. } | Event::FinalLoss { iter, loss, lr } => {
+            Some(json!({"iter": iter, "loss": loss, "lr": lr, "seconds": seconds}))
+        }
+        Event::Tested { iter, net, outputs } => {
+            let mut map = serde_json::Map::new();
+            for o in outputs.iter() {
+                let v = if o.values.len() == 1 {
+                    json!(o.values[0])
+                } else {
+                    json!(o.values)
+                };
+                map.insert(o.name.clone(), v);
+            }
+            let mut v = json!({"iter": iter, "phase": "TEST", "outputs": map});
+            if test_nets > 1 {
+                v["net"] = json!(net);
+            }
+            Some(v)
+        }
+        _ => None,
+    }
 }
 
 /// Caffe's `NetState::MergeFrom`: set fields override, stages append.
@@ -532,8 +607,8 @@ impl Solver {
                 return Err(self.diverged_forward(loss));
             }
             self.update_smoothed_loss(loss, start_iter);
-            let (iter, l) = (self.iter, self.smoothed_loss);
-            self.emit(&Event::FinalLoss { iter, loss: l });
+            let (iter, l, lr) = (self.iter, self.smoothed_loss, self.current_rate());
+            self.emit(&Event::FinalLoss { iter, loss: l, lr });
         }
         let ti = self.param.test_interval();
         if ti > 0 && self.iter % ti == 0 {
@@ -650,46 +725,23 @@ impl Solver {
         self.emit(&Event::Testing { iter, net: i });
         self.test_nets[i].copy_params_from_net(&self.net)?;
         let passes = self.param.test_iter.get(i).copied().unwrap_or(0).max(0) as usize;
-        let mut sums: Vec<(String, Vec<f64>, f32)> = Vec::new();
-        let mut loss_sum = 0.0f64;
-        for k in 0..passes {
-            self.feed(Phase::Test, i, k)?;
-            let net = &mut self.test_nets[i];
-            let loss = net.forward()?;
-            loss_sum += loss as f64;
-            let outs = net.outputs();
-            if sums.is_empty() {
-                sums = outs
-                    .iter()
-                    .map(|(n, b)| {
-                        (
-                            n.to_string(),
-                            b.data.iter().map(|&v| v as f64).collect(),
-                            net.blob_loss_weight(n),
-                        )
-                    })
-                    .collect();
-            } else {
-                for ((_, acc, _), (_, b)) in sums.iter_mut().zip(&outs) {
-                    for (a, &v) in acc.iter_mut().zip(&b.data) {
-                        *a += v as f64;
-                    }
-                }
+        let feeder = &mut self.feeder;
+        let (mut outputs, loss) = score(&mut self.test_nets[i], passes, |n, k| {
+            let ctx = FeedCtx {
+                phase: Phase::Test,
+                net: i,
+                iter,
+                pass: k,
+            };
+            match feeder.as_mut() {
+                Some(f) => f(n, &ctx),
+                None => Ok(()),
             }
-        }
-        let n = passes.max(1) as f64;
-        let mut outputs: Vec<Output> = sums
-            .into_iter()
-            .map(|(name, acc, w)| Output {
-                name,
-                values: acc.iter().map(|&a| (a / n) as f32).collect(),
-                loss_weight: w,
-            })
-            .collect();
+        })?;
         if self.param.test_compute_loss() {
             outputs.push(Output {
                 name: "loss".into(),
-                values: vec![(loss_sum / n) as f32],
+                values: vec![loss],
                 loss_weight: 0.0,
             });
         }
@@ -789,7 +841,7 @@ impl Solver {
                     .unwrap_or_else(|| format!("param blob {i}"));
                 return Err(Error::NotFinite(format!(
                     "training diverged at iteration {}: the update of {owner} is NaN or Inf \
-                     (lr = {rate}); lower base_lr or set clip_gradients. {}",
+                     (lr = {rate:e}); lower base_lr or set clip_gradients. {}",
                     self.iter,
                     self.kept_snapshot_text()
                 )));
@@ -834,83 +886,95 @@ impl Solver {
         }
     }
 
-    /// Names the first layer whose top (or parameter) is non-finite after a forward pass.
-    fn diverged_forward(&self, loss: f32) -> Error {
-        let bad = |b: &Blob| b.data.iter().any(|v| !v.is_finite());
-        let mut place = String::from("no layer output is NaN/Inf (the loss sum overflowed)");
-        'outer: for (li, l) in self.net.layers().iter().enumerate() {
-            for (k, p) in self.net.layer_params(li).into_iter().enumerate() {
-                if bad(p) {
-                    place = format!(
+    /// Where the first NaN/Inf is: the first layer (forward order) holding a bad parameter or
+    /// producing a bad top; failing that, the first layer in backward order producing a bad
+    /// parameter or bottom gradient.
+    fn locate_non_finite(&self) -> Option<String> {
+        let bad = |v: &[f32]| v.iter().any(|x| !x.is_finite());
+        let net = &self.net;
+        for (li, l) in net.layers().iter().enumerate() {
+            for (k, p) in net.layer_params(li).into_iter().enumerate() {
+                if bad(&p.data) {
+                    return Some(format!(
                         "param {k} of layer `{}` ({}) holds NaN/Inf",
                         l.name, l.ty
-                    );
-                    break 'outer;
+                    ));
                 }
             }
             for &t in &l.top {
-                if bad(self.net.blob_at(t)) {
-                    place = format!(
+                if bad(&net.blob_at(t).data) {
+                    return Some(format!(
                         "layer `{}` ({}) produced NaN/Inf in its top `{}`",
                         l.name,
                         l.ty,
-                        self.net.blob_name(t)
-                    );
-                    break 'outer;
+                        net.blob_name(t)
+                    ));
                 }
             }
         }
+        for (li, l) in net.layers().iter().enumerate().rev() {
+            if !l.need_backward {
+                continue;
+            }
+            for (k, p) in net.layer_params(li).into_iter().enumerate() {
+                if bad(&p.diff) {
+                    return Some(format!(
+                        "layer `{}` ({}) produced a NaN/Inf gradient for its param {k}",
+                        l.name, l.ty
+                    ));
+                }
+            }
+            for (k, &b) in l.bottom.iter().enumerate() {
+                if l.bottom_need_backward.get(k).copied().unwrap_or(false)
+                    && bad(&net.blob_at(b).diff)
+                {
+                    return Some(format!(
+                        "layer `{}` ({}) produced a NaN/Inf gradient for its bottom `{}`",
+                        l.name,
+                        l.ty,
+                        net.blob_name(b)
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    fn diverged(&self, what: &str, default_place: &str) -> Error {
+        let place = self
+            .locate_non_finite()
+            .unwrap_or_else(|| default_place.to_string());
         Error::NotFinite(format!(
-            "training diverged at iteration {}: loss = {loss}; {place}. Lower base_lr \
-             (now {}) or check the data. {}",
+            "training diverged at iteration {}: {what}; {place}. Lower base_lr (now {:e}), set \
+             clip_gradients, or check the data. {}",
             self.iter,
             self.param.base_lr(),
             self.kept_snapshot_text()
         ))
     }
 
-    /// Checks the accumulated parameter gradients; names the first layer (in backward order)
-    /// whose gradient went non-finite.
+    /// The error for a non-finite loss after a forward pass.
+    fn diverged_forward(&self, loss: f32) -> Error {
+        self.diverged(
+            &format!("loss = {loss}"),
+            "no layer output is NaN/Inf (the loss sum overflowed)",
+        )
+    }
+
+    /// Checks the accumulated parameter gradients.
     fn check_gradients(&self) -> Result<()> {
-        let bad = |v: &[f32]| v.iter().any(|x| !x.is_finite());
-        if !self.net.params().iter().any(|p| bad(&p.diff)) {
-            return Ok(());
+        if self
+            .net
+            .params()
+            .iter()
+            .any(|p| p.diff.iter().any(|x| !x.is_finite()))
+        {
+            return Err(self.diverged(
+                "a parameter gradient is NaN/Inf",
+                "a parameter gradient is NaN/Inf",
+            ));
         }
-        let mut place = String::from("a parameter gradient is NaN/Inf");
-        'outer: for (li, l) in self.net.layers().iter().enumerate().rev() {
-            if !l.need_backward {
-                continue;
-            }
-            for (k, p) in self.net.layer_params(li).into_iter().enumerate() {
-                if bad(&p.diff) {
-                    place = format!(
-                        "layer `{}` ({}) produced a NaN/Inf gradient for its param {k}",
-                        l.name, l.ty
-                    );
-                    break 'outer;
-                }
-            }
-            for (k, &b) in l.bottom.iter().enumerate() {
-                if l.bottom_need_backward.get(k).copied().unwrap_or(false)
-                    && bad(&self.net.blob_at(b).diff)
-                {
-                    place = format!(
-                        "layer `{}` ({}) produced a NaN/Inf gradient for its bottom `{}`",
-                        l.name,
-                        l.ty,
-                        self.net.blob_name(b)
-                    );
-                    break 'outer;
-                }
-            }
-        }
-        Err(Error::NotFinite(format!(
-            "training diverged at iteration {}: {place}. Lower base_lr (now {}) or set \
-             clip_gradients. {}",
-            self.iter,
-            self.param.base_lr(),
-            self.kept_snapshot_text()
-        )))
+        Ok(())
     }
 
     /// `<snapshot_prefix>_iter_<iter>` plus `ext`.
