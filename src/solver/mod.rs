@@ -240,6 +240,18 @@ pub fn score(
     Ok((outputs, (loss_sum / n) as f32))
 }
 
+/// An f32 as a JSON number with its shortest decimal form (0.01, not 0.009999999776);
+/// NaN and Inf become `null`.
+pub fn f32_json(x: f32) -> serde_json::Value {
+    if !x.is_finite() {
+        return serde_json::Value::Null;
+    }
+    x.to_string()
+        .parse::<f64>()
+        .map(serde_json::Value::from)
+        .unwrap_or(serde_json::Value::Null)
+}
+
 /// A JSON line for an event, as FORMAT.md §4 specifies (`None` for events that have none):
 /// `{"iter", "loss", "lr", "seconds"}` per display and `{"iter", "phase": "TEST", "outputs"}`
 /// per test. An output blob with one element maps to a number, a larger one to an array.
@@ -247,16 +259,16 @@ pub fn score(
 pub fn event_json(e: &Event, seconds: f64, test_nets: usize) -> Option<serde_json::Value> {
     use serde_json::json;
     match e {
-        Event::Display { iter, loss, lr, .. } | Event::FinalLoss { iter, loss, lr } => {
-            Some(json!({"iter": iter, "loss": loss, "lr": lr, "seconds": seconds}))
-        }
+        Event::Display { iter, loss, lr, .. } | Event::FinalLoss { iter, loss, lr } => Some(
+            json!({"iter": iter, "loss": f32_json(*loss), "lr": f32_json(*lr), "seconds": seconds}),
+        ),
         Event::Tested { iter, net, outputs } => {
             let mut map = serde_json::Map::new();
             for o in outputs.iter() {
                 let v = if o.values.len() == 1 {
-                    json!(o.values[0])
+                    f32_json(o.values[0])
                 } else {
-                    json!(o.values)
+                    serde_json::Value::Array(o.values.iter().map(|&x| f32_json(x)).collect())
                 };
                 map.insert(o.name.clone(), v);
             }
