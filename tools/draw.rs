@@ -59,11 +59,7 @@ fn layer_label(l: &LayerParameter) -> Vec<String> {
     let ty = l.r#type();
     let mut lines = vec![l.name().to_string(), format!("({ty})")];
     if let Some(c) = &l.convolution_param {
-        let k = dims(
-            &c.kernel_size,
-            c.kernel_h.map(|h| h.max(c.kernel_w())),
-            1,
-        );
+        let k = dims(&c.kernel_size, c.kernel_h.map(|h| h.max(c.kernel_w())), 1);
         lines.push(format!(
             "kernel {k}, stride {}, pad {}",
             dims(&c.stride, c.stride_h, 1),
@@ -150,8 +146,31 @@ pub fn to_dot(net: &NetParameter, rankdir: &str) -> String {
     out
 }
 
+/// A YAML model, or a Caffe `.prototxt` read as protobuf text format (drawn as written; V1
+/// `layers` nets need `crema import` first).
+fn load_any(path: &std::path::Path) -> Result<NetParameter, Failure> {
+    if path.extension().and_then(|e| e.to_str()) != Some("prototxt") {
+        return Ok(crema::spec::load_net(path)?);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| crema::Error::io(path, e))?;
+    let desc = crema::spec::descriptor::<NetParameter>();
+    let dynamic = prost_reflect::DynamicMessage::parse_text_format(desc, &text)
+        .map_err(|e| Failure::User(anyhow!("{}: {e}", path.display())))?;
+    let mut net: NetParameter = dynamic
+        .transcode_to()
+        .map_err(|e| Failure::Internal(anyhow!("{}: {e}", path.display())))?;
+    if !net.layers.is_empty() {
+        return Err(Failure::User(anyhow!(
+            "{}: this net uses Caffe's old V1 `layers` format; upgrade it with `crema import`",
+            path.display()
+        )));
+    }
+    crema::spec::upgrade_inputs(&mut net)?;
+    Ok(net)
+}
+
 pub fn run(a: Args) -> Result<ExitCode, Failure> {
-    let mut net = crema::spec::load_net(&a.model)?;
+    let mut net = load_any(&a.model)?;
     let phase = match a.phase.to_ascii_uppercase().as_str() {
         "ALL" => None,
         "TRAIN" => Some(Phase::Train),

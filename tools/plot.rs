@@ -25,6 +25,9 @@ pub struct Args {
 
 type Series = Vec<(f64, f64)>;
 
+/// A named curve in a panel; `bool`: draw point markers (sparse test points).
+type Curve<'a> = (String, &'a Series, bool);
+
 /// The curves in a log: train loss, lr, and each test output (keyed `net/name`).
 #[derive(Default)]
 struct Curves {
@@ -152,7 +155,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
     }
     load_font()?;
     // Panels: losses (train loss + test outputs named *loss*), other test outputs, lr.
-    let mut panels: Vec<(String, Vec<(String, &Series, bool)>)> = Vec::new();
+    let mut panels: Vec<(String, Vec<Curve>)> = Vec::new();
     let mut losses = Vec::new();
     if !curves.loss.is_empty() {
         losses.push(("train loss".to_string(), &curves.loss, false));
@@ -198,6 +201,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
             chart
                 .configure_mesh()
                 .x_desc("iteration")
+                .x_label_formatter(&|v| format!("{v:.0}"))
                 .y_label_formatter(&|v| {
                     if v.abs() >= 1e-2 || *v == 0.0 {
                         format!("{v:.3}")
@@ -220,10 +224,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
                     });
                 if *markers {
                     chart
-                        .draw_series(
-                            pts.iter()
-                                .map(|&p| Circle::new(p, 4, color.filled())),
-                        )
+                        .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
                         .map_err(|e| anyhow!("{e}"))?;
                 }
             }

@@ -72,6 +72,15 @@ fn fmt_outputs(kind: &str, outputs: &[crema::solver::Output]) -> Vec<String> {
     lines
 }
 
+/// A number as Caffe's log prints it: plain, or in exponent form when very large or small.
+fn num(x: f32) -> String {
+    if x != 0.0 && (x.abs() >= 1e6 || x.abs() < 1e-5) {
+        format!("{x:e}")
+    } else {
+        x.to_string()
+    }
+}
+
 struct Logger {
     pb: ProgressBar,
     json: bool,
@@ -133,7 +142,7 @@ impl Logger {
                 for l in fmt_outputs("Train", outputs) {
                     self.line(&l);
                 }
-                self.line(&format!("Iteration {iter}, lr = {lr}"));
+                self.line(&format!("Iteration {iter}, lr = {}", num(*lr)));
             }
             Event::FinalLoss { iter, loss, .. } => {
                 self.line(&format!("Iteration {iter}, loss = {loss}"));
@@ -249,8 +258,12 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         Failure::Internal(anyhow::anyhow!("cannot install signal handler: {e}"))
     };
     // The shutdown hook is registered first so that only a second Ctrl-C aborts.
-    signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 130, stop.clone())
-        .map_err(sig_err)?;
+    signal_hook::flag::register_conditional_shutdown(
+        signal_hook::consts::SIGINT,
+        130,
+        stop.clone(),
+    )
+    .map_err(sig_err)?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone()).map_err(sig_err)?;
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()).map_err(sig_err)?;
     let (s2, h2) = (stop.clone(), hup.clone());

@@ -125,6 +125,12 @@ pub struct FeedCtx {
 /// Fills a net's input blobs before a forward pass.
 pub type Feeder = Box<dyn FnMut(&mut Net, &FeedCtx) -> Result<()>>;
 
+/// Receives the solver's [`Event`]s.
+pub type Observer = Box<dyn for<'a> FnMut(&Event<'a>)>;
+
+/// Polled once per iteration for an external request.
+pub type ActionSource = Box<dyn FnMut() -> Action>;
+
 /// One named output value list (an output blob's elements) with its loss weight.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
@@ -191,8 +197,8 @@ pub struct Solver {
     requested_early_exit: bool,
     last_snapshot: Option<(i32, PathBuf)>,
     feeder: Option<Feeder>,
-    observer: Option<Box<dyn FnMut(&Event)>>,
-    action: Option<Box<dyn FnMut() -> Action>>,
+    observer: Option<Observer>,
+    action: Option<ActionSource>,
 }
 
 /// Runs `passes` forward passes of `net` (calling `feed(net, pass)` before each) and returns
@@ -299,7 +305,10 @@ fn check_solver(p: &SolverParameter, kind: SolverType) -> Result<()> {
         return bad(format!("iter_size must be >= 1, got {}", p.iter_size()));
     }
     if p.average_loss() < 1 {
-        return bad(format!("average_loss must be >= 1, got {}", p.average_loss()));
+        return bad(format!(
+            "average_loss must be >= 1, got {}",
+            p.average_loss()
+        ));
     }
     if p.max_iter() < 0 {
         return bad(format!("max_iter must be >= 0, got {}", p.max_iter()));
@@ -420,9 +429,10 @@ impl Solver {
                 test_params.len()
             )));
         }
-        if !test_params.is_empty() && param.test_interval() <= 0 && param.test_interval.is_some()
-        {
-            return Err(Error::Invalid("test_interval must be > 0".into()));
+        if param.test_interval() < 0 {
+            return Err(Error::Invalid(
+                "test_interval must be >= 0 (0: no testing)".into(),
+            ));
         }
         let mut test_nets = Vec::new();
         for (i, tp) in test_params.iter().enumerate() {
@@ -552,8 +562,7 @@ impl Solver {
     /// The learning rate the policy gives at the current iteration (does not advance state).
     pub fn current_rate(&self) -> f32 {
         let mut step = self.current_step;
-        self.policy
-            .rate(self.param.base_lr(), self.iter, &mut step)
+        self.policy.rate(self.param.base_lr(), self.iter, &mut step)
     }
 
     fn emit(&mut self, e: &Event) {
@@ -653,9 +662,7 @@ impl Solver {
         while self.iter < stop_iter {
             self.net.clear_param_diffs();
             let ti = self.param.test_interval();
-            if ti > 0
-                && self.iter % ti == 0
-                && (self.iter > 0 || self.param.test_initialization())
+            if ti > 0 && self.iter % ti == 0 && (self.iter > 0 || self.param.test_initialization())
             {
                 self.test_all()?;
             }
@@ -839,8 +846,7 @@ impl Solver {
         }
         // Refuse to write non-finite weights: the last good values stay.
         for (i, p) in self.net.params().iter().enumerate() {
-            if p
-                .data
+            if p.data
                 .iter()
                 .zip(&p.diff)
                 .any(|(&w, &d)| !(w - d).is_finite())
@@ -1012,7 +1018,11 @@ impl Solver {
         let state = SolverState {
             iter: Some(self.iter),
             learned_net: Some(model.display().to_string()),
-            history: self.history.iter().map(|h| blob_to_proto(h, false)).collect(),
+            history: self
+                .history
+                .iter()
+                .map(|h| blob_to_proto(h, false))
+                .collect(),
             current_step: Some(self.current_step),
         };
         crate::weights::write_atomic(&state_path, &state.encode_to_vec())?;
