@@ -427,9 +427,6 @@ impl Layer for Pooling {
     fn reseed(&mut self, seed: u64) {
         self.rng = StdRng::seed_from_u64(seed);
     }
-    fn forward_flops(&self, _: &[&Blob], _: &[&Blob]) -> Option<f64> {
-        Some((self.planes * self.g.oh * self.g.ow * self.g.kh * self.g.kw) as f64)
-    }
 }
 
 #[cfg(test)]
