@@ -1,6 +1,8 @@
 //! The `crema` command line.
 
 mod check;
+mod forward;
+mod import;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,6 +22,12 @@ struct Cli {
 enum Command {
     /// Validate a model: blob shapes, parameter count, optional numeric gradient check.
     Check(check::Args),
+    /// Turn a Caffe prototxt (and caffemodel) into a crema YAML model (and weights).
+    Import(import::Args),
+    /// Write a crema YAML model or solver back to Caffe prototxt.
+    Export(import::ExportArgs),
+    /// One forward pass with inputs from .npy files; writes chosen blobs as .npy.
+    Forward(forward::Args),
 }
 
 /// How a command failed: a user error (exit 1) or an internal failure (exit 2).
@@ -44,6 +52,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Check(a) => check::run(a),
+        Command::Import(a) => import::run(a),
+        Command::Export(a) => import::run_export(a),
+        Command::Forward(a) => forward::run(a),
     };
     match r {
         Ok(code) => code,
