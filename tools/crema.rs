@@ -3,6 +3,7 @@
 mod check;
 mod forward;
 mod import;
+mod time;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ enum Command {
     Export(import::ExportArgs),
     /// One forward pass with inputs from .npy files; writes chosen blobs as .npy.
     Forward(forward::Args),
+    /// Per-layer forward and backward time, Caffe-style.
+    Time(time::Args),
 }
 
 /// How a command failed: a user error (exit 1) or an internal failure (exit 2).
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Import(a) => import::run(a),
         Command::Export(a) => import::run_export(a),
         Command::Forward(a) => forward::run(a),
+        Command::Time(a) => time::run(a),
     };
     match r {
         Ok(code) => code,
