@@ -4,6 +4,10 @@ mod check;
 mod forward;
 mod import;
 mod time;
+mod draw;
+mod plot;
+mod test;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -31,6 +35,14 @@ enum Command {
     Forward(forward::Args),
     /// Per-layer forward and backward time, Caffe-style.
     Time(time::Args),
+    /// Train a net from a solver file (fine-tune with --weights, resume with --snapshot).
+    Train(train::Args),
+    /// Score a model in the TEST phase: each output blob's mean over iterations.
+    Test(test::Args),
+    /// Draw loss, test outputs and learning rate from a JSON-lines training log (PNG).
+    Plot(plot::Args),
+    /// Draw the net as a graph (Graphviz DOT, or SVG/PNG/PDF through `dot`).
+    Draw(draw::Args),
 }
 
 /// How a command failed: a user error (exit 1) or an internal failure (exit 2).
@@ -59,6 +71,10 @@ fn main() -> ExitCode {
         Command::Export(a) => import::run_export(a),
         Command::Forward(a) => forward::run(a),
         Command::Time(a) => time::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Test(a) => test::run(a),
+        Command::Plot(a) => plot::run(a),
+        Command::Draw(a) => draw::run(a),
     };
     match r {
         Ok(code) => code,
