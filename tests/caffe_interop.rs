@@ -583,3 +583,67 @@ fn truncated_and_garbage_files_give_clear_errors() {
         "{e}"
     );
 }
+
+/// Resuming Caffe training from the V1 LeNet `.solverstate`: iteration counter, momentum history
+/// and weights (its `learned_net`, a V1 caffemodel) are restored, and training continues.
+#[test]
+fn resumes_from_caffe_v1_solverstate() {
+    use prost::Message;
+    let dir = "caffe/lenet_v1";
+    let mut sp = caffe::load_solver_prototxt(data(&format!("{dir}/lenet_solver.prototxt"))).unwrap();
+    assert_eq!(sp.r#type(), "SGD");
+    let mut net = caffe::load_net_prototxt(data(&format!("{dir}/lenet_train_test.prototxt"))).unwrap();
+    // No LMDB here: the MNIST data layers become Input layers fed from the IDX files.
+    for l in net.layer.iter_mut().filter(|l| l.r#type() == "Data") {
+        let batch = l.data_param.as_ref().unwrap().batch_size() as i64;
+        *l = crema::proto::LayerParameter {
+            name: l.name.clone(),
+            r#type: Some("Input".into()),
+            top: l.top.clone(),
+            include: l.include.clone(),
+            input_param: Some(crema::proto::InputParameter {
+                shape: vec![
+                    crema::proto::BlobShape { dim: vec![batch, 1, 28, 28] },
+                    crema::proto::BlobShape { dim: vec![batch] },
+                ],
+            }),
+            ..Default::default()
+        };
+    }
+    sp.net = None;
+    sp.net_param = Some(net);
+    sp.test_interval = Some(100_000); // no test pass during the one resumed step
+    sp.snapshot = Some(0);
+    sp.display = Some(0);
+    sp.random_seed = Some(1);
+    let mut solver = crema::solver::Solver::new(sp).unwrap();
+    let state_path = data(&format!("{dir}/lenet_iter_5000.solverstate"));
+    solver.restore(&state_path).unwrap();
+    assert_eq!(solver.iter(), 5000);
+    let state = crema::proto::SolverState::decode(std::fs::read(&state_path).unwrap().as_slice())
+        .unwrap();
+    assert_eq!(solver.history().len(), 8);
+    for (h, p) in solver.history().iter().zip(&state.history) {
+        assert_eq!(h.data, p.data, "momentum history restored");
+    }
+    assert!(solver.history().iter().any(|h| h.asum_data() > 0.0));
+    let trained =
+        crema::weights::load_caffemodel(data(&format!("{dir}/lenet_iter_5000.caffemodel"))).unwrap();
+    let ip2 = &trained.layer.iter().find(|l| l.name() == "ip2").unwrap().blobs[0];
+    let li = solver.net().layers().iter().position(|l| l.name == "ip2").unwrap();
+    assert_eq!(solver.net().layer_params(li)[0].data, ip2.data, "weights restored");
+    let (pixels, labels) = mnist();
+    solver.set_feeder(move |net: &mut Net, _ctx: &crema::solver::FeedCtx| {
+        let n = net.blob("data").unwrap().count();
+        net.blob_mut("data").unwrap().data.copy_from_slice(&pixels[..n]);
+        let b = net.blob_mut("label").unwrap();
+        for (d, &l) in b.data.iter_mut().zip(labels.iter()) {
+            *d = l as f32;
+        }
+        Ok(())
+    });
+    let before = solver.history()[6].data.clone();
+    solver.step(1).unwrap();
+    assert_eq!(solver.iter(), 5001);
+    assert_ne!(solver.history()[6].data, before, "momentum updated on resume");
+}
