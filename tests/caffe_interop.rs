@@ -209,6 +209,7 @@ fn every_caffe_prototxt_imports_and_covered_nets_build() {
             .to_string();
         match caffe::load_prototxt(f).unwrap_or_else(|e| panic!("{rel}: {e}")) {
             Prototxt::Solver(s) => {
+                let s = *s;
                 solvers += 1;
                 let yaml = crema::spec::message_to_yaml(&s);
                 let back: SolverParameter = crema::spec::from_yaml_str(&yaml, &rel)
@@ -218,7 +219,10 @@ fn every_caffe_prototxt_imports_and_covered_nets_build() {
             }
             Prototxt::Net(net) => {
                 nets += 1;
-                assert!(net.layers.is_empty() && net.input.is_empty(), "{rel}: not upgraded");
+                assert!(
+                    net.layers.is_empty() && net.input.is_empty(),
+                    "{rel}: not upgraded"
+                );
                 let yaml = crema::spec::message_to_yaml(&net);
                 let back: NetParameter = crema::spec::from_yaml_str(&yaml, &rel)
                     .unwrap_or_else(|e| panic!("{rel}: YAML does not read back: {e}\n{yaml}"));
@@ -229,7 +233,10 @@ fn every_caffe_prototxt_imports_and_covered_nets_build() {
                     .map(|l| l.r#type())
                     .filter(|t| !known.contains(t))
                     .collect();
-                let test_net = light(&with_inputs_for_data_layers(&net), caffe_shapes(&rel).is_empty());
+                let test_net = light(
+                    &with_inputs_for_data_layers(&net),
+                    caffe_shapes(&rel).is_empty(),
+                );
                 let phase_dependent = net
                     .layer
                     .iter()
@@ -249,7 +256,9 @@ fn every_caffe_prototxt_imports_and_covered_nets_build() {
                         Err(e) => {
                             let msg = e.to_string();
                             if matches!(e, crema::Error::Spec { .. }) {
-                                bad.push(format!("{rel} ({phase:?}): a parse error at build time: {msg}"));
+                                bad.push(format!(
+                                    "{rel} ({phase:?}): a parse error at build time: {msg}"
+                                ));
                                 continue;
                             }
                             let names_type = net.layer.iter().any(|l| {
@@ -262,7 +271,9 @@ fn every_caffe_prototxt_imports_and_covered_nets_build() {
                             if known_deviation {
                                 deviations.push(format!("{rel} ({phase:?}): {msg}"));
                             } else if !names_type {
-                                bad.push(format!("{rel} ({phase:?}): the error names no layer type: {msg}"));
+                                bad.push(format!(
+                                    "{rel} ({phase:?}): the error names no layer type: {msg}"
+                                ));
                             } else if msg.contains("unknown layer type") {
                                 if lacking.is_empty() {
                                     bad.push(format!("{rel}: {msg}"));
@@ -279,7 +290,12 @@ fn every_caffe_prototxt_imports_and_covered_nets_build() {
         "{nets} nets, {solvers} solvers; {built} net builds passed; lacking layers: {missing:#?}",
     );
     eprintln!("known deviations from Caffe: {deviations:#?}");
-    assert!(bad.is_empty(), "{} failures:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} failures:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
     assert_eq!(nets + solvers, 70);
 }
 
@@ -296,7 +312,10 @@ fn v1_prototxt_upgrades_to_the_current_one() {
     assert!(caffe::is_deploy(&v1));
     let mtcnn = caffe::load_net_prototxt(data("caffe/mtcnn_det1/det1.prototxt")).unwrap();
     assert_eq!(mtcnn.layer[0].r#type(), "Input");
-    assert_eq!(mtcnn.layer[0].input_param.as_ref().unwrap().shape[0].dim, [1, 3, 12, 12]);
+    assert_eq!(
+        mtcnn.layer[0].input_param.as_ref().unwrap().shape[0].dim,
+        [1, 3, 12, 12]
+    );
 }
 
 fn mnist() -> (Vec<f32>, Vec<u8>) {
@@ -322,9 +341,7 @@ fn check_lenet(dir: &str, weights: &str, key: &str) {
     let param = caffe::load_net_prototxt(data(&format!("{dir}/lenet.prototxt"))).unwrap();
     let trained = crema::weights::load_caffemodel(data(&format!("{dir}/{weights}"))).unwrap();
     let mut net = build(&param, Phase::Test).unwrap();
-    let report = net
-        .copy_trained_layers_from(&trained, weights)
-        .unwrap();
+    let report = net.copy_trained_layers_from(&trained, weights).unwrap();
     assert_eq!(report.copied, ["conv1", "conv2", "ip1", "ip2"]);
     let (pixels, labels) = mnist();
     let batch = 100;
@@ -346,7 +363,10 @@ fn check_lenet(dir: &str, weights: &str, key: &str) {
             if let Some(e) = exp["prob"].get(n.to_string()) {
                 for (k, (a, b)) in p.iter().zip(e.as_array().unwrap()).enumerate() {
                     let b = b.as_f64().unwrap() as f32;
-                    assert!((a - b).abs() <= 1e-5, "{key}: digit {n} class {k}: {a} vs {b}");
+                    assert!(
+                        (a - b).abs() <= 1e-5,
+                        "{key}: digit {n} class {k}: {a} vs {b}"
+                    );
                 }
             }
         }
@@ -358,7 +378,10 @@ fn check_lenet(dir: &str, weights: &str, key: &str) {
         .map(|v| v.as_u64().unwrap())
         .collect();
     assert_eq!(wrong, exp_wrong, "{key}: misclassified digits");
-    assert_eq!(1000 - wrong.len() as u64, exp["correct_of_first_1000"].as_u64().unwrap());
+    assert_eq!(
+        1000 - wrong.len() as u64,
+        exp["correct_of_first_1000"].as_u64().unwrap()
+    );
 }
 
 #[test]
@@ -390,7 +413,11 @@ fn read_png_bgr(path: &Path) -> (usize, usize, Vec<f32>) {
     for y in 0..h {
         for x in 0..w {
             let px = &buf[(y * w + x) * ch..];
-            let (r, g, b) = if ch >= 3 { (px[0], px[1], px[2]) } else { (px[0], px[0], px[0]) };
+            let (r, g, b) = if ch >= 3 {
+                (px[0], px[1], px[2])
+            } else {
+                (px[0], px[0], px[0])
+            };
             out[y * w + x] = b as f32;
             out[h * w + y * w + x] = g as f32;
             out[2 * h * w + y * w + x] = r as f32;
@@ -511,7 +538,12 @@ fn crema_written_caffemodel_round_trips_bit_exactly() {
         assert_eq!(ab, bb);
     }
     // The V1 file's values survive the upgrade bit for bit (legacy 4-D dims become N-D).
-    let v1 = &trained.layer.iter().find(|l| l.name() == "ip1").unwrap().blobs[0];
+    let v1 = &trained
+        .layer
+        .iter()
+        .find(|l| l.name() == "ip1")
+        .unwrap()
+        .blobs[0];
     assert!(v1.num.is_some() && v1.shape.is_none());
     let ip1 = decoded.layer.iter().find(|l| l.name() == "ip1").unwrap();
     assert_eq!(ip1.blobs[0].shape.as_ref().unwrap().dim, [500, 800]);
@@ -530,7 +562,11 @@ fn crema_import_writes_yaml_and_current_weights() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["kind"], "deploy");
     let model = crema::spec::load_net(dir.path().join("deploy.yaml")).unwrap();
@@ -568,7 +604,9 @@ fn truncated_and_garbage_files_give_clear_errors() {
     let e = crema::weights::load_caffemodel(&p).unwrap_err().to_string();
     assert!(e.contains("text"), "{e}");
     for cut in [5, text.len() / 3, text.len() - 3] {
-        let e = caffe::parse_net(&text[..cut], "cut.prototxt").unwrap_err().to_string();
+        let e = caffe::parse_net(&text[..cut], "cut.prototxt")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("cut.prototxt:"), "{e}");
     }
     let pt = dir.path().join("bin.prototxt");
@@ -576,7 +614,9 @@ fn truncated_and_garbage_files_give_clear_errors() {
     let e = caffe::load_net_prototxt(&pt).unwrap_err().to_string();
     assert!(e.contains("bin.prototxt"), "{e}");
     let typo = text.replacen("kernel_size", "kernel_sise", 1);
-    let e = caffe::parse_net(&typo, "typo.prototxt").unwrap_err().to_string();
+    let e = caffe::parse_net(&typo, "typo.prototxt")
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("ConvolutionParameter has no field named `kernel_sise`")
             && e.contains("did you mean `kernel_size`?"),
@@ -590,9 +630,11 @@ fn truncated_and_garbage_files_give_clear_errors() {
 fn resumes_from_caffe_v1_solverstate() {
     use prost::Message;
     let dir = "caffe/lenet_v1";
-    let mut sp = caffe::load_solver_prototxt(data(&format!("{dir}/lenet_solver.prototxt"))).unwrap();
+    let mut sp =
+        caffe::load_solver_prototxt(data(&format!("{dir}/lenet_solver.prototxt"))).unwrap();
     assert_eq!(sp.r#type(), "SGD");
-    let mut net = caffe::load_net_prototxt(data(&format!("{dir}/lenet_train_test.prototxt"))).unwrap();
+    let mut net =
+        caffe::load_net_prototxt(data(&format!("{dir}/lenet_train_test.prototxt"))).unwrap();
     // No LMDB here: the MNIST data layers become Input layers fed from the IDX files.
     for l in net.layer.iter_mut().filter(|l| l.r#type() == "Data") {
         let batch = l.data_param.as_ref().unwrap().batch_size() as i64;
@@ -603,7 +645,9 @@ fn resumes_from_caffe_v1_solverstate() {
             include: l.include.clone(),
             input_param: Some(crema::proto::InputParameter {
                 shape: vec![
-                    crema::proto::BlobShape { dim: vec![batch, 1, 28, 28] },
+                    crema::proto::BlobShape {
+                        dim: vec![batch, 1, 28, 28],
+                    },
                     crema::proto::BlobShape { dim: vec![batch] },
                 ],
             }),
@@ -620,22 +664,40 @@ fn resumes_from_caffe_v1_solverstate() {
     let state_path = data(&format!("{dir}/lenet_iter_5000.solverstate"));
     solver.restore(&state_path).unwrap();
     assert_eq!(solver.iter(), 5000);
-    let state = crema::proto::SolverState::decode(std::fs::read(&state_path).unwrap().as_slice())
-        .unwrap();
+    let state =
+        crema::proto::SolverState::decode(std::fs::read(&state_path).unwrap().as_slice()).unwrap();
     assert_eq!(solver.history().len(), 8);
     for (h, p) in solver.history().iter().zip(&state.history) {
         assert_eq!(h.data, p.data, "momentum history restored");
     }
     assert!(solver.history().iter().any(|h| h.asum_data() > 0.0));
     let trained =
-        crema::weights::load_caffemodel(data(&format!("{dir}/lenet_iter_5000.caffemodel"))).unwrap();
-    let ip2 = &trained.layer.iter().find(|l| l.name() == "ip2").unwrap().blobs[0];
-    let li = solver.net().layers().iter().position(|l| l.name == "ip2").unwrap();
-    assert_eq!(solver.net().layer_params(li)[0].data, ip2.data, "weights restored");
+        crema::weights::load_caffemodel(data(&format!("{dir}/lenet_iter_5000.caffemodel")))
+            .unwrap();
+    let ip2 = &trained
+        .layer
+        .iter()
+        .find(|l| l.name() == "ip2")
+        .unwrap()
+        .blobs[0];
+    let li = solver
+        .net()
+        .layers()
+        .iter()
+        .position(|l| l.name == "ip2")
+        .unwrap();
+    assert_eq!(
+        solver.net().layer_params(li)[0].data,
+        ip2.data,
+        "weights restored"
+    );
     let (pixels, labels) = mnist();
     solver.set_feeder(move |net: &mut Net, _ctx: &crema::solver::FeedCtx| {
         let n = net.blob("data").unwrap().count();
-        net.blob_mut("data").unwrap().data.copy_from_slice(&pixels[..n]);
+        net.blob_mut("data")
+            .unwrap()
+            .data
+            .copy_from_slice(&pixels[..n]);
         let b = net.blob_mut("label").unwrap();
         for (d, &l) in b.data.iter_mut().zip(labels.iter()) {
             *d = l as f32;
@@ -645,5 +707,9 @@ fn resumes_from_caffe_v1_solverstate() {
     let before = solver.history()[6].data.clone();
     solver.step(1).unwrap();
     assert_eq!(solver.iter(), 5001);
-    assert_ne!(solver.history()[6].data, before, "momentum updated on resume");
+    assert_ne!(
+        solver.history()[6].data,
+        before,
+        "momentum updated on resume"
+    );
 }

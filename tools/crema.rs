@@ -1,12 +1,12 @@
 //! The `crema` command line.
 
 mod check;
+mod draw;
 mod forward;
 mod import;
-mod time;
-mod draw;
 mod plot;
 mod test;
+mod time;
 mod train;
 
 use clap::{Parser, Subcommand};

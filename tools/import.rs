@@ -69,7 +69,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
                     "{prototxt} is a solver; --caffemodel goes with a net prototxt"
                 )));
             }
-            import_solver(s, Path::new(prototxt), &out)?
+            import_solver(*s, Path::new(prototxt), &out)?
         }
     };
     if a.json {
@@ -107,7 +107,11 @@ fn import_net(
     caffemodel: Option<&str>,
     out: &Path,
 ) -> Result<serde_json::Value, Failure> {
-    let kind = if caffe::is_deploy(&net) { "deploy" } else { "net" };
+    let kind = if caffe::is_deploy(&net) {
+        "deploy"
+    } else {
+        "net"
+    };
     let model_path = out.join(format!("{kind}.yaml"));
     write_yaml_checked(&net, &model_path)?;
     let mut weights = serde_json::Value::Null;
@@ -196,7 +200,11 @@ fn import_solver(
         match find_net_file(solver_path, np) {
             Some(f) => {
                 let net = caffe::load_net_prototxt(&f)?;
-                let name = if caffe::is_deploy(&net) { "deploy.yaml" } else { "net.yaml" };
+                let name = if caffe::is_deploy(&net) {
+                    "deploy.yaml"
+                } else {
+                    "net.yaml"
+                };
                 write_yaml_checked(&net, &out.join(name))?;
                 nets.push(out.join(name).display().to_string());
                 *np = name.to_string();
@@ -236,7 +244,10 @@ fn reverse(model: &str, out: &str, json: bool) -> Result<ExitCode, Failure> {
     }
     crema::weights::write_atomic(&path, body.as_bytes())?;
     if json {
-        println!("{}", serde_json::json!({"kind": stem, "prototxt": path.display().to_string()}));
+        println!(
+            "{}",
+            serde_json::json!({"kind": stem, "prototxt": path.display().to_string()})
+        );
     } else {
         eprintln!("wrote {}", path.display());
     }

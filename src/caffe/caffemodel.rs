@@ -119,7 +119,8 @@ pub fn decode(bytes: &[u8], label: &str) -> Result<NetParameter> {
             nums.join(", ")
         );
     }
-    crate::caffe::upgrade::upgrade_net(&mut net).map_err(|e| Error::format(label, e.to_string()))?;
+    crate::caffe::upgrade::upgrade_net(&mut net)
+        .map_err(|e| Error::format(label, e.to_string()))?;
     Ok(net)
 }
 
@@ -140,12 +141,14 @@ pub fn write(path: impl AsRef<Path>, net: &NetParameter) -> Result<()> {
 pub fn read_blob_proto(path: impl AsRef<Path>) -> Result<Blob> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let p = BlobProto::decode(bytes.as_slice()).map_err(|e| {
-        Error::format(path, format!("not a valid binaryproto (BlobProto): {e}"))
-    })?;
+    let p = BlobProto::decode(bytes.as_slice())
+        .map_err(|e| Error::format(path, format!("not a valid binaryproto (BlobProto): {e}")))?;
     let shape = crate::weights::proto_shape(&p);
     if shape.is_empty() || (p.data.is_empty() && p.double_data.is_empty()) {
-        return Err(Error::format(path, "the BlobProto holds no shape or no data"));
+        return Err(Error::format(
+            path,
+            "the BlobProto holds no shape or no data",
+        ));
     }
     crate::weights::proto_to_blob(&p).map_err(|m| Error::format(path, m))
 }
@@ -200,13 +203,21 @@ mod tests {
         let layer = top.iter().find(|f| f.0 == 100).unwrap().2;
         let lf = wire_fields(layer).unwrap();
         // loss_weight (5) is not packed: two 32-bit entries.
-        assert_eq!(lf.iter().filter(|f| f.0 == 5 && f.1 == WireType::ThirtyTwoBit).count(), 2);
+        assert_eq!(
+            lf.iter()
+                .filter(|f| f.0 == 5 && f.1 == WireType::ThirtyTwoBit)
+                .count(),
+            2
+        );
         let blob = lf.iter().find(|f| f.0 == 7).unwrap().2;
         let bf = wire_fields(blob).unwrap();
         // BlobProto.data (5) is packed: one length-delimited field of 6 floats.
         let data: Vec<_> = bf.iter().filter(|f| f.0 == 5).collect();
         assert_eq!(data.len(), 1);
-        assert_eq!((data[0].1, data[0].2.len()), (WireType::LengthDelimited, 24));
+        assert_eq!(
+            (data[0].1, data[0].2.len()),
+            (WireType::LengthDelimited, 24)
+        );
         // BlobShape.dim (1) is packed.
         let shape = wire_fields(bf.iter().find(|f| f.0 == 7).unwrap().2).unwrap();
         assert_eq!(shape.len(), 1);
@@ -225,7 +236,10 @@ mod tests {
         prost::encoding::encode_key(100, WireType::LengthDelimited, &mut bytes);
         prost::encoding::encode_varint(lb.len() as u64, &mut bytes);
         bytes.extend_from_slice(&lb);
-        assert_eq!(layers_with_unknown_fields(&bytes), vec![("ip".to_string(), vec![4242])]);
+        assert_eq!(
+            layers_with_unknown_fields(&bytes),
+            vec![("ip".to_string(), vec![4242])]
+        );
         let net = decode(&bytes, "x").unwrap();
         assert_eq!(net.layer[0].name(), "ip");
     }
@@ -237,7 +251,9 @@ mod tests {
             let _ = decode(&bytes[..cut], "t");
         }
         assert!(decode(&bytes[..bytes.len() - 3], "t").is_err());
-        let e = decode(b"name: \"LeNet\"\nlayer {\n", "t.caffemodel").unwrap_err().to_string();
+        let e = decode(b"name: \"LeNet\"\nlayer {\n", "t.caffemodel")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("t.caffemodel") && e.contains("text"), "{e}");
         assert!(decode(b"", "e").unwrap_err().to_string().contains("empty"));
         let mut seed = 3u64;

@@ -17,7 +17,7 @@ pub enum Prototxt {
     /// A net (upgraded to the current format).
     Net(NetParameter),
     /// A solver (`solver_type` upgraded, embedded nets upgraded).
-    Solver(SolverParameter),
+    Solver(Box<SolverParameter>),
 }
 
 fn read_text(path: &Path) -> Result<String> {
@@ -68,7 +68,7 @@ pub fn parse_any(text: &str, label: &str) -> Result<Prototxt> {
         Err(net_err) => match prototxt::parse::<SolverParameter>(text, label) {
             Ok(mut s) => {
                 upgrade::upgrade_solver(&mut s).map_err(|e| Error::format(label, e.to_string()))?;
-                Ok(Prototxt::Solver(s))
+                Ok(Prototxt::Solver(Box::new(s)))
             }
             Err(solver_err) => {
                 let pos = |e: &Error| match e {
@@ -94,9 +94,10 @@ pub fn load_prototxt(path: impl AsRef<Path>) -> Result<Prototxt> {
 /// True when a net reads as a deploy net: it has an `Input` layer and no loss.
 pub fn is_deploy(net: &NetParameter) -> bool {
     net.layer.iter().any(|l| l.r#type() == "Input")
-        && !net.layer.iter().any(|l| {
-            l.r#type().ends_with("Loss") || l.loss_weight.iter().any(|&w| w != 0.0)
-        })
+        && !net
+            .layer
+            .iter()
+            .any(|l| l.r#type().ends_with("Loss") || l.loss_weight.iter().any(|&w| w != 0.0))
 }
 
 /// Writes any message as Caffe prototxt text (fields in `caffe.proto` order, enums by name).

@@ -68,7 +68,10 @@ mod tests {
         let b = Blob::from_data(&[2, 3], vec![1.0, -2.0, 3.5, 0.0, 1e-7, 6.0]).unwrap();
         write_npy(&p, &b).unwrap();
         let r = read_npy(&p).unwrap();
-        assert_eq!((r.shape.clone(), r.data.clone()), (b.shape.clone(), b.data.clone()));
+        assert_eq!(
+            (r.shape.clone(), r.data.clone()),
+            (b.shape.clone(), b.data.clone())
+        );
         let p64 = dir.path().join("b.npy");
         let mut w = npyz::WriteOptions::new()
             .default_dtype()

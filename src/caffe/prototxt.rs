@@ -20,7 +20,8 @@ pub fn parse<M: prost::Message + Default + prost::Name>(text: &str, label: &str)
 
 /// Parses prototxt `text` into a reflection message of type `desc`.
 pub fn parse_dynamic(text: &str, desc: &MessageDescriptor, label: &str) -> Result<DynamicMessage> {
-    DynamicMessage::parse_text_format(desc.clone(), text).map_err(|e| convert_error(&e, text, label))
+    DynamicMessage::parse_text_format(desc.clone(), text)
+        .map_err(|e| convert_error(&e, text, label))
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
@@ -58,13 +59,13 @@ fn convert_error(e: &ParseError, text: &str, label: &str) -> Error {
         .map(|l| l.len())
         .unwrap_or(0);
     let raw = e.to_string();
-    let message = if let Some((field, msg)) = parse_quoted_pair(&raw, "field '", "' not found for message '") {
-        let near = POOL
-            .get_message_by_name(msg)
-            .and_then(|d| {
-                let names: Vec<String> = d.fields().map(|f| f.name().to_string()).collect();
-                crate::spec::nearest(field, names.iter().map(|s| s.as_str())).map(str::to_string)
-            });
+    let message = if let Some((field, msg)) =
+        parse_quoted_pair(&raw, "field '", "' not found for message '")
+    {
+        let near = POOL.get_message_by_name(msg).and_then(|d| {
+            let names: Vec<String> = d.fields().map(|f| f.name().to_string()).collect();
+            crate::spec::nearest(field, names.iter().map(|s| s.as_str())).map(str::to_string)
+        });
         let mut m = format!(
             "{} has no field named `{field}` at {line}:{column}",
             short(msg)
@@ -97,11 +98,12 @@ fn convert_error(e: &ParseError, text: &str, label: &str) -> Error {
         }
         m
     } else if raw.contains("is already set") {
-        format!(
-            "{raw} at {line}:{column}: the field is not repeated, so it may appear only once"
-        )
+        format!("{raw} at {line}:{column}: the field is not repeated, so it may appear only once")
     } else if span_len > 0 && raw.starts_with("invalid") {
-        format!("{raw} `{}` at {line}:{column}", found(span_len).escape_debug())
+        format!(
+            "{raw} `{}` at {line}:{column}",
+            found(span_len).escape_debug()
+        )
     } else {
         format!("{raw} at {line}:{column}")
     };
@@ -155,7 +157,11 @@ layer { name: "p" type: "Pooling" pooling_param { pool: MAX } }
             net.layer[1].pooling_param.as_ref().unwrap().pool(),
             crate::proto::pooling_parameter::PoolMethod::Max
         );
-        let s: SolverParameter = parse("base_lr: 0.01 lr_policy: \"inv\" solver_type: NESTEROV", "s").unwrap();
+        let s: SolverParameter = parse(
+            "base_lr: 0.01 lr_policy: \"inv\" solver_type: NESTEROV",
+            "s",
+        )
+        .unwrap();
         assert_eq!(s.base_lr(), 0.01);
         assert_eq!(s.solver_type, Some(1));
     }
@@ -163,14 +169,22 @@ layer { name: "p" type: "Pooling" pooling_param { pool: MAX } }
     #[test]
     fn unknown_field_names_type_position_and_nearest() {
         let text = "layer {\n  name: \"c\"\n  convolution_param {\n    kernel_sise: 3\n  }\n}\n";
-        let e = parse::<NetParameter>(text, "m.prototxt").unwrap_err().to_string();
-        assert!(e.contains("ConvolutionParameter has no field named `kernel_sise` at 4:5"), "{e}");
+        let e = parse::<NetParameter>(text, "m.prototxt")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ConvolutionParameter has no field named `kernel_sise` at 4:5"),
+            "{e}"
+        );
         assert!(e.contains("did you mean `kernel_size`?"), "{e}");
         assert!(e.starts_with("m.prototxt:4:5:"), "{e}");
         let e = parse::<LayerParameter>("name: \"x\"\n  kernel_sise: 3", "l")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("LayerParameter has no field named `kernel_sise` at 2:3"), "{e}");
+        assert!(
+            e.contains("LayerParameter has no field named `kernel_sise` at 2:3"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -178,12 +192,21 @@ layer { name: "p" type: "Pooling" pooling_param { pool: MAX } }
         let e = parse::<NetParameter>("layer { pooling_param { pool: MAXX } }", "p")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("PoolMethod") && e.contains("`MAXX`") && e.contains("did you mean `MAX`"), "{e}");
-        let e = parse::<NetParameter>("layer { name: \"a\" ", "p").unwrap_err().to_string();
+        assert!(
+            e.contains("PoolMethod") && e.contains("`MAXX`") && e.contains("did you mean `MAX`"),
+            "{e}"
+        );
+        let e = parse::<NetParameter>("layer { name: \"a\" ", "p")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("end of input"), "{e}");
-        let e = parse::<NetParameter>("name: \"a\"\nname: \"b\"", "p").unwrap_err().to_string();
+        let e = parse::<NetParameter>("name: \"a\"\nname: \"b\"", "p")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("p:2:") && e.contains("already set"), "{e}");
-        let e = parse::<NetParameter>("layer { name: \"a\" } }", "p").unwrap_err().to_string();
+        let e = parse::<NetParameter>("layer { name: \"a\" } }", "p")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("1:21"), "{e}");
     }
 
@@ -192,7 +215,9 @@ layer { name: "p" type: "Pooling" pooling_param { pool: MAX } }
         let mut seed = 7u64;
         let base = "layer { name: \"a\" type: \"ReLU\" bottom: 'x' top: 'x' relu_param { negative_slope: 0.1 } }";
         for i in 0..300 {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let cut = (seed >> 33) as usize % base.len();
             let mut s: Vec<u8> = base.as_bytes()[..cut].to_vec();
             if i % 2 == 0 {

@@ -96,7 +96,9 @@ fn upgrade_v1_data_transform(l: &mut V1LayerParameter) {
     macro_rules! move_fields {
         ($p:expr) => {
             if let Some(p) = $p.as_mut() {
-                if p.scale.is_some() || p.mean_file.is_some() || p.crop_size.is_some()
+                if p.scale.is_some()
+                    || p.mean_file.is_some()
+                    || p.crop_size.is_some()
                     || p.mirror.is_some()
                 {
                     let t = l
@@ -246,11 +248,17 @@ layers { name: "l" type: SOFTMAX_LOSS bottom: "conv" bottom: "x" top: "loss" los
         assert!(net.layers.is_empty() && net.input.is_empty() && net.input_dim.is_empty());
         let types: Vec<&str> = net.layer.iter().map(|l| l.r#type()).collect();
         assert_eq!(types, ["Input", "Convolution", "Data", "SoftmaxWithLoss"]);
-        assert_eq!(net.layer[0].input_param.as_ref().unwrap().shape[0].dim, [1, 3, 8, 8]);
+        assert_eq!(
+            net.layer[0].input_param.as_ref().unwrap().shape[0].dim,
+            [1, 3, 8, 8]
+        );
         let c = &net.layer[1];
         assert_eq!(c.param.len(), 2);
         assert_eq!(c.param[0].name(), "w");
-        assert_eq!(c.param[0].share_mode(), param_spec::DimCheckMode::Permissive);
+        assert_eq!(
+            c.param[0].share_mode(),
+            param_spec::DimCheckMode::Permissive
+        );
         assert_eq!((c.param[0].lr_mult(), c.param[0].decay_mult()), (1.0, 1.0));
         assert_eq!((c.param[1].lr_mult(), c.param[1].decay_mult()), (2.0, 0.0));
         assert!(c.param[1].name.is_none());
@@ -271,7 +279,10 @@ layers { name: "l" type: SOFTMAX_LOSS bottom: "conv" bottom: "x" top: "loss" los
     fn mixed_and_v0_nets_are_refused_and_batchnorm_is_frozen() {
         let mut both: NetParameter =
             prototxt::parse("layer { name: 'a' } layers { name: 'b' }", "t").unwrap();
-        assert!(upgrade_net(&mut both).unwrap_err().to_string().contains("both"));
+        assert!(upgrade_net(&mut both)
+            .unwrap_err()
+            .to_string()
+            .contains("both"));
         let mut v0: NetParameter =
             prototxt::parse("layers { layer { name: 'a' type: 'conv' } }", "t").unwrap();
         assert!(upgrade_net(&mut v0).unwrap_err().to_string().contains("V0"));
@@ -281,7 +292,10 @@ layers { name: "l" type: SOFTMAX_LOSS bottom: "conv" bottom: "x" top: "loss" los
         )
         .unwrap();
         upgrade_net(&mut bn).unwrap();
-        assert!(bn.layer[0].param.iter().all(|p| p.lr_mult == Some(0.0) && p.decay_mult == Some(0.0)));
+        assert!(bn.layer[0]
+            .param
+            .iter()
+            .all(|p| p.lr_mult == Some(0.0) && p.decay_mult == Some(0.0)));
     }
 
     #[test]
@@ -290,7 +304,8 @@ layers { name: "l" type: SOFTMAX_LOSS bottom: "conv" bottom: "x" top: "loss" los
         upgrade_solver(&mut s).unwrap();
         assert_eq!(s.r#type(), "AdaGrad");
         assert!(s.solver_type.is_none());
-        let mut s: SolverParameter = prototxt::parse("solver_type: ADAM type: 'Adam'", "s").unwrap();
+        let mut s: SolverParameter =
+            prototxt::parse("solver_type: ADAM type: 'Adam'", "s").unwrap();
         assert!(upgrade_solver(&mut s).is_err());
     }
 }
