@@ -2,8 +2,11 @@
 
 mod check;
 mod draw;
+mod forward;
+mod import;
 mod plot;
 mod test;
+mod time;
 mod train;
 mod time;
 
@@ -25,6 +28,14 @@ struct Cli {
 enum Command {
     /// Validate a model: blob shapes, parameter count, optional numeric gradient check.
     Check(check::Args),
+    /// Turn a Caffe prototxt (and caffemodel) into a crema YAML model (and weights).
+    Import(import::Args),
+    /// Write a crema YAML model or solver back to Caffe prototxt.
+    Export(import::ExportArgs),
+    /// One forward pass with inputs from .npy files; writes chosen blobs as .npy.
+    Forward(forward::Args),
+    /// Per-layer forward and backward time, Caffe-style.
+    Time(time::Args),
     /// Train a net from a solver file (fine-tune with --weights, resume with --snapshot).
     Train(train::Args),
     /// Score a model in the TEST phase: each output blob's mean over iterations.
@@ -59,6 +70,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Check(a) => check::run(a),
+        Command::Import(a) => import::run(a),
+        Command::Export(a) => import::run_export(a),
+        Command::Forward(a) => forward::run(a),
+        Command::Time(a) => time::run(a),
         Command::Train(a) => train::run(a),
         Command::Test(a) => test::run(a),
         Command::Plot(a) => plot::run(a),
