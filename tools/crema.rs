@@ -8,7 +8,6 @@ mod plot;
 mod test;
 mod time;
 mod train;
-mod time;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -44,8 +43,6 @@ enum Command {
     Plot(plot::Args),
     /// Draw the net as a graph (Graphviz DOT, or SVG/PNG/PDF through `dot`).
     Draw(draw::Args),
-    /// Per-layer forward and backward time, Caffe-style.
-    Time(time::Args),
 }
 
 /// How a command failed: a user error (exit 1) or an internal failure (exit 2).
@@ -78,7 +75,6 @@ fn main() -> ExitCode {
         Command::Test(a) => test::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Draw(a) => draw::run(a),
-        Command::Time(a) => time::run(a),
     };
     match r {
         Ok(code) => code,
