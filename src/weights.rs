@@ -205,15 +205,8 @@ pub fn save_caffemodel(path: impl AsRef<Path>, net: &NetParameter) -> Result<()>
     write_atomic(path.as_ref(), &net.encode_to_vec())
 }
 
-/// Reads a binary `.caffemodel` (current format; V1 files are upgraded by [`crate::weights`]'s
-/// callers in the Caffe interop layer).
+/// Reads a binary `.caffemodel`, current or V1 format (upgraded to the current format, legacy
+/// blob dimensions kept for [`copy_blob_proto`]), warning about layers with unknown fields.
 pub fn load_caffemodel(path: impl AsRef<Path>) -> Result<NetParameter> {
-    let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    NetParameter::decode(bytes.as_slice()).map_err(|e| {
-        Error::format(
-            path,
-            format!("not a valid caffemodel (binary NetParameter): {e}"),
-        )
-    })
+    crate::caffe::caffemodel::read(path)
 }

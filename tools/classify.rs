@@ -14,7 +14,7 @@ pub struct Args {
     /// Deploy model (YAML, or a Caffe .prototxt).
     #[arg(long)]
     model: PathBuf,
-    /// Trained weights (.caffemodel).
+    /// Trained weights (.caffemodel, current or V1 format).
     #[arg(long)]
     weights: PathBuf,
     /// Class names, one per line in class order (an optional leading id such as `n02123045`
@@ -70,12 +70,7 @@ fn load_model(path: &Path) -> Result<crema::proto::NetParameter, Failure> {
         .unwrap_or("")
         .to_ascii_lowercase();
     if ext == "prototxt" {
-        return Err(Failure::User(anyhow::anyhow!(
-            "{}: reading a .prototxt directly is not supported yet; convert it with \
-             `crema import --prototxt {} --out DIR` and pass the YAML",
-            path.display(),
-            path.display()
-        )));
+        return Ok(crema::caffe::load_net_prototxt(path)?);
     }
     Ok(crema::spec::load_net(path)?)
 }
@@ -84,14 +79,30 @@ fn user(msg: String) -> Failure {
     Failure::User(anyhow::anyhow!(msg))
 }
 
-/// A probability as JSON: the f32's shortest decimal form, not its f64 widening.
-fn json_f32(v: f32) -> serde_json::Value {
-    v.to_string()
-        .parse::<f64>()
-        .ok()
-        .and_then(serde_json::Number::from_f64)
-        .map(serde_json::Value::Number)
-        .unwrap_or(serde_json::Value::Null)
+/// One `--json` line, fields in FORMAT.md's order.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    image: &'a str,
+    top: Vec<Top<'a>>,
+}
+
+/// The `--json` line of an image that could not be classified.
+#[derive(serde::Serialize)]
+struct ErrorLine<'a> {
+    image: &'a str,
+    error: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct Top<'a> {
+    label: &'a str,
+    index: usize,
+    prob: f64,
+}
+
+/// A probability for JSON: the f32's shortest decimal form, not its f64 widening.
+fn short_f64(v: f32) -> f64 {
+    v.to_string().parse::<f64>().unwrap_or(v as f64)
 }
 
 pub fn run(a: Args) -> Result<ExitCode, Failure> {
@@ -117,7 +128,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
     };
     let param = load_model(&a.model)?;
     let mut net = crema::Net::for_phase(&param, Phase::Test, &mut StdRng::seed_from_u64(1701))?;
-    let trained = crema::weights::load_caffemodel(&a.weights)?;
+    let trained = crema::caffe::caffemodel::read(&a.weights)?;
     let report = net.copy_trained_layers_from(&trained, &a.weights.display().to_string())?;
     if !report.fresh.is_empty() {
         eprintln!(
@@ -187,7 +198,13 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
                     let msg = e.to_string();
                     eprintln!("error: {msg}");
                     if a.json {
-                        println!("{}", serde_json::json!({"image": shown, "error": msg}));
+                        let line = ErrorLine {
+                            image: &shown,
+                            error: &msg,
+                        };
+                        let text = serde_json::to_string(&line)
+                            .map_err(|e| Failure::Internal(e.into()))?;
+                        println!("{text}");
                     }
                 }
                 Ok(_) => {
@@ -196,13 +213,20 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
                         .ok_or_else(|| Failure::Internal(anyhow::anyhow!("missing scores")))?;
                     let top = crema::classify::top_k(&s, a.top_k);
                     if a.json {
-                        let top: Vec<serde_json::Value> = top
-                            .iter()
-                            .map(|&(i, p)| {
-                                serde_json::json!({"label": labels[i], "index": i, "prob": json_f32(p)})
-                            })
-                            .collect();
-                        println!("{}", serde_json::json!({"image": shown, "top": top}));
+                        let line = Line {
+                            image: &shown,
+                            top: top
+                                .iter()
+                                .map(|&(i, p)| Top {
+                                    label: &labels[i],
+                                    index: i,
+                                    prob: short_f64(p),
+                                })
+                                .collect(),
+                        };
+                        let text = serde_json::to_string(&line)
+                            .map_err(|e| Failure::Internal(e.into()))?;
+                        println!("{text}");
                     } else {
                         println!("{shown}");
                         for (i, p) in top {

@@ -2,6 +2,9 @@
 
 mod check;
 mod classify;
+mod forward;
+mod import;
+mod time;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,6 +26,14 @@ enum Command {
     Check(check::Args),
     /// Top-k classes for images with a trained net (Caffe's classify.py / cpp_classification).
     Classify(classify::Args),
+    /// Turn a Caffe prototxt (and caffemodel) into a crema YAML model (and weights).
+    Import(import::Args),
+    /// Write a crema YAML model or solver back to Caffe prototxt.
+    Export(import::ExportArgs),
+    /// One forward pass with inputs from .npy files; writes chosen blobs as .npy.
+    Forward(forward::Args),
+    /// Per-layer forward and backward time, Caffe-style.
+    Time(time::Args),
 }
 
 /// How a command failed: a user error (exit 1) or an internal failure (exit 2).
@@ -48,6 +59,10 @@ fn main() -> ExitCode {
     let r = match cli.command {
         Command::Check(a) => check::run(a),
         Command::Classify(a) => classify::run(a),
+        Command::Import(a) => import::run(a),
+        Command::Export(a) => import::run_export(a),
+        Command::Forward(a) => forward::run(a),
+        Command::Time(a) => time::run(a),
     };
     match r {
         Ok(code) => code,

@@ -1,0 +1,255 @@
+//! `crema import`: a Caffe prototxt (and weights) into a crema YAML model (and current-format
+//! weights); `--reverse` (or `crema export`) writes a YAML model or solver back to prototxt.
+
+use crate::Failure;
+use anyhow::{anyhow, Context};
+use crema::caffe::{self, Prototxt};
+use crema::proto::{NetParameter, Phase, SolverParameter};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Caffe net or solver prototxt to import.
+    #[arg(long, required_unless_present = "reverse")]
+    prototxt: Option<String>,
+    /// Caffe weights (current or V1 format) to upgrade into DIR/weights.caffemodel.
+    #[arg(long)]
+    caffemodel: Option<String>,
+    /// Output directory (created if missing); with --reverse, a .prototxt file or a directory.
+    #[arg(long)]
+    out: String,
+    /// Write a crema YAML model or solver (--model) back to Caffe prototxt.
+    #[arg(long, requires = "model")]
+    reverse: bool,
+    /// The YAML model or solver for --reverse.
+    #[arg(long)]
+    model: Option<String>,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `crema export`: a crema YAML model or solver written back as Caffe prototxt.
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// The YAML model or solver.
+    #[arg(long)]
+    model: String,
+    /// Output .prototxt file (or a directory).
+    #[arg(long)]
+    out: String,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_export(a: ExportArgs) -> Result<ExitCode, Failure> {
+    reverse(&a.model, &a.out, a.json)
+}
+
+pub fn run(a: Args) -> Result<ExitCode, Failure> {
+    if a.reverse {
+        let model = a.model.as_deref().unwrap_or_default();
+        return reverse(model, &a.out, a.json);
+    }
+    let prototxt = a
+        .prototxt
+        .as_deref()
+        .ok_or_else(|| anyhow!("--prototxt is required"))?;
+    let out = PathBuf::from(&a.out);
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let summary = match caffe::load_prototxt(prototxt)? {
+        Prototxt::Net(net) => import_net(net, a.caffemodel.as_deref(), &out)?,
+        Prototxt::Solver(s) => {
+            if a.caffemodel.is_some() {
+                return Err(Failure::User(anyhow!(
+                    "{prototxt} is a solver; --caffemodel goes with a net prototxt"
+                )));
+            }
+            import_solver(s, Path::new(prototxt), &out)?
+        }
+    };
+    if a.json {
+        println!("{summary}");
+    } else {
+        for (k, v) in summary.as_object().into_iter().flatten() {
+            if !v.is_null() {
+                eprintln!("{k}: {v}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes YAML and checks that it reads back as the same message.
+fn write_yaml_checked<M>(m: &M, path: &Path) -> Result<(), Failure>
+where
+    M: prost::Message + prost::Name + Default + PartialEq,
+{
+    let text = crema::spec::message_to_yaml(m);
+    let back: M = crema::spec::from_yaml_str(&text, &path.display().to_string())
+        .map_err(|e| Failure::Internal(anyhow!("the written YAML does not read back: {e}")))?;
+    if &back != m {
+        return Err(Failure::Internal(anyhow!(
+            "the written YAML reads back as a different message ({})",
+            path.display()
+        )));
+    }
+    crema::weights::write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
+
+fn import_net(
+    net: NetParameter,
+    caffemodel: Option<&str>,
+    out: &Path,
+) -> Result<serde_json::Value, Failure> {
+    let kind = if caffe::is_deploy(&net) {
+        "deploy"
+    } else {
+        "net"
+    };
+    let model_path = out.join(format!("{kind}.yaml"));
+    write_yaml_checked(&net, &model_path)?;
+    let mut weights = serde_json::Value::Null;
+    let mut copied = Vec::new();
+    if let Some(cm) = caffemodel {
+        let trained = crema::weights::load_caffemodel(cm)?;
+        let wpath = out.join("weights.caffemodel");
+        // Prefer the shapes of the built net (legacy 4-D blobs become N-D); fall back to the
+        // upgraded file as read when the net cannot be built here.
+        let built = [Phase::Test, Phase::Train].into_iter().find_map(|ph| {
+            let mut rng = StdRng::seed_from_u64(1);
+            crema::Net::for_phase(&net, ph, &mut rng).ok()
+        });
+        let proto = match built {
+            Some(mut n) => {
+                let report = n.copy_trained_layers_from(&trained, cm)?;
+                copied = report.copied.clone();
+                if !report.fresh.is_empty() {
+                    eprintln!(
+                        "warning: layers without weights in {cm}: {}",
+                        report.fresh.join(", ")
+                    );
+                }
+                let mut p = n.to_proto(false);
+                p.layer.retain(|l| !l.blobs.is_empty());
+                p
+            }
+            None => {
+                eprintln!(
+                    "warning: the net cannot be built here, so {cm} is written as read \
+                     (upgraded layers, blob shapes as in the file)"
+                );
+                let mut t = trained;
+                t.layer.retain(|l| !l.blobs.is_empty());
+                copied = t.layer.iter().map(|l| l.name().to_string()).collect();
+                t
+            }
+        };
+        caffe::caffemodel::write(&wpath, &proto)?;
+        weights = serde_json::json!(wpath.display().to_string());
+    }
+    Ok(serde_json::json!({
+        "kind": kind,
+        "model": model_path.display().to_string(),
+        "layers": net.layer.len(),
+        "weights": weights,
+        "weight_layers": copied,
+    }))
+}
+
+/// Finds a solver's net file: relative to the solver's directory, to the working directory, or
+/// (Caffe paths are relative to the Caffe root) to any ancestor of the solver's directory.
+fn find_net_file(solver: &Path, p: &str) -> Option<PathBuf> {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        return p.exists().then(|| p.to_path_buf());
+    }
+    if p.exists() {
+        return Some(p.to_path_buf());
+    }
+    let mut dir = solver.parent();
+    while let Some(d) = dir {
+        let c = d.join(p);
+        if c.exists() {
+            return Some(c);
+        }
+        dir = d.parent();
+    }
+    // Last resort: the file name beside the solver.
+    let c = solver.parent()?.join(p.file_name()?);
+    c.exists().then_some(c)
+}
+
+fn import_solver(
+    mut s: SolverParameter,
+    solver_path: &Path,
+    out: &Path,
+) -> Result<serde_json::Value, Failure> {
+    let mut nets = Vec::new();
+    let net_field = if s.net.is_some() {
+        s.net.as_mut()
+    } else {
+        s.train_net.as_mut()
+    };
+    if let Some(np) = net_field {
+        match find_net_file(solver_path, np) {
+            Some(f) => {
+                let net = caffe::load_net_prototxt(&f)?;
+                let name = if caffe::is_deploy(&net) {
+                    "deploy.yaml"
+                } else {
+                    "net.yaml"
+                };
+                write_yaml_checked(&net, &out.join(name))?;
+                nets.push(out.join(name).display().to_string());
+                *np = name.to_string();
+            }
+            None => eprintln!(
+                "warning: the solver's net `{np}` was not found; solver.yaml keeps the path as \
+                 written (import the net separately and point `net` at its YAML)"
+            ),
+        }
+    }
+    let path = out.join("solver.yaml");
+    write_yaml_checked(&s, &path)?;
+    Ok(serde_json::json!({
+        "kind": "solver",
+        "model": path.display().to_string(),
+        "nets": nets,
+    }))
+}
+
+fn reverse(model: &str, out: &str, json: bool) -> Result<ExitCode, Failure> {
+    let text = std::fs::read_to_string(model).with_context(|| format!("cannot read {model}"))?;
+    let (body, stem) = match crema::spec::from_yaml_str::<NetParameter>(&text, model) {
+        Ok(net) => (caffe::to_prototxt(&net), "net"),
+        Err(net_err) => match crema::spec::from_yaml_str::<SolverParameter>(&text, model) {
+            Ok(s) => (caffe::to_prototxt(&s), "solver"),
+            Err(_) => return Err(net_err.into()),
+        },
+    };
+    let mut path = PathBuf::from(out);
+    if path.is_dir() || out.ends_with('/') {
+        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {out}"))?;
+        let s = Path::new(model)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or(stem);
+        path = path.join(format!("{s}.prototxt"));
+    }
+    crema::weights::write_atomic(&path, body.as_bytes())?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"kind": stem, "prototxt": path.display().to_string()})
+        );
+    } else {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
