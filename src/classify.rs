@@ -188,7 +188,7 @@ impl Mean {
                 ))
             }
         };
-        if shape.iter().any(|&d| d == 0) {
+        if shape.contains(&0) {
             return Err(Error::format(path, "the mean image is empty"));
         }
         b.reshape(&shape);
