@@ -2,6 +2,7 @@
 
 mod check;
 mod draw;
+mod classify;
 mod forward;
 mod import;
 mod plot;
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Validate a model: blob shapes, parameter count, optional numeric gradient check.
     Check(check::Args),
+    /// Top-k classes for images with a trained net (Caffe's classify.py / cpp_classification).
+    Classify(classify::Args),
     /// Turn a Caffe prototxt (and caffemodel) into a crema YAML model (and weights).
     Import(import::Args),
     /// Write a crema YAML model or solver back to Caffe prototxt.
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Check(a) => check::run(a),
+        Command::Classify(a) => classify::run(a),
         Command::Import(a) => import::run(a),
         Command::Export(a) => import::run_export(a),
         Command::Forward(a) => forward::run(a),
