@@ -78,7 +78,9 @@ fn draw(probs: &[f32], temperature: f32, rng: &mut StdRng) -> usize {
 
 pub fn run(a: Args) -> Result<ExitCode, Failure> {
     if a.seed_text.is_empty() {
-        return Err(Failure::User(anyhow!("--seed-text needs at least one byte")));
+        return Err(Failure::User(anyhow!(
+            "--seed-text needs at least one byte"
+        )));
     }
     if !(a.temperature >= 0.0 && a.temperature.is_finite()) {
         return Err(Failure::User(anyhow!(
@@ -125,7 +127,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
             )));
         }
     }
-    let mut feed = |net: &mut crema::Net, byte: u8, cont: f32| -> Result<Vec<f32>, Failure> {
+    let feed = |net: &mut crema::Net, byte: u8, cont: f32| -> Result<Vec<f32>, Failure> {
         if let Some(b) = net.blob_mut(&a.data_blob) {
             b.data[0] = byte as f32;
         }

@@ -182,7 +182,10 @@ mod tests {
         let ids = Blob::from_data(&[2], vec![1.0, 5.0]).unwrap();
         let mut h = Harness::new(YAML, vec![ids]).unwrap();
         let msg = err_text(h.forward());
-        assert!(msg.contains("out of range") && msg.contains("input_dim is 5"), "{msg}");
+        assert!(
+            msg.contains("out of range") && msg.contains("input_dim is 5"),
+            "{msg}"
+        );
         h.bottom[0].data = vec![1.5, 0.0];
         let msg = err_text(h.forward());
         assert!(msg.contains("not an integer"), "{msg}");

@@ -509,7 +509,10 @@ mod tests {
         )
         .unwrap();
         let shapes: Vec<_> = h.params.iter().map(|p| p.shape.clone()).collect();
-        assert_eq!(shapes, vec![vec![20, 2], vec![20], vec![20, 3], vec![20, 5]]);
+        assert_eq!(
+            shapes,
+            vec![vec![20, 2], vec![20], vec![20, 3], vec![20, 5]]
+        );
         h.forward().unwrap();
         assert_eq!(h.top[0].shape, vec![steps, n, hid]);
         let zero = vec![0.0; n * hid];
@@ -520,15 +523,7 @@ mod tests {
         h.bottom[1].data = vec![1., 0., 1., 1., 1., 1., 1., 1., 1., 0., 1., 1.];
         h.forward().unwrap();
         let (h0, c0) = (f32s(&hl), f32s(&cl));
-        let (hs2, _, _) = reference(
-            &x,
-            &h.bottom[1].data,
-            Some(&xs),
-            &h.params,
-            dims,
-            &h0,
-            &c0,
-        );
+        let (hs2, _, _) = reference(&x, &h.bottom[1].data, Some(&xs), &h.params, dims, &h0, &c0);
         assert_close(&h.top[0].data, &f32s(&hs2), 1e-5);
     }
 
@@ -572,7 +567,9 @@ mod tests {
             h.top[0].data.clone()
         };
         let a = run(&x);
-        x[..2 * n * inp].iter_mut().for_each(|v| *v = -3.0 * *v + 1.0);
+        x[..2 * n * inp]
+            .iter_mut()
+            .for_each(|v| *v = -3.0 * *v + 1.0);
         let b = run(&x);
         let nh = n * 4;
         assert!((0..2 * nh).any(|i| (a[i] - b[i]).abs() > 1e-3));
@@ -659,7 +656,10 @@ mod tests {
             &yaml(3, true),
             &[&[4, 2, 2], &[4, 2], &[2, 2], &[1, 2, 3], &[1, 2, 3]],
         );
-        check(&yaml(2, true), &[&[3, 3, 2], &[3, 3], &[1, 3, 2], &[1, 3, 2]]);
+        check(
+            &yaml(2, true),
+            &[&[3, 3, 2], &[3, 3], &[1, 3, 2], &[1, 3, 2]],
+        );
     }
 
     #[test]
@@ -671,7 +671,12 @@ mod tests {
         assert!(crate::testing::err_text(bad).contains("cont"));
         let bad = Harness::new(
             &yaml(3, true),
-            vec![Blob::new(&[4, 2, 2]), Blob::new(&[4, 2]), Blob::new(&[1, 2, 3]), Blob::new(&[1, 2, 2])],
+            vec![
+                Blob::new(&[4, 2, 2]),
+                Blob::new(&[4, 2]),
+                Blob::new(&[1, 2, 3]),
+                Blob::new(&[1, 2, 2]),
+            ],
         );
         assert!(crate::testing::err_text(bad).contains("initial state"));
     }

@@ -203,7 +203,12 @@ mod rnn;
 mod text_data;
 
 /// Recurrent layers.
-const RECURRENT: &[(&str, Constructor)] = &[("Embed", embed::create), ("LSTM", lstm::create), ("RNN", rnn::create), ("TextData", text_data::create)];
+const RECURRENT: &[(&str, Constructor)] = &[
+    ("Embed", embed::create),
+    ("LSTM", lstm::create),
+    ("RNN", rnn::create),
+    ("TextData", text_data::create),
+];
 
 fn registry() -> impl Iterator<Item = &'static (&'static str, Constructor)> {
     CORE.iter()

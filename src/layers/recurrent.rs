@@ -108,12 +108,7 @@ impl RecurrentConfig {
                 );
             }
         }
-        Ok(Dims {
-            t,
-            n,
-            input,
-            stat,
-        })
+        Ok(Dims { t, n, input, stat })
     }
 
     /// Shapes the tops: h (T x N x H) and the exposed final states (1 x N x H).

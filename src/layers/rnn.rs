@@ -71,8 +71,7 @@ impl Layer for Rnn {
         self.input = d.input;
         self.stat = d.stat;
         let (wf, bf) = (&self.cfg.weight_filler, &self.cfg.bias_filler);
-        let mut shapes: Vec<(Vec<usize>, bool)> =
-            vec![(vec![h, d.input], true), (vec![h], false)];
+        let mut shapes: Vec<(Vec<usize>, bool)> = vec![(vec![h, d.input], true), (vec![h], false)];
         if let Some(s) = d.stat {
             shapes.push((vec![h, s], true));
         }
@@ -277,9 +276,7 @@ impl Layer for Rnn {
             );
             for j in 0..n {
                 let c = cont[t * n + j];
-                self.dh[j * h..(j + 1) * h]
-                    .iter_mut()
-                    .for_each(|v| *v *= c);
+                self.dh[j * h..(j + 1) * h].iter_mut().for_each(|v| *v *= c);
             }
         }
         math::gemm(

@@ -206,10 +206,7 @@ mod tests {
     fn windows_continue_across_batches_and_restart() {
         // 20 bytes, T = 3, N = 2, no shuffle: streams start at 0 and 17*1/2 = 8.
         let text = b"abcdefghijklmnopqrst";
-        let (mut l, mut tops, _dir) = build(
-            text,
-            "time_steps: 3, batch_size: 2, shuffle: false",
-        );
+        let (mut l, mut tops, _dir) = build(text, "time_steps: 3, batch_size: 2, shuffle: false");
         step(&mut l, &mut tops);
         assert_eq!(tops[0].shape, vec![3, 2]);
         // Time-major: [t0 s0, t0 s1, t1 s0, ...].
@@ -268,11 +265,16 @@ mod tests {
         assert!(err_text(mk("time_steps: 3")).contains("at least 4"));
         assert!(err_text(mk("time_steps: 2, vocab_size: 98")).contains("outside vocab_size"));
         let e = err_text(
-            layers::create(&layer_param_from_yaml("type: TextData\ntext_data_param: { source: '/nonexistent/x.txt' }").unwrap())
-                .and_then(|mut l| {
-                    let mut rng = StdRng::seed_from_u64(1);
-                    l.setup(&[], &mut SetupCtx { rng: &mut rng }).map(|_| ())
-                }),
+            layers::create(
+                &layer_param_from_yaml(
+                    "type: TextData\ntext_data_param: { source: '/nonexistent/x.txt' }",
+                )
+                .unwrap(),
+            )
+            .and_then(|mut l| {
+                let mut rng = StdRng::seed_from_u64(1);
+                l.setup(&[], &mut SetupCtx { rng: &mut rng }).map(|_| ())
+            }),
         );
         assert!(e.contains("/nonexistent/x.txt"), "{e}");
     }
