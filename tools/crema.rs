@@ -1,7 +1,11 @@
 //! The `crema` command line.
 
 mod check;
+mod draw;
+mod plot;
 mod sample;
+mod test;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -21,6 +25,14 @@ struct Cli {
 enum Command {
     /// Validate a model: blob shapes, parameter count, optional numeric gradient check.
     Check(check::Args),
+    /// Train a net from a solver file (fine-tune with --weights, resume with --snapshot).
+    Train(train::Args),
+    /// Score a model in the TEST phase: each output blob's mean over iterations.
+    Test(test::Args),
+    /// Draw loss, test outputs and learning rate from a JSON-lines training log (PNG).
+    Plot(plot::Args),
+    /// Draw the net as a graph (Graphviz DOT, or SVG/PNG/PDF through `dot`).
+    Draw(draw::Args),
     /// Generate text from a trained character model (deploy net with T = 1).
     Sample(sample::Args),
 }
@@ -47,6 +59,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Check(a) => check::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Test(a) => test::run(a),
+        Command::Plot(a) => plot::run(a),
+        Command::Draw(a) => draw::run(a),
         Command::Sample(a) => sample::run(a),
     };
     match r {

@@ -240,6 +240,18 @@ pub fn score(
     Ok((outputs, (loss_sum / n) as f32))
 }
 
+/// An f32 as a JSON number with its shortest decimal form (0.01, not 0.009999999776);
+/// NaN and Inf become `null`.
+pub fn f32_json(x: f32) -> serde_json::Value {
+    if !x.is_finite() {
+        return serde_json::Value::Null;
+    }
+    x.to_string()
+        .parse::<f64>()
+        .map(serde_json::Value::from)
+        .unwrap_or(serde_json::Value::Null)
+}
+
 /// A JSON line for an event, as FORMAT.md §4 specifies (`None` for events that have none):
 /// `{"iter", "loss", "lr", "seconds"}` per display and `{"iter", "phase": "TEST", "outputs"}`
 /// per test. An output blob with one element maps to a number, a larger one to an array.
@@ -247,16 +259,16 @@ pub fn score(
 pub fn event_json(e: &Event, seconds: f64, test_nets: usize) -> Option<serde_json::Value> {
     use serde_json::json;
     match e {
-        Event::Display { iter, loss, lr, .. } | Event::FinalLoss { iter, loss, lr } => {
-            Some(json!({"iter": iter, "loss": loss, "lr": lr, "seconds": seconds}))
-        }
+        Event::Display { iter, loss, lr, .. } | Event::FinalLoss { iter, loss, lr } => Some(
+            json!({"iter": iter, "loss": f32_json(*loss), "lr": f32_json(*lr), "seconds": seconds}),
+        ),
         Event::Tested { iter, net, outputs } => {
             let mut map = serde_json::Map::new();
             for o in outputs.iter() {
                 let v = if o.values.len() == 1 {
-                    json!(o.values[0])
+                    f32_json(o.values[0])
                 } else {
-                    json!(o.values)
+                    serde_json::Value::Array(o.values.iter().map(|&x| f32_json(x)).collect())
                 };
                 map.insert(o.name.clone(), v);
             }
@@ -287,7 +299,10 @@ fn check_solver(p: &SolverParameter, kind: SolverType) -> Result<()> {
         return bad(format!("iter_size must be >= 1, got {}", p.iter_size()));
     }
     if p.average_loss() < 1 {
-        return bad(format!("average_loss must be >= 1, got {}", p.average_loss()));
+        return bad(format!(
+            "average_loss must be >= 1, got {}",
+            p.average_loss()
+        ));
     }
     if p.max_iter() < 0 {
         return bad(format!("max_iter must be >= 0, got {}", p.max_iter()));
@@ -408,8 +423,7 @@ impl Solver {
                 test_params.len()
             )));
         }
-        if !test_params.is_empty() && param.test_interval() <= 0 && param.test_interval.is_some()
-        {
+        if !test_params.is_empty() && param.test_interval() <= 0 && param.test_interval.is_some() {
             return Err(Error::Invalid("test_interval must be > 0".into()));
         }
         let mut test_nets = Vec::new();
@@ -540,8 +554,7 @@ impl Solver {
     /// The learning rate the policy gives at the current iteration (does not advance state).
     pub fn current_rate(&self) -> f32 {
         let mut step = self.current_step;
-        self.policy
-            .rate(self.param.base_lr(), self.iter, &mut step)
+        self.policy.rate(self.param.base_lr(), self.iter, &mut step)
     }
 
     fn emit(&mut self, e: &Event) {
@@ -641,9 +654,7 @@ impl Solver {
         while self.iter < stop_iter {
             self.net.clear_param_diffs();
             let ti = self.param.test_interval();
-            if ti > 0
-                && self.iter % ti == 0
-                && (self.iter > 0 || self.param.test_initialization())
+            if ti > 0 && self.iter % ti == 0 && (self.iter > 0 || self.param.test_initialization())
             {
                 self.test_all()?;
             }
@@ -827,8 +838,7 @@ impl Solver {
         }
         // Refuse to write non-finite weights: the last good values stay.
         for (i, p) in self.net.params().iter().enumerate() {
-            if p
-                .data
+            if p.data
                 .iter()
                 .zip(&p.diff)
                 .any(|(&w, &d)| !(w - d).is_finite())
@@ -1000,7 +1010,11 @@ impl Solver {
         let state = SolverState {
             iter: Some(self.iter),
             learned_net: Some(model.display().to_string()),
-            history: self.history.iter().map(|h| blob_to_proto(h, false)).collect(),
+            history: self
+                .history
+                .iter()
+                .map(|h| blob_to_proto(h, false))
+                .collect(),
             current_step: Some(self.current_step),
         };
         crate::weights::write_atomic(&state_path, &state.encode_to_vec())?;
