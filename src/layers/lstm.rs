@@ -11,7 +11,7 @@
 //! previous states are kept for backward, which runs BPTT over the whole sequence with one
 //! sgemm per step and one sgemm per weight at the end. See `recurrent.rs` for bottoms and tops.
 
-use super::recurrent::{add_col_sums, add_rows, sigmoid, sized, Dims, RecurrentConfig};
+use super::recurrent::{add_col_sums, add_rows, sigmoid, sized, tanh, Dims, RecurrentConfig};
 use super::{BlobCounts, Layer, SetupCtx};
 use crate::proto::LayerParameter;
 use crate::{filler, math, Blob, Result};
@@ -216,7 +216,7 @@ impl Layer for Lstm {
                     let i = sigmoid(gr[k]);
                     let f = sigmoid(gr[h + k]);
                     let o = sigmoid(gr[2 * h + k]);
-                    let g = gr[3 * h + k].tanh();
+                    let g = tanh(gr[3 * h + k]);
                     gr[k] = i;
                     gr[h + k] = f;
                     gr[2 * h + k] = o;
@@ -228,7 +228,7 @@ impl Layer for Lstm {
                     };
                     let c = cn * f * cp + i * g;
                     let idx = t * nh + j * h + k;
-                    let tc = c.tanh();
+                    let tc = tanh(c);
                     self.cell[idx] = c;
                     self.tanh_c[idx] = tc;
                     hout[idx] = o * tc;

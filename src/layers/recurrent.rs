@@ -160,3 +160,10 @@ pub(crate) fn sized(v: &mut Vec<f32>, n: usize) {
         v.resize(n, 0.0);
     }
 }
+
+/// `tanh(x)` as `2 sigmoid(2x) - 1`: one `expf` instead of libm's `tanhf` (which profiling
+/// showed at a fifth of an LSTM training step); absolute error about 1e-7, saturates cleanly.
+#[inline]
+pub(crate) fn tanh(x: f32) -> f32 {
+    2.0 / (1.0 + (-2.0 * x).exp()) - 1.0
+}

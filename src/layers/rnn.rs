@@ -6,7 +6,7 @@
 //! With `expose_hidden` the extra bottom is h_0 and the extra top h_T (1 x N x H).
 //! See `recurrent.rs` for the shared bottoms, tops and carried state.
 
-use super::recurrent::{add_col_sums, add_rows, sized, Dims, RecurrentConfig};
+use super::recurrent::{add_col_sums, add_rows, sized, tanh, Dims, RecurrentConfig};
 use super::{BlobCounts, Layer, SetupCtx};
 use crate::proto::LayerParameter;
 use crate::{filler, math, Blob, Result};
@@ -184,7 +184,7 @@ impl Layer for Rnn {
             }
             let cur = &mut cur[..nh];
             math::gemm(false, true, n, h, h, 1.0, hm, &params[whh].data, 1.0, cur);
-            cur.iter_mut().for_each(|v| *v = v.tanh());
+            cur.iter_mut().for_each(|v| *v = tanh(*v));
         }
         let out = &mut top[0].data;
         math::gemm(
@@ -200,7 +200,7 @@ impl Layer for Rnn {
             out,
         );
         add_rows(out, &params[bo].data);
-        out.iter_mut().for_each(|v| *v = v.tanh());
+        out.iter_mut().for_each(|v| *v = tanh(*v));
         let last = &self.hidden[(steps - 1) * nh..];
         if self.cfg.expose_hidden {
             top[1].data.copy_from_slice(last);
