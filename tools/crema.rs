@@ -6,6 +6,7 @@ mod classify;
 mod forward;
 mod import;
 mod plot;
+mod sample;
 mod test;
 mod time;
 mod train;
@@ -46,6 +47,8 @@ enum Command {
     Plot(plot::Args),
     /// Draw the net as a graph (Graphviz DOT, or SVG/PNG/PDF through `dot`).
     Draw(draw::Args),
+    /// Generate text from a trained character model (deploy net with T = 1).
+    Sample(sample::Args),
 }
 
 /// How a command failed: a user error (exit 1) or an internal failure (exit 2).
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Test(a) => test::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Draw(a) => draw::run(a),
+        Command::Sample(a) => sample::run(a),
     };
     match r {
         Ok(code) => code,

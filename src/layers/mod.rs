@@ -277,8 +277,19 @@ const VISION: &[(&str, Constructor)] = &[
 /// Data layers that read files.
 const DATA: &[(&str, Constructor)] = &[];
 
+mod embed;
+mod lstm;
+mod recurrent;
+mod rnn;
+mod text_data;
+
 /// Recurrent layers.
-const RECURRENT: &[(&str, Constructor)] = &[];
+const RECURRENT: &[(&str, Constructor)] = &[
+    ("Embed", embed::create),
+    ("LSTM", lstm::create),
+    ("RNN", rnn::create),
+    ("TextData", text_data::create),
+];
 
 fn registry() -> impl Iterator<Item = &'static (&'static str, Constructor)> {
     CORE.iter()
