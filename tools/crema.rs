@@ -1,8 +1,8 @@
 //! The `crema` command line.
 
 mod check;
-mod draw;
 mod classify;
+mod draw;
 mod forward;
 mod import;
 mod plot;
