@@ -8,6 +8,7 @@
 extern crate blas_src;
 
 pub mod blob;
+pub mod data;
 pub mod error;
 pub mod filler;
 pub mod layers;

@@ -1,6 +1,7 @@
 //! The `crema` command line.
 
 mod check;
+mod convert;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,6 +21,8 @@ struct Cli {
 enum Command {
     /// Validate a model: blob shapes, parameter count, optional numeric gradient check.
     Check(check::Args),
+    /// Convert data sets: IDX or image list to LMDB, mean images, IDX to PNG.
+    Convert(convert::Args),
 }
 
 /// How a command failed: a user error (exit 1) or an internal failure (exit 2).
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Check(a) => check::run(a),
+        Command::Convert(a) => convert::run(a),
     };
     match r {
         Ok(code) => code,
