@@ -15,6 +15,7 @@ pub mod layers;
 pub mod math;
 pub mod net;
 pub mod proto;
+pub mod solver;
 pub mod spec;
 pub mod testing;
 pub mod weights;

@@ -2,6 +2,10 @@
 
 mod check;
 mod convert;
+mod draw;
+mod plot;
+mod test;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,6 +27,14 @@ enum Command {
     Check(check::Args),
     /// Convert data sets: IDX or image list to LMDB, mean images, IDX to PNG.
     Convert(convert::Args),
+    /// Train a net from a solver file (fine-tune with --weights, resume with --snapshot).
+    Train(train::Args),
+    /// Score a model in the TEST phase: each output blob's mean over iterations.
+    Test(test::Args),
+    /// Draw loss, test outputs and learning rate from a JSON-lines training log (PNG).
+    Plot(plot::Args),
+    /// Draw the net as a graph (Graphviz DOT, or SVG/PNG/PDF through `dot`).
+    Draw(draw::Args),
 }
 
 /// How a command failed: a user error (exit 1) or an internal failure (exit 2).
@@ -48,6 +60,10 @@ fn main() -> ExitCode {
     let r = match cli.command {
         Command::Check(a) => check::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Test(a) => test::run(a),
+        Command::Plot(a) => plot::run(a),
+        Command::Draw(a) => draw::run(a),
     };
     match r {
         Ok(code) => code,

@@ -1,0 +1,279 @@
+//! `crema train`: run a solver file. Caffe-style log lines and a progress bar on stderr, JSON
+//! lines on stdout with `--json`, and always a JSON-lines log `<snapshot_prefix>_log.jsonl`.
+
+use crate::Failure;
+use crema::solver::{event_json, Action, Event, Solver};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::cell::RefCell;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Solver file (YAML).
+    #[arg(long)]
+    solver: PathBuf,
+    /// Fine-tune: copy weights by layer name from these .caffemodel files (comma-separated).
+    #[arg(long, value_delimiter = ',', conflicts_with = "snapshot")]
+    weights: Vec<PathBuf>,
+    /// Resume from a .solverstate.
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
+    /// Print JSON lines on stdout (one per display interval and per test).
+    #[arg(long)]
+    json: bool,
+}
+
+/// A glog-style prefix (`I0118 10:20:30.123456 pid file:line]`), UTC, so that Caffe's
+/// `parse_log.py` can read the log.
+pub fn glog_prefix() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    format!(
+        "I{m:02}{d:02} {:02}:{:02}:{:02}.{:06} {} solver.rs:0] ",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        now.subsec_micros(),
+        std::process::id()
+    )
+}
+
+fn fmt_outputs(kind: &str, outputs: &[crema::solver::Output]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut k = 0;
+    for o in outputs {
+        for v in &o.values {
+            let mut line = format!("    {kind} net output #{k}: {} = {v}", o.name);
+            if o.loss_weight != 0.0 {
+                line += &format!(" (* {} = {} loss)", o.loss_weight, o.loss_weight * v);
+            }
+            lines.push(line);
+            k += 1;
+        }
+    }
+    lines
+}
+
+struct Logger {
+    pb: ProgressBar,
+    json: bool,
+    log: Option<std::fs::File>,
+    start: Instant,
+    last_display: Option<(Instant, i32)>,
+    display: i32,
+    test_nets: usize,
+}
+
+impl Logger {
+    fn line(&self, msg: &str) {
+        let p = glog_prefix();
+        self.pb.suspend(|| eprintln!("{p}{msg}"));
+    }
+
+    fn on(&mut self, e: &Event) {
+        let seconds = self.start.elapsed().as_secs_f64();
+        if let Some(v) = event_json(e, seconds, self.test_nets) {
+            if self.json {
+                println!("{v}");
+            }
+            if let Some(f) = self.log.as_mut() {
+                let _ = writeln!(f, "{v}");
+            }
+        }
+        match e {
+            Event::Iteration {
+                iter,
+                smoothed_loss,
+                lr,
+                ..
+            } => {
+                self.pb.set_position((*iter + 1) as u64);
+                self.pb
+                    .set_message(format!("loss {smoothed_loss:.4}  lr {lr:.3e}"));
+            }
+            Event::Display {
+                iter,
+                loss,
+                lr,
+                outputs,
+            } => {
+                let now = Instant::now();
+                let speed = match self.last_display {
+                    Some((t, i)) if *iter > i => {
+                        let dt = now.duration_since(t).as_secs_f64().max(1e-9);
+                        format!(
+                            " ({:.4} iter/s, {:.3}s/{} iters)",
+                            (*iter - i) as f64 / dt,
+                            dt,
+                            self.display
+                        )
+                    }
+                    _ => String::new(),
+                };
+                self.last_display = Some((now, *iter));
+                self.line(&format!("Iteration {iter}{speed}, loss = {loss}"));
+                for l in fmt_outputs("Train", outputs) {
+                    self.line(&l);
+                }
+                self.line(&format!("Iteration {iter}, lr = {lr}"));
+            }
+            Event::FinalLoss { iter, loss, .. } => {
+                self.line(&format!("Iteration {iter}, loss = {loss}"));
+            }
+            Event::Testing { iter, net } => {
+                self.line(&format!("Iteration {iter}, Testing net (#{net})"));
+            }
+            Event::Tested { outputs, .. } => {
+                for l in fmt_outputs("Test", outputs) {
+                    self.line(&l);
+                }
+            }
+            Event::Snapshot { model, state, .. } => {
+                self.line(&format!(
+                    "Snapshotting to binary proto file {}",
+                    model.display()
+                ));
+                self.line(&format!(
+                    "Snapshotting solver state to binary proto file {}",
+                    state.display()
+                ));
+            }
+        }
+    }
+}
+
+/// Fails early when snapshots cannot be written where the solver says.
+fn check_writable(prefix: &str) -> Result<(), Failure> {
+    let p = PathBuf::from(format!("{prefix}_probe"));
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(|d| d.to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let probe = dir.join(format!(".crema_write_probe{}", std::process::id()));
+    match std::fs::write(&probe, b"") {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(Failure::User(anyhow::anyhow!(
+            "cannot write snapshots with prefix `{prefix}` (directory {}: {e}); create the \
+             directory or change snapshot_prefix",
+            dir.display()
+        ))),
+    }
+}
+
+pub fn run(a: Args) -> Result<ExitCode, Failure> {
+    let param = crema::spec::load_solver(&a.solver)?;
+    let prefix = param.snapshot_prefix().to_string();
+    check_writable(&prefix)?;
+    let weights: Vec<PathBuf> = if !a.weights.is_empty() {
+        a.weights.clone()
+    } else if a.snapshot.is_none() {
+        param.weights.iter().map(PathBuf::from).collect()
+    } else {
+        Vec::new()
+    };
+    let max_iter = param.max_iter().max(0) as u64;
+    let display = param.display();
+    let mut solver = Solver::new(param)?;
+    let quiet_line = |msg: String| eprintln!("{}{msg}", glog_prefix());
+    quiet_line(format!(
+        "Solving {} ({} solver, {} learnable values)",
+        solver.net().name,
+        solver.kind().name(),
+        solver.net().param_count()
+    ));
+    for (file, r) in weights.iter().zip(solver.copy_weights(&weights)?) {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        eprintln!("Fine-tuning from {}:", file.display());
+        eprintln!("  copied:  {}", list(&r.copied));
+        eprintln!("  fresh (kept their fillers): {}", list(&r.fresh));
+        eprintln!("  ignored (not in this net): {}", list(&r.ignored));
+    }
+
+    let log_path = PathBuf::from(format!("{prefix}_log.jsonl"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| Failure::User(crema::Error::io(&log_path, e).into()))?;
+    let pb = ProgressBar::with_draw_target(Some(max_iter), ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{bar:30.cyan/blue} {pos}/{len} it  {msg}  {per_sec}  ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let logger = Rc::new(RefCell::new(Logger {
+        pb: pb.clone(),
+        json: a.json,
+        log: Some(log),
+        start: Instant::now(),
+        last_display: None,
+        display,
+        test_nets: solver.test_nets().len(),
+    }));
+    let l2 = logger.clone();
+    solver.set_observer(move |e: &Event| l2.borrow_mut().on(e));
+
+    // Ctrl-C: snapshot and stop (a second Ctrl-C aborts at once); SIGHUP: snapshot, continue.
+    let stop = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    let sig_err = |e: std::io::Error| {
+        Failure::Internal(anyhow::anyhow!("cannot install signal handler: {e}"))
+    };
+    // The shutdown hook is registered first so that only a second Ctrl-C aborts.
+    signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 130, stop.clone())
+        .map_err(sig_err)?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone()).map_err(sig_err)?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()).map_err(sig_err)?;
+    let (s2, h2) = (stop.clone(), hup.clone());
+    solver.set_action_source(move || {
+        if s2.load(Ordering::Relaxed) {
+            Action::Stop
+        } else if h2.swap(false, Ordering::Relaxed) {
+            Action::Snapshot
+        } else {
+            Action::None
+        }
+    });
+
+    let result = solver.solve(a.snapshot.as_deref());
+    pb.finish_and_clear();
+    let lg = logger.borrow();
+    match result {
+        Ok(()) if solver.stopped_early() => {
+            lg.line("Optimization stopped early.");
+        }
+        Ok(()) => lg.line("Optimization Done."),
+        Err(e) => return Err(e.into()),
+    }
+    eprintln!("training log: {}", log_path.display());
+    Ok(ExitCode::SUCCESS)
+}
