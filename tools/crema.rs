@@ -6,6 +6,7 @@ mod draw;
 mod plot;
 mod test;
 mod train;
+mod time;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     Plot(plot::Args),
     /// Draw the net as a graph (Graphviz DOT, or SVG/PNG/PDF through `dot`).
     Draw(draw::Args),
+    /// Per-layer forward and backward time, Caffe-style.
+    Time(time::Args),
 }
 
 /// How a command failed: a user error (exit 1) or an internal failure (exit 2).
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Test(a) => test::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Draw(a) => draw::run(a),
+        Command::Time(a) => time::run(a),
     };
     match r {
         Ok(code) => code,

@@ -195,8 +195,21 @@ const CORE: &[(&str, Constructor)] = &[
     ("Accuracy", accuracy::create),
 ];
 
+mod base_conv;
+mod convolution;
+mod deconvolution;
+mod im2col;
+mod lrn;
+mod pooling;
+
 /// Vision layers (convolution, pooling, normalisation, tensor plumbing).
-const VISION: &[(&str, Constructor)] = &[];
+const VISION: &[(&str, Constructor)] = &[
+    ("Convolution", convolution::create),
+    ("Deconvolution", deconvolution::create),
+    ("Pooling", pooling::create),
+    ("LRN", lrn::create),
+    ("Im2col", im2col::create),
+];
 
 mod data;
 mod idx_data;

@@ -1,0 +1,643 @@
+//! `Pooling`: MAX (argmax mask kept for backward, optionally exposed as a second top), AVE
+//! (Caffe's divisor: the window clipped to the *padded* input, so padded zeros count),
+//! STOCHASTIC (TRAIN samples an element with probability proportional to its activation; TEST
+//! outputs the probability-weighted average `sum x^2 / sum x`), global pooling, CEIL (default)
+//! or FLOOR rounding, and Caffe's rule that drops a last window that starts in the padding.
+//! Planes (item, channel) run in parallel on rayon.
+
+use super::{BlobCounts, Layer, SetupCtx};
+use crate::proto::pooling_parameter::{PoolMethod, RoundMode};
+use crate::proto::{LayerParameter, Phase};
+use crate::{Blob, Result};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+/// Window geometry of one plane.
+#[derive(Debug, Clone, Copy, Default)]
+struct Geom {
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    ph: usize,
+    pw: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Geom {
+    /// Window of output row/col `o` along one axis: `(start, end, divisor extent)`, clipped to
+    /// the input; the extent is clipped to the padded input only (Caffe's AVE divisor).
+    fn span(o: usize, s: usize, k: usize, p: usize, n: usize) -> (usize, usize, usize) {
+        let start = (o * s) as isize - p as isize;
+        let end = (start + k as isize).min((n + p) as isize);
+        let extent = (end - start) as usize;
+        let (start, end) = (start.max(0) as usize, (end.min(n as isize)).max(0) as usize);
+        (start, end.max(start), extent)
+    }
+    fn rows(&self, y: usize) -> (usize, usize, usize) {
+        Self::span(y, self.sh, self.kh, self.ph, self.h)
+    }
+    fn cols(&self, x: usize) -> (usize, usize, usize) {
+        Self::span(x, self.sw, self.kw, self.pw, self.w)
+    }
+}
+
+/// Pooled size along one axis (Caffe's `PoolingLayer::Reshape`).
+pub fn pooled_size(n: usize, k: usize, s: usize, p: usize, ceil: bool) -> usize {
+    let span = n + 2 * p - k;
+    let mut out = if ceil { span.div_ceil(s) } else { span / s } + 1;
+    // A last window that would start in the padding is dropped.
+    if p > 0 && (out - 1) * s >= n + p {
+        out -= 1;
+    }
+    out
+}
+
+/// `Pooling` layer.
+pub struct Pooling {
+    method: PoolMethod,
+    global: bool,
+    ceil: bool,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    train: bool,
+    g: Geom,
+    planes: usize,
+    /// MAX / STOCHASTIC: index within the plane of the element each output took.
+    mask: Vec<u32>,
+    rng: StdRng,
+    uniforms: Vec<f32>,
+}
+
+fn pair(
+    name: &str,
+    single: Option<u32>,
+    h: Option<u32>,
+    w: Option<u32>,
+    default: Option<usize>,
+) -> Result<Option<[usize; 2]>> {
+    match (single, h, w) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            crate::bail!("either {name} or {name}_h/{name}_w should be specified, not both")
+        }
+        (Some(v), None, None) => Ok(Some([v as usize; 2])),
+        (None, Some(a), Some(b)) => Ok(Some([a as usize, b as usize])),
+        (None, None, None) => Ok(default.map(|d| [d; 2])),
+        _ => crate::bail!("{name}_h and {name}_w must both be given"),
+    }
+}
+
+/// Creates `Pooling` from `pooling_param`.
+pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
+    let pp = p.pooling_param.clone().unwrap_or_default();
+    let global = pp.global_pooling();
+    let kernel = pair("kernel", pp.kernel_size, pp.kernel_h, pp.kernel_w, None)?;
+    crate::ensure!(
+        global || kernel.is_some(),
+        "pooling_param needs kernel_size (or kernel_h and kernel_w), or global_pooling"
+    );
+    crate::ensure!(
+        !(global && kernel.is_some()),
+        "with global_pooling: true, the kernel size cannot be specified"
+    );
+    let pad = pair("pad", pp.pad, pp.pad_h, pp.pad_w, Some(0))?.unwrap_or([0, 0]);
+    let stride = pair("stride", pp.stride, pp.stride_h, pp.stride_w, Some(1))?.unwrap_or([1, 1]);
+    let kernel = kernel.unwrap_or([0, 0]);
+    if !global {
+        crate::ensure!(
+            kernel[0] > 0 && kernel[1] > 0,
+            "kernel dimensions must be positive"
+        );
+        crate::ensure!(
+            pad[0] < kernel[0] && pad[1] < kernel[1],
+            "pad must be smaller than the kernel"
+        );
+    } else {
+        crate::ensure!(
+            pad == [0, 0] && stride == [1, 1],
+            "with global_pooling: true, only pad 0 and stride 1 are allowed"
+        );
+    }
+    crate::ensure!(stride[0] > 0 && stride[1] > 0, "stride must be positive");
+    let method = pp.pool();
+    if pad != [0, 0] {
+        crate::ensure!(
+            method != PoolMethod::Stochastic,
+            "padding is implemented only for AVE and MAX pooling"
+        );
+    }
+    Ok(Box::new(Pooling {
+        method,
+        global,
+        ceil: pp.round_mode() == RoundMode::Ceil,
+        kernel,
+        stride,
+        pad,
+        train: p.phase() == Phase::Train,
+        g: Geom::default(),
+        planes: 0,
+        mask: Vec::new(),
+        rng: StdRng::seed_from_u64(0),
+        uniforms: Vec::new(),
+    }))
+}
+
+impl Pooling {
+    fn max_plane(g: &Geom, x: &[f32], y: &mut [f32], mask: &mut [u32]) {
+        for oy in 0..g.oh {
+            let (y0, y1, _) = g.rows(oy);
+            for ox in 0..g.ow {
+                let (x0, x1, _) = g.cols(ox);
+                let mut best = f32::MIN;
+                let mut arg = (y0 * g.w + x0) as u32;
+                for iy in y0..y1 {
+                    let row = &x[iy * g.w..];
+                    for ix in x0..x1 {
+                        if row[ix] > best {
+                            best = row[ix];
+                            arg = (iy * g.w + ix) as u32;
+                        }
+                    }
+                }
+                y[oy * g.ow + ox] = best;
+                mask[oy * g.ow + ox] = arg;
+            }
+        }
+    }
+
+    fn ave_plane(g: &Geom, x: &[f32], y: &mut [f32]) {
+        for oy in 0..g.oh {
+            let (y0, y1, ey) = g.rows(oy);
+            for ox in 0..g.ow {
+                let (x0, x1, ex) = g.cols(ox);
+                let mut s = 0.0;
+                for iy in y0..y1 {
+                    s += x[iy * g.w + x0..iy * g.w + x1].iter().sum::<f32>();
+                }
+                y[oy * g.ow + ox] = s / (ey * ex) as f32;
+            }
+        }
+    }
+
+    /// STOCHASTIC, TRAIN: picks the element where the running sum first reaches `u * total`.
+    fn sto_train_plane(g: &Geom, x: &[f32], u: &[f32], y: &mut [f32], mask: &mut [u32]) {
+        for oy in 0..g.oh {
+            let (y0, y1, _) = g.rows(oy);
+            for ox in 0..g.ow {
+                let (x0, x1, _) = g.cols(ox);
+                let mut total = 0.0;
+                for iy in y0..y1 {
+                    total += x[iy * g.w + x0..iy * g.w + x1].iter().sum::<f32>();
+                }
+                let thres = u[oy * g.ow + ox] * total;
+                let mut cum = 0.0;
+                let mut arg = y1.saturating_sub(1) * g.w + x1.saturating_sub(1);
+                'found: for iy in y0..y1 {
+                    for ix in x0..x1 {
+                        cum += x[iy * g.w + ix];
+                        if cum >= thres {
+                            arg = iy * g.w + ix;
+                            break 'found;
+                        }
+                    }
+                }
+                y[oy * g.ow + ox] = x[arg];
+                mask[oy * g.ow + ox] = arg as u32;
+            }
+        }
+    }
+
+    /// STOCHASTIC, TEST: `sum x^2 / sum x` over the window.
+    fn sto_test_plane(g: &Geom, x: &[f32], y: &mut [f32]) {
+        for oy in 0..g.oh {
+            let (y0, y1, _) = g.rows(oy);
+            for ox in 0..g.ow {
+                let (x0, x1, _) = g.cols(ox);
+                let (mut s, mut s2) = (f32::MIN_POSITIVE, 0.0);
+                for iy in y0..y1 {
+                    for v in &x[iy * g.w + x0..iy * g.w + x1] {
+                        s += v;
+                        s2 += v * v;
+                    }
+                }
+                y[oy * g.ow + ox] = s2 / s;
+            }
+        }
+    }
+}
+
+impl Layer for Pooling {
+    fn type_name(&self) -> &'static str {
+        "Pooling"
+    }
+    fn blob_counts(&self) -> BlobCounts {
+        BlobCounts {
+            exact_bottom: Some(1),
+            min_top: Some(1),
+            max_top: Some(if self.method == PoolMethod::Max { 2 } else { 1 }),
+            ..Default::default()
+        }
+    }
+    fn setup(&mut self, bottom: &[&Blob], ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
+        crate::ensure!(
+            bottom[0].num_axes() == 4,
+            "Pooling needs a 4-D bottom (N x C x H x W), got {}",
+            bottom[0].shape_string()
+        );
+        self.rng = StdRng::seed_from_u64(ctx.rng.gen());
+        Ok(Vec::new())
+    }
+    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
+        let b = bottom[0];
+        crate::ensure!(
+            b.num_axes() == 4,
+            "Pooling needs a 4-D bottom (N x C x H x W), got {}",
+            b.shape_string()
+        );
+        let (h, w) = (b.shape[2], b.shape[3]);
+        let kernel = if self.global { [h, w] } else { self.kernel };
+        crate::ensure!(
+            h + 2 * self.pad[0] >= kernel[0] && w + 2 * self.pad[1] >= kernel[1],
+            "kernel {}x{} is larger than the padded input {}x{}",
+            kernel[0],
+            kernel[1],
+            h + 2 * self.pad[0],
+            w + 2 * self.pad[1]
+        );
+        let oh = pooled_size(h, kernel[0], self.stride[0], self.pad[0], self.ceil);
+        let ow = pooled_size(w, kernel[1], self.stride[1], self.pad[1], self.ceil);
+        self.g = Geom {
+            h,
+            w,
+            kh: kernel[0],
+            kw: kernel[1],
+            sh: self.stride[0],
+            sw: self.stride[1],
+            ph: self.pad[0],
+            pw: self.pad[1],
+            oh,
+            ow,
+        };
+        self.planes = b.shape[0] * b.shape[1];
+        let shape = [b.shape[0], b.shape[1], oh, ow];
+        for t in top.iter_mut() {
+            t.reshape(&shape);
+        }
+        self.mask.resize(self.planes * oh * ow, 0);
+        Ok(())
+    }
+    fn forward(
+        &mut self,
+        bottom: &[&Blob],
+        top: &mut [&mut Blob],
+        _params: &mut [&mut Blob],
+    ) -> Result<()> {
+        let g = self.g;
+        let (ip, op) = (g.h * g.w, g.oh * g.ow);
+        if ip == 0 || op == 0 {
+            return Ok(());
+        }
+        let x = &bottom[0].data;
+        let (first, rest) = top.split_at_mut(1);
+        let y = &mut first[0].data;
+        match self.method {
+            PoolMethod::Max => {
+                y.par_chunks_mut(op)
+                    .zip(self.mask.par_chunks_mut(op))
+                    .enumerate()
+                    .for_each(|(i, (y, m))| Self::max_plane(&g, &x[i * ip..(i + 1) * ip], y, m));
+                if let Some(t) = rest.first_mut() {
+                    for (d, &m) in t.data.iter_mut().zip(&self.mask) {
+                        *d = m as f32;
+                    }
+                }
+            }
+            PoolMethod::Ave => {
+                y.par_chunks_mut(op)
+                    .enumerate()
+                    .for_each(|(i, y)| Self::ave_plane(&g, &x[i * ip..(i + 1) * ip], y));
+            }
+            PoolMethod::Stochastic if self.train => {
+                let n = self.planes * op;
+                self.uniforms.clear();
+                let rng = &mut self.rng;
+                self.uniforms.extend((0..n).map(|_| rng.gen::<f32>()));
+                let u = &self.uniforms;
+                y.par_chunks_mut(op)
+                    .zip(self.mask.par_chunks_mut(op))
+                    .enumerate()
+                    .for_each(|(i, (y, m))| {
+                        Self::sto_train_plane(
+                            &g,
+                            &x[i * ip..(i + 1) * ip],
+                            &u[i * op..(i + 1) * op],
+                            y,
+                            m,
+                        )
+                    });
+            }
+            PoolMethod::Stochastic => {
+                y.par_chunks_mut(op)
+                    .enumerate()
+                    .for_each(|(i, y)| Self::sto_test_plane(&g, &x[i * ip..(i + 1) * ip], y));
+            }
+        }
+        Ok(())
+    }
+    fn backward(
+        &mut self,
+        top: &[&Blob],
+        down: &[bool],
+        bottom: &mut [&mut Blob],
+        _params: &mut [&mut Blob],
+    ) -> Result<()> {
+        if !down[0] {
+            return Ok(());
+        }
+        let g = self.g;
+        let (ip, op) = (g.h * g.w, g.oh * g.ow);
+        if ip == 0 || op == 0 {
+            return Ok(());
+        }
+        let dy = &top[0].diff;
+        let b = &mut *bottom[0];
+        let x = &b.data;
+        let dx = &mut b.diff;
+        let mask = &self.mask;
+        let routed =
+            self.method == PoolMethod::Max || (self.method == PoolMethod::Stochastic && self.train);
+        if routed {
+            dx.par_chunks_mut(ip).enumerate().for_each(|(i, dx)| {
+                for (d, &m) in dy[i * op..(i + 1) * op]
+                    .iter()
+                    .zip(&mask[i * op..(i + 1) * op])
+                {
+                    dx[m as usize] += d;
+                }
+            });
+        } else if self.method == PoolMethod::Ave {
+            dx.par_chunks_mut(ip).enumerate().for_each(|(i, dx)| {
+                let dy = &dy[i * op..(i + 1) * op];
+                for oy in 0..g.oh {
+                    let (y0, y1, ey) = g.rows(oy);
+                    for ox in 0..g.ow {
+                        let (x0, x1, ex) = g.cols(ox);
+                        let v = dy[oy * g.ow + ox] / (ey * ex) as f32;
+                        for iy in y0..y1 {
+                            dx[iy * g.w + x0..iy * g.w + x1]
+                                .iter_mut()
+                                .for_each(|d| *d += v);
+                        }
+                    }
+                }
+            });
+        } else {
+            // STOCHASTIC at TEST: y = S2 / S, dy/dx_i = (2 x_i - y) / S.
+            dx.par_chunks_mut(ip).enumerate().for_each(|(i, dx)| {
+                let (dy, x) = (&dy[i * op..(i + 1) * op], &x[i * ip..(i + 1) * ip]);
+                for oy in 0..g.oh {
+                    let (y0, y1, _) = g.rows(oy);
+                    for ox in 0..g.ow {
+                        let (x0, x1, _) = g.cols(ox);
+                        let (mut s, mut s2) = (f32::MIN_POSITIVE, 0.0);
+                        for iy in y0..y1 {
+                            for v in &x[iy * g.w + x0..iy * g.w + x1] {
+                                s += v;
+                                s2 += v * v;
+                            }
+                        }
+                        let yv = s2 / s;
+                        let d = dy[oy * g.ow + ox] / s;
+                        for iy in y0..y1 {
+                            for ix in x0..x1 {
+                                dx[iy * g.w + ix] += d * (2.0 * x[iy * g.w + ix] - yv);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+    fn reseed(&mut self, seed: u64) {
+        self.rng = StdRng::seed_from_u64(seed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pooled_size;
+    use crate::testing::{assert_close, check_layer_with, err_text, GradientChecker, Harness};
+    use crate::Blob;
+
+    /// Direct pooling oracle for one plane. `ave` selects AVE, else MAX.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        x: &[f32],
+        h: usize,
+        w: usize,
+        k: [usize; 2],
+        s: [usize; 2],
+        p: [usize; 2],
+        ceil: bool,
+        ave: bool,
+    ) -> Vec<f32> {
+        let oh = pooled_size(h, k[0], s[0], p[0], ceil);
+        let ow = pooled_size(w, k[1], s[1], p[1], ceil);
+        let mut y = Vec::new();
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut best = f32::MIN;
+                let mut sum = 0.0;
+                let mut pooled_area = 0;
+                for ky in 0..k[0] {
+                    for kx in 0..k[1] {
+                        let iy = (oy * s[0] + ky) as isize - p[0] as isize;
+                        let ix = (ox * s[1] + kx) as isize - p[1] as isize;
+                        // Caffe counts positions inside the padded input.
+                        if iy < (h + p[0]) as isize && ix < (w + p[1]) as isize {
+                            pooled_area += 1;
+                        }
+                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                            continue;
+                        }
+                        let v = x[iy as usize * w + ix as usize];
+                        best = best.max(v);
+                        sum += v;
+                    }
+                }
+                y.push(if ave { sum / pooled_area as f32 } else { best });
+            }
+        }
+        y
+    }
+
+    fn input(shape: [usize; 4]) -> Blob {
+        let n = shape.iter().product();
+        Blob::from_data(
+            &shape,
+            (0..n)
+                .map(|i| ((i * 7919) % 113) as f32 * 0.1 - 5.0)
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn output_sizes_follow_caffe() {
+        assert_eq!(pooled_size(7, 3, 2, 0, true), 3);
+        assert_eq!(pooled_size(8, 3, 2, 0, true), 4); // ceil
+        assert_eq!(pooled_size(8, 3, 2, 0, false), 3); // floor
+        assert_eq!(pooled_size(55, 3, 2, 0, true), 27); // CaffeNet pool1
+        assert_eq!(pooled_size(32, 3, 2, 0, true), 16); // CIFAR pool1: ceil(29/2)+1
+                                                        // pad 1: ceil((6+2-2)/2)+1 = 4, but window 3 starts at 6 >= 6+1? no: 3*2=6 < 7, kept
+        assert_eq!(pooled_size(6, 2, 2, 1, true), 4);
+        // pad 1, k 3, s 3, n 4: ceil((4+2-3)/3)+1 = 2; (2-1)*3 = 3 < 5 kept
+        assert_eq!(pooled_size(4, 3, 3, 1, true), 2);
+        // drop rule: n 5, k 2, s 2, p 1: ceil(5/2)+1 = 4, (4-1)*2 = 6 >= 6 -> 3
+        assert_eq!(pooled_size(5, 2, 2, 1, true), 3);
+    }
+
+    #[test]
+    fn max_and_ave_match_direct_pooling() {
+        let cases: &[([usize; 4], [usize; 2], [usize; 2], [usize; 2], &str)] = &[
+            ([2, 3, 7, 9], [3, 3], [2, 2], [0, 0], "CEIL"),
+            ([1, 2, 8, 8], [3, 3], [2, 2], [0, 0], "FLOOR"),
+            ([2, 2, 7, 5], [3, 2], [2, 1], [1, 1], "CEIL"),
+            ([1, 3, 5, 6], [2, 2], [2, 2], [1, 1], "CEIL"),
+            ([1, 1, 9, 9], [3, 3], [3, 3], [2, 1], "FLOOR"),
+        ];
+        for &(shape, k, s, p, mode) in cases {
+            for ave in [false, true] {
+                let yaml = format!(
+                    "type: Pooling\npooling_param: {{ pool: {}, kernel_h: {}, kernel_w: {}, stride_h: {}, stride_w: {}, pad_h: {}, pad_w: {}, round_mode: {mode} }}",
+                    if ave { "AVE" } else { "MAX" }, k[0], k[1], s[0], s[1], p[0], p[1]
+                );
+                let mut h = Harness::new(&yaml, vec![input(shape)]).unwrap();
+                h.forward().unwrap();
+                let plane = shape[2] * shape[3];
+                let mut expect = Vec::new();
+                for i in 0..shape[0] * shape[1] {
+                    expect.extend(naive(
+                        &h.bottom[0].data[i * plane..(i + 1) * plane],
+                        shape[2],
+                        shape[3],
+                        k,
+                        s,
+                        p,
+                        mode == "CEIL",
+                        ave,
+                    ));
+                }
+                assert_eq!(h.top[0].count(), expect.len(), "{yaml}");
+                assert_close(&h.top[0].data, &expect, 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn global_pooling_mask_top_and_errors() {
+        let x = Blob::from_data(
+            &[1, 2, 2, 2],
+            vec![1.0, 4.0, 2.0, 3.0, -1.0, -2.0, -3.0, -4.0],
+        )
+        .unwrap();
+        let mut h = Harness::new(
+            "type: Pooling\ntop: [p, m]\npooling_param: { pool: MAX, global_pooling: true }",
+            vec![x.clone()],
+        )
+        .unwrap();
+        h.forward().unwrap();
+        assert_eq!(h.top[0].shape, vec![1, 2, 1, 1]);
+        assert_eq!(h.top[0].data, vec![4.0, -1.0]);
+        assert_eq!(h.top[1].data, vec![1.0, 0.0]);
+        let mut h = Harness::new(
+            "type: Pooling\npooling_param: { pool: AVE, global_pooling: true }",
+            vec![x],
+        )
+        .unwrap();
+        h.forward().unwrap();
+        assert_eq!(h.top[0].data, vec![2.5, -2.5]);
+        let e = err_text(Harness::new(
+            "type: Pooling\npooling_param: { pool: MAX }",
+            vec![Blob::new(&[1, 1, 3, 3])],
+        ));
+        assert!(e.contains("kernel_size"), "{e}");
+        let e = err_text(Harness::new(
+            "type: Pooling\npooling_param: { kernel_size: 2, pad: 2 }",
+            vec![Blob::new(&[1, 1, 3, 3])],
+        ));
+        assert!(e.contains("pad must be smaller"), "{e}");
+        let e = err_text(Harness::new(
+            "type: Pooling\npooling_param: { kernel_size: 5 }",
+            vec![Blob::new(&[1, 1, 3, 3])],
+        ));
+        assert!(e.contains("larger than"), "{e}");
+    }
+
+    #[test]
+    fn stochastic_train_samples_window_elements_and_test_averages() {
+        let x = Blob::from_data(&[1, 1, 2, 2], vec![1.0, 0.0, 3.0, 0.0]).unwrap();
+        let mut h = Harness::new(
+            "type: Pooling\npooling_param: { pool: STOCHASTIC, kernel_size: 2 }",
+            vec![x.clone()],
+        )
+        .unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..40 {
+            h.layer.reseed(seed);
+            h.forward().unwrap();
+            seen.insert(h.top[0].data[0] as i32);
+        }
+        // Zero-valued elements have probability 0; the two positive ones both appear.
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![1, 3]);
+        let mut h = Harness::new(
+            "type: Pooling\nphase: TEST\npooling_param: { pool: STOCHASTIC, kernel_size: 2 }",
+            vec![x],
+        )
+        .unwrap();
+        h.forward().unwrap();
+        assert_close(&h.top[0].data, &[10.0 / 4.0], 1e-6);
+    }
+
+    fn checker() -> GradientChecker {
+        GradientChecker {
+            step: 1e-3,
+            threshold: 1e-2,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn gradients() {
+        for pool in ["MAX", "AVE"] {
+            check_layer_with(
+                &format!("type: Pooling\npooling_param: {{ pool: {pool}, kernel_size: 3, stride: 2, pad: 1 }}"),
+                &[&[2, 2, 5, 6]],
+                &checker(),
+            );
+            check_layer_with(
+                &format!("type: Pooling\npooling_param: {{ pool: {pool}, kernel_h: 2, kernel_w: 3, stride_h: 2, stride_w: 1, round_mode: FLOOR }}"),
+                &[&[1, 2, 5, 6]],
+                &checker(),
+            );
+        }
+        // STOCHASTIC needs non-negative inputs.
+        for phase in ["TRAIN", "TEST"] {
+            let n = 2 * 2 * 5 * 6;
+            let x = Blob::from_data(
+                &[2, 2, 5, 6],
+                (0..n).map(|i| 0.5 + ((i * 37) % 17) as f32 * 0.3).collect(),
+            )
+            .unwrap();
+            let mut h = Harness::new(&format!("type: Pooling\nphase: {phase}\npooling_param: {{ pool: STOCHASTIC, kernel_size: 3, stride: 2 }}"), vec![x]).unwrap();
+            let r = h.check_gradients(&checker()).unwrap();
+            assert!(r.ok(), "{phase}: {:?}", r.failures);
+        }
+    }
+}
