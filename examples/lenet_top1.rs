@@ -46,11 +46,14 @@ fn main() -> anyhow::Result<()> {
         }
         net.forward()?;
         let out = net.output_names()[0].to_string();
-        let p = &net.blob(&out).ok_or_else(|| anyhow::anyhow!("no output"))?.data;
-        let (best, prob) = p
-            .iter()
-            .enumerate()
-            .fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
+        let p = &net
+            .blob(&out)
+            .ok_or_else(|| anyhow::anyhow!("no output"))?
+            .data;
+        let (best, prob) =
+            p.iter()
+                .enumerate()
+                .fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
         let name = labels.get(best).map(String::as_str).unwrap_or("?");
         // File names from `crema convert --idx-to-png` carry the true label: 00012_label7.png.
         let truth = img
@@ -62,7 +65,10 @@ fn main() -> anyhow::Result<()> {
         println!(
             "{img}: {name} (class {best}, p = {prob:.4}){}",
             truth
-                .map(|t| format!(", true: {}", labels.get(t).map(String::as_str).unwrap_or("?")))
+                .map(|t| format!(
+                    ", true: {}",
+                    labels.get(t).map(String::as_str).unwrap_or("?")
+                ))
                 .unwrap_or_default()
         );
     }

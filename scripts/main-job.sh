@@ -9,7 +9,7 @@ cargo build --release --bin crema --example lenet_top1
 crema=target/release/crema
 out=out/lenet
 mkdir -p "$out"
-rm -rf models/lenet/snapshots
+rm -rf models/lenet/snapshots && mkdir -p models/lenet/snapshots
 
 echo "== training models/lenet/solver.yaml (log: $out/train.jsonl)" >&2
 start=$(date +%s.%N)

@@ -73,7 +73,11 @@ fn softmax_grads(w: &[f64], b: &[f64], x: &[f32], y: &[f32]) -> (Vec<f64>, Vec<f
     let mut gb = vec![0.0; C];
     for i in 0..n {
         let logits: Vec<f64> = (0..C)
-            .map(|c| b[c] + (0..D).map(|j| w[c * D + j] * x[i * D + j] as f64).sum::<f64>())
+            .map(|c| {
+                b[c] + (0..D)
+                    .map(|j| w[c * D + j] * x[i * D + j] as f64)
+                    .sum::<f64>()
+            })
             .collect();
         let m = logits.iter().cloned().fold(f64::MIN, f64::max);
         let e: Vec<f64> = logits.iter().map(|l| (l - m).exp()).collect();
@@ -162,9 +166,7 @@ fn reference(cfg: Cfg, w0: &[f32], b0: &[f32], iters: i32) -> (Vec<f64>, Vec<f64
         if cfg.clip >= 0.0 {
             let norm = g.iter().flatten().map(|v| v * v).sum::<f64>().sqrt();
             if norm > cfg.clip {
-                g.iter_mut()
-                    .flatten()
-                    .for_each(|v| *v *= cfg.clip / norm);
+                g.iter_mut().flatten().for_each(|v| *v *= cfg.clip / norm);
             }
         }
         for k in 0..2 {
@@ -174,7 +176,11 @@ fn reference(cfg: Cfg, w0: &[f32], b0: &[f32], iters: i32) -> (Vec<f64>, Vec<f64
             for i in 0..p[k].len() {
                 let w = p[k][i];
                 let mut gi = g[k][i];
-                gi += if cfg.l1 { decay * w.signum() * (w != 0.0) as i32 as f64 } else { decay * w };
+                gi += if cfg.l1 {
+                    decay * w.signum() * (w != 0.0) as i32 as f64
+                } else {
+                    decay * w
+                };
                 let (h, hh) = (&mut h1[k][i], &mut h2[k][i]);
                 let step = match cfg.ty {
                     "SGD" => {
@@ -235,7 +241,11 @@ fn check_rule(cfg: Cfg) {
     let got_b = &s.net().params()[1].data;
     let moved: f64 = w.iter().zip(&w0).map(|(a, &b)| (a - b as f64).abs()).sum();
     assert!(moved > 1e-3, "{}: weights barely moved ({moved})", cfg.ty);
-    for (got, want) in got_w.iter().chain(got_b.iter()).zip(w.iter().chain(b.iter())) {
+    for (got, want) in got_w
+        .iter()
+        .chain(got_b.iter())
+        .zip(w.iter().chain(b.iter()))
+    {
         assert!(
             (*got as f64 - want).abs() <= 2e-5 * want.abs().max(1.0),
             "{} ({}): got {got}, reference {want}\n got w {got_w:?} b {got_b:?}\n want w {w:?} b {b:?}",
@@ -248,33 +258,66 @@ fn check_rule(cfg: Cfg) {
 
 #[test]
 fn sgd_momentum_l2_step_policy() {
-    check_rule(Cfg { momentum: 0.9, wd: 0.01, step: true, ..BASE });
+    check_rule(Cfg {
+        momentum: 0.9,
+        wd: 0.01,
+        step: true,
+        ..BASE
+    });
 }
 
 #[test]
 fn sgd_l1_with_clipping() {
     // The gradient norm here is ~0.5-1, so clip 0.1 is active.
-    check_rule(Cfg { momentum: 0.5, wd: 0.05, l1: true, clip: 0.1, ..BASE });
+    check_rule(Cfg {
+        momentum: 0.5,
+        wd: 0.05,
+        l1: true,
+        clip: 0.1,
+        ..BASE
+    });
 }
 
 #[test]
 fn nesterov() {
-    check_rule(Cfg { ty: "Nesterov", momentum: 0.9, wd: 0.01, ..BASE });
+    check_rule(Cfg {
+        ty: "Nesterov",
+        momentum: 0.9,
+        wd: 0.01,
+        ..BASE
+    });
 }
 
 #[test]
 fn adagrad() {
-    check_rule(Cfg { ty: "AdaGrad", wd: 0.01, ..BASE });
+    check_rule(Cfg {
+        ty: "AdaGrad",
+        wd: 0.01,
+        ..BASE
+    });
 }
 
 #[test]
 fn rmsprop() {
-    check_rule(Cfg { ty: "RMSProp", rms_decay: 0.9, wd: 0.01, lr: 0.01, ..BASE });
+    check_rule(Cfg {
+        ty: "RMSProp",
+        rms_decay: 0.9,
+        wd: 0.01,
+        lr: 0.01,
+        ..BASE
+    });
 }
 
 #[test]
 fn adadelta() {
-    check_rule(Cfg { ty: "AdaDelta", lr: 1.0, momentum: 0.95, delta: 1e-6, wd: 0.01, ..BASE });
+    check_rule(Cfg {
+        ty: "AdaDelta",
+        lr: 1.0,
+        momentum: 0.95,
+        delta: 1e-6,
+        wd: 0.01,
+        ..BASE
+    });
 }
 
 #[test]
@@ -294,7 +337,12 @@ fn adam_l1_clip() {
 #[test]
 fn iter_size_two_equals_double_batch() {
     for ty in ["SGD", "Adam"] {
-        let cfg = Cfg { ty, momentum: 0.9, wd: 0.01, ..BASE };
+        let cfg = Cfg {
+            ty,
+            momentum: 0.9,
+            wd: 0.01,
+            ..BASE
+        };
         // Batch 2B, iter_size 1.
         let mut big = solver_from(&cfg.yaml(), lsq_net(2 * N));
         big.set_feeder(|net: &mut Net, c: &FeedCtx| {
@@ -365,7 +413,10 @@ fn point(seed: u64, i: usize) -> ([f32; 2], f32) {
     let class = (h(1) * 4.0) as usize % 4;
     let (cx, cy) = [(1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0), (1.0, -1.0)][class];
     let noise = |a: f32, b: f32| (-2.0 * a.max(1e-7).ln()).sqrt() * (6.2831855 * b).cos() * 0.35;
-    ([cx + noise(h(2), h(3)), cy + noise(h(4), h(5))], class as f32)
+    (
+        [cx + noise(h(2), h(3)), cy + noise(h(4), h(5))],
+        class as f32,
+    )
 }
 
 fn feed_points(net: &mut Net, c: &FeedCtx) -> crema::Result<()> {
@@ -411,7 +462,11 @@ fn mlp_learns_four_blobs() {
     let acc: Vec<_> = t.iter().filter(|(_, n, _)| n == "accuracy").collect();
     assert_eq!(acc.len(), 2, "{t:?}");
     assert_eq!(acc[1].0, 150);
-    assert!(acc[1].2 >= 0.97, "accuracy after 150 iterations: {}", acc[1].2);
+    assert!(
+        acc[1].2 >= 0.97,
+        "accuracy after 150 iterations: {}",
+        acc[1].2
+    );
     assert!(s.smoothed_loss() < 0.2, "loss {}", s.smoothed_loss());
 }
 
@@ -470,7 +525,10 @@ fn caffemodel_decodes_and_loads_back() {
         .filter(|l| !l.blobs.is_empty())
         .map(|l| (l.name().to_string(), l.blobs.len()))
         .collect();
-    assert_eq!(with_blobs, vec![("ip1".to_string(), 2), ("ip2".to_string(), 2)]);
+    assert_eq!(
+        with_blobs,
+        vec![("ip1".to_string(), 2), ("ip2".to_string(), 2)]
+    );
     assert_eq!(
         np.layer[1].blobs[0].shape.as_ref().unwrap().dim,
         vec![16i64, 2]

@@ -247,7 +247,12 @@ fn mean(a: &Args, src: &Path) -> anyhow::Result<serde_json::Value> {
 fn idx_to_png(a: &Args, images: &Path) -> anyhow::Result<serde_json::Value> {
     let ds = IdxDataset::open(images, a.idx_labels.as_deref())?;
     if a.first >= ds.len() {
-        bail!("--first {} but {} has {} images", a.first, images.display(), ds.len());
+        bail!(
+            "--first {} but {} has {} images",
+            a.first,
+            images.display(),
+            ds.len()
+        );
     }
     let end = a
         .count
@@ -262,7 +267,9 @@ fn idx_to_png(a: &Args, images: &Path) -> anyhow::Result<serde_json::Value> {
         let name = format!("{i:05}_label{}.png", s.label);
         write_png(a.out.join(&name), &s)?;
         list.push_str(&format!("{name} {}\n", s.label));
-        files.push(serde_json::json!({"image": a.out.join(&name).display().to_string(), "label": s.label}));
+        files.push(
+            serde_json::json!({"image": a.out.join(&name).display().to_string(), "label": s.label}),
+        );
         pb.inc(1);
     }
     pb.finish_and_clear();

@@ -5,8 +5,8 @@ mod convert;
 mod draw;
 mod plot;
 mod test;
-mod train;
 mod time;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

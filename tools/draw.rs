@@ -59,11 +59,7 @@ fn layer_label(l: &LayerParameter) -> Vec<String> {
     let ty = l.r#type();
     let mut lines = vec![l.name().to_string(), format!("({ty})")];
     if let Some(c) = &l.convolution_param {
-        let k = dims(
-            &c.kernel_size,
-            c.kernel_h.map(|h| h.max(c.kernel_w())),
-            1,
-        );
+        let k = dims(&c.kernel_size, c.kernel_h.map(|h| h.max(c.kernel_w())), 1);
         lines.push(format!(
             "kernel {k}, stride {}, pad {}",
             dims(&c.stride, c.stride_h, 1),

@@ -220,10 +220,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
                     });
                 if *markers {
                     chart
-                        .draw_series(
-                            pts.iter()
-                                .map(|&p| Circle::new(p, 4, color.filled())),
-                        )
+                        .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
                         .map_err(|e| anyhow!("{e}"))?;
                 }
             }

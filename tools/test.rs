@@ -67,7 +67,12 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         let v = if o.values.len() == 1 {
             crema::solver::f32_json(o.values[0])
         } else {
-            serde_json::Value::Array(o.values.iter().map(|&x| crema::solver::f32_json(x)).collect())
+            serde_json::Value::Array(
+                o.values
+                    .iter()
+                    .map(|&x| crema::solver::f32_json(x))
+                    .collect(),
+            )
         };
         map.insert(o.name.clone(), v);
     }

@@ -249,8 +249,12 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         Failure::Internal(anyhow::anyhow!("cannot install signal handler: {e}"))
     };
     // The shutdown hook is registered first so that only a second Ctrl-C aborts.
-    signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 130, stop.clone())
-        .map_err(sig_err)?;
+    signal_hook::flag::register_conditional_shutdown(
+        signal_hook::consts::SIGINT,
+        130,
+        stop.clone(),
+    )
+    .map_err(sig_err)?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone()).map_err(sig_err)?;
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()).map_err(sig_err)?;
     let (s2, h2) = (stop.clone(), hup.clone());

@@ -35,12 +35,13 @@ impl Augmenter {
                 )));
             }
         }
-        if !(p.noise_std() >= 0.0) || !(p.sharpen_strength() >= 0.0) {
+        let negative = |v: f32| v.is_nan() || v < 0.0;
+        if negative(p.noise_std()) || negative(p.sharpen_strength()) {
             return Err(Error::config(
                 "augmentation.noise_std and sharpen_strength must be >= 0",
             ));
         }
-        if !(p.blur_sigma() > 0.0) {
+        if p.blur_sigma().is_nan() || p.blur_sigma() <= 0.0 {
             return Err(Error::config(format!(
                 "augmentation.blur_sigma must be > 0, got {}",
                 p.blur_sigma()

@@ -343,7 +343,10 @@ mod tests {
         let t = dir.path().join("trunc-idx3");
         std::fs::write(&t, &bytes[..16 + 784 * 10 + 5]).unwrap();
         let e = err_text(read_idx(&t));
-        assert!(e.contains("trunc-idx3") && e.contains("record 10 of 1000"), "{e}");
+        assert!(
+            e.contains("trunc-idx3") && e.contains("record 10 of 1000"),
+            "{e}"
+        );
 
         let h = dir.path().join("short");
         std::fs::write(&h, &bytes[..7]).unwrap();

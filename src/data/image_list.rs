@@ -166,10 +166,7 @@ pub fn read_list(path: impl AsRef<Path>) -> Result<Vec<(String, i32)>> {
         let (file, label) = line.rsplit_once(char::is_whitespace).ok_or_else(|| {
             Error::format(
                 path,
-                format!(
-                    "line {}: expected `path label`, got `{line}`",
-                    i + 1
-                ),
+                format!("line {}: expected `path label`, got `{line}`", i + 1),
             )
         })?;
         let label: i32 = label.parse().map_err(|_| {
@@ -237,6 +234,10 @@ impl Dataset for ImageListDataset {
         Ok(s)
     }
 
+    fn costly(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         self.list.display().to_string()
     }
@@ -256,7 +257,10 @@ mod tests {
         let s = read_image(&p, Decode::default()).unwrap();
         assert_eq!(s.channels, 3);
         let raw = image::open(&p).unwrap().to_rgb8();
-        assert_eq!((s.width, s.height), (raw.width() as usize, raw.height() as usize));
+        assert_eq!(
+            (s.width, s.height),
+            (raw.width() as usize, raw.height() as usize)
+        );
         let (x, y) = (100, 50);
         let px = raw.get_pixel(x, y).0;
         let i = y as usize * s.width + x as usize;

@@ -49,7 +49,9 @@ fn shared_env(path: &Path) -> Result<Env<WithoutTls>> {
 fn check_data_file(dir: &Path, file: &Path) -> Result<()> {
     use std::io::Read;
     const MAGIC: u32 = 0xBEEF_C0DE;
-    let len = std::fs::metadata(file).map_err(|e| Error::io(file, e))?.len();
+    let len = std::fs::metadata(file)
+        .map_err(|e| Error::io(file, e))?
+        .len();
     let mut head = vec![0u8; 4096];
     let mut f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
     let got = f.read(&mut head).map_err(|e| Error::io(file, e))?;
@@ -226,6 +228,10 @@ impl Dataset for LmdbDataset {
         datum_to_sample(&d, self.decode, &self.record_name(index))
     }
 
+    fn costly(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         self.path.display().to_string()
     }
@@ -374,7 +380,10 @@ mod tests {
         w.finish().unwrap();
         let ds = LmdbDataset::open(&p, Decode::default()).unwrap();
         let e = err_text(ds.get(0));
-        assert!(e.contains("bad record 0 (key `00000000`)") && e.contains("16 bytes"), "{e}");
+        assert!(
+            e.contains("bad record 0 (key `00000000`)") && e.contains("16 bytes"),
+            "{e}"
+        );
         let e = err_text(ds.get(1));
         assert!(e.contains("record 1") && e.contains("decode"), "{e}");
 
@@ -398,7 +407,10 @@ mod tests {
         std::fs::write(cut.join("data.mdb"), &bytes[..bytes.len() / 2]).unwrap();
         let e = err_text(LmdbDataset::open(&cut, Decode::default()));
         assert!(e.contains("cut") && e.contains("truncated"), "{e}");
-        assert_eq!(LmdbDataset::open(&big, Decode::default()).unwrap().len(), 200);
+        assert_eq!(
+            LmdbDataset::open(&big, Decode::default()).unwrap().len(),
+            200
+        );
 
         let e = err_text(LmdbDataset::open(dir.path(), Decode::default()));
         assert!(e.contains("not an LMDB"), "{e}");

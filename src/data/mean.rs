@@ -133,7 +133,10 @@ mod tests {
         let p = dir.path().join("bad.binaryproto");
         std::fs::write(&p, b"\xff\xff\xff\xff garbage").unwrap();
         let e = err_text(read_mean(&p));
-        assert!(e.contains("bad.binaryproto") && e.contains("BlobProto"), "{e}");
+        assert!(
+            e.contains("bad.binaryproto") && e.contains("BlobProto"),
+            "{e}"
+        );
         let b = BlobProto {
             num: Some(2),
             channels: Some(1),

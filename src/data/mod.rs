@@ -48,6 +48,11 @@ pub trait Dataset: Send + Sync {
     }
     /// Decodes record `index` (< `len()`).
     fn get(&self, index: usize) -> Result<Sample>;
+    /// True when decoding a record is costly (image files), so a batch is decoded on all cores;
+    /// cheap records (IDX) are read on the data thread alone, leaving the cores to the solver.
+    fn costly(&self) -> bool {
+        false
+    }
     /// What this data set is, for messages (usually its path).
     fn describe(&self) -> String;
 }

@@ -93,10 +93,17 @@ impl Producer {
             })
             .collect();
         let ds = &self.ds;
-        let samples: Vec<Sample> = picks
-            .par_iter()
-            .map(|&(i, _)| ds.get(i))
-            .collect::<Result<_>>()?;
+        let samples: Vec<Sample> = if ds.costly() {
+            picks
+                .par_iter()
+                .map(|&(i, _)| ds.get(i))
+                .collect::<Result<_>>()?
+        } else {
+            picks
+                .iter()
+                .map(|&(i, _)| ds.get(i))
+                .collect::<Result<_>>()?
+        };
         let first = samples[0].shape();
         if let Some((k, s)) = samples.iter().enumerate().find(|(_, s)| s.shape() != first) {
             return Err(Error::Invalid(format!(
@@ -116,12 +123,20 @@ impl Producer {
         let per: usize = out.iter().product();
         let mut data = vec![0f32; bs * per];
         let tf = &self.tf;
-        data.par_chunks_mut(per)
-            .zip(samples.par_iter())
-            .zip(picks.par_iter())
-            .try_for_each(|((o, s), &(_, seed))| {
-                tf.apply(s, &mut StdRng::seed_from_u64(seed), o)
-            })?;
+        let one = |((o, s), &(_, seed)): ((&mut [f32], &Sample), &(usize, u64))| {
+            tf.apply(s, &mut StdRng::seed_from_u64(seed), o)
+        };
+        if ds.costly() {
+            data.par_chunks_mut(per)
+                .zip(samples.par_iter())
+                .zip(picks.par_iter())
+                .try_for_each(one)?;
+        } else {
+            data.chunks_mut(per)
+                .zip(samples.iter())
+                .zip(picks.iter())
+                .try_for_each(one)?;
+        }
         Ok(Batch {
             shape: vec![bs, out[0], out[1], out[2]],
             data,
@@ -228,7 +243,7 @@ impl Loader {
 
     /// The next batch (waits for the thread if the queue is empty). Starts the thread with seed 0
     /// if `start` was never called.
-    pub fn next(&mut self) -> Result<Batch> {
+    pub fn next_batch(&mut self) -> Result<Batch> {
         if let Some(f) = &self.failure {
             return Err(Error::Invalid(format!("data loading stopped earlier: {f}")));
         }
@@ -311,7 +326,7 @@ impl crate::layers::Layer for LoaderLayer {
 
     fn reshape(&mut self, _: &[&crate::Blob], top: &mut [&mut crate::Blob]) -> Result<()> {
         if self.pending.is_none() {
-            self.pending = Some(self.loader.next()?);
+            self.pending = Some(self.loader.next_batch()?);
         }
         if let Some(b) = &self.pending {
             top[0].reshape(&b.shape);
@@ -330,7 +345,7 @@ impl crate::layers::Layer for LoaderLayer {
     ) -> Result<()> {
         let b = match self.pending.take() {
             Some(b) => b,
-            None => self.loader.next()?,
+            None => self.loader.next_batch()?,
         };
         top[0].reshape(&b.shape);
         top[0].data.copy_from_slice(&b.data);
@@ -414,16 +429,11 @@ mod tests {
             rand_skip: skip,
             prefetch: 2,
         };
-        Loader::new(
-            Arc::new(Counting { n, bad }),
-            Transformer::identity(),
-            cfg,
-        )
-        .unwrap()
+        Loader::new(Arc::new(Counting { n, bad }), Transformer::identity(), cfg).unwrap()
     }
 
     fn take(l: &mut Loader, k: usize) -> Vec<f32> {
-        (0..k).flat_map(|_| l.next().unwrap().data).collect()
+        (0..k).flat_map(|_| l.next_batch().unwrap().data).collect()
     }
 
     #[test]
@@ -434,7 +444,7 @@ mod tests {
             take(&mut l, 3),
             vec![0., 1., 2., 3., 4., 5., 0., 1., 2., 3., 4., 5.]
         );
-        let b = l.next().unwrap();
+        let b = l.next_batch().unwrap();
         assert_eq!(b.shape, vec![4, 1, 1, 1]);
         assert_eq!(b.labels, vec![0., 1., 2., 0.]);
     }
@@ -462,20 +472,23 @@ mod tests {
             .map(|s| {
                 let mut l = loader(100, None, false, 5);
                 l.start(s).unwrap();
-                l.next().unwrap().data[0] as u32
+                l.next_batch().unwrap().data[0] as u32
             })
             .collect();
-        assert!(starts.iter().all(|&s| s < 5) && starts.len() > 1, "{starts:?}");
+        assert!(
+            starts.iter().all(|&s| s < 5) && starts.len() > 1,
+            "{starts:?}"
+        );
     }
 
     #[test]
     fn errors_surface_and_do_not_hang() {
         let mut l = loader(10, Some(6), false, 0);
         l.start(0).unwrap();
-        assert!(l.next().is_ok());
-        let e = l.next().unwrap_err().to_string();
+        assert!(l.next_batch().is_ok());
+        let e = l.next_batch().unwrap_err().to_string();
         assert!(e.contains("record 6 is broken"), "{e}");
-        let e2 = l.next().unwrap_err().to_string();
+        let e2 = l.next_batch().unwrap_err().to_string();
         assert!(e2.contains("stopped earlier"), "{e2}");
     }
 

@@ -224,7 +224,10 @@ mod tests {
             let o = run(&t, &s, seed);
             // Top-left value identifies the offset; the patch must be contiguous.
             let tl = o[0] as usize;
-            assert_eq!(o, vec![tl as f32, tl as f32 + 1.0, tl as f32 + 3.0, tl as f32 + 4.0]);
+            assert_eq!(
+                o,
+                vec![tl as f32, tl as f32 + 1.0, tl as f32 + 3.0, tl as f32 + 4.0]
+            );
             seen.insert(tl);
         }
         assert_eq!(seen, [0, 1, 3, 4].into_iter().collect());
@@ -238,7 +241,9 @@ mod tests {
             .map(|k| run(&tr, &s, k).iter().map(|&v| v as i32).collect())
             .collect();
         let want: std::collections::HashSet<Vec<i32>> =
-            [vec![0, 1, 2, 3, 4, 5], vec![2, 1, 0, 5, 4, 3]].into_iter().collect();
+            [vec![0, 1, 2, 3, 4, 5], vec![2, 1, 0, 5, 4, 3]]
+                .into_iter()
+                .collect();
         assert_eq!(outs, want);
         let te = Transformer::new(&param("{mirror: true}"), Phase::Test).unwrap();
         for k in 0..20 {
@@ -270,7 +275,9 @@ mod tests {
             *v = m.data[i] + (i % 32) as f32;
         }
         let crop = Transformer::new(
-            &param(&format!("{{mean_file: {mf}, crop_size: 28, mirror: true, scale: 0.5}}")),
+            &param(&format!(
+                "{{mean_file: {mf}, crop_size: 28, mirror: true, scale: 0.5}}"
+            )),
             Phase::Train,
         )
         .unwrap();

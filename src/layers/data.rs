@@ -14,10 +14,9 @@ use std::sync::Arc;
 
 /// Creates `Data` from `data_param` and `transform_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
-    let d = p
-        .data_param
-        .clone()
-        .ok_or_else(|| Error::config("Data needs data_param { source, batch_size, backend: LMDB }"))?;
+    let d = p.data_param.clone().ok_or_else(|| {
+        Error::config("Data needs data_param { source, batch_size, backend: LMDB }")
+    })?;
     if d.backend() != Db::Lmdb {
         return Err(Error::config(format!(
             "data_param.backend is LEVELDB (Caffe's default when backend is not given); crema \
@@ -27,15 +26,11 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
         )));
     }
     if d.source().is_empty() {
-        return Err(Error::config("data_param.source (the LMDB directory) is not set"));
+        return Err(Error::config(
+            "data_param.source (the LMDB directory) is not set",
+        ));
     }
-    let t = merged_transform(
-        p,
-        d.scale,
-        d.mean_file.as_ref(),
-        d.crop_size,
-        d.mirror,
-    );
+    let t = merged_transform(p, d.scale, d.mean_file.as_ref(), d.crop_size, d.mirror);
     let tf = Transformer::new(&t, p.phase())?;
     let color = if tf.force_color || d.force_encoded_color() {
         Some(true)
@@ -44,14 +39,23 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     } else {
         None
     };
-    let ds = LmdbDataset::open(d.source(), Decode { color, resize: None })?;
+    let ds = LmdbDataset::open(
+        d.source(),
+        Decode {
+            color,
+            resize: None,
+        },
+    )?;
     let cfg = LoaderConfig {
         batch_size: d.batch_size() as usize,
         shuffle: false,
         rand_skip: d.rand_skip() as usize,
         prefetch: d.prefetch() as usize,
     };
-    Ok(Box::new(LoaderLayer::new("Data", Loader::new(Arc::new(ds), tf, cfg)?)))
+    Ok(Box::new(LoaderLayer::new(
+        "Data",
+        Loader::new(Arc::new(ds), tf, cfg)?,
+    )))
 }
 
 #[cfg(test)]
@@ -71,8 +75,11 @@ mod tests {
         let ds = IdxDataset::open(IMAGES, Some(std::path::Path::new(LABELS))).unwrap();
         let mut w = LmdbWriter::create(&db).unwrap();
         for i in 0..20 {
-            w.put(format!("{i:08}").as_bytes(), &sample_to_datum(&ds.get(i).unwrap()))
-                .unwrap();
+            w.put(
+                format!("{i:08}").as_bytes(),
+                &sample_to_datum(&ds.get(i).unwrap()),
+            )
+            .unwrap();
         }
         w.finish().unwrap();
         let y = format!(

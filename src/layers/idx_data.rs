@@ -14,12 +14,13 @@ use std::sync::Arc;
 
 /// Creates `IdxData` from `idx_data_param` and `transform_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
-    let d = p
-        .idx_data_param
-        .clone()
-        .ok_or_else(|| Error::config("IdxData needs idx_data_param { source, label_source, batch_size }"))?;
+    let d = p.idx_data_param.clone().ok_or_else(|| {
+        Error::config("IdxData needs idx_data_param { source, label_source, batch_size }")
+    })?;
     if d.source().is_empty() {
-        return Err(Error::config("idx_data_param.source (the IDX image file) is not set"));
+        return Err(Error::config(
+            "idx_data_param.source (the IDX image file) is not set",
+        ));
     }
     let labels = d.label_source.as_deref().filter(|s| !s.is_empty());
     if p.top.len() > 1 && labels.is_none() {
@@ -35,7 +36,10 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
         rand_skip: d.rand_skip() as usize,
         prefetch: d.prefetch() as usize,
     };
-    Ok(Box::new(LoaderLayer::new("IdxData", Loader::new(Arc::new(ds), tf, cfg)?)))
+    Ok(Box::new(LoaderLayer::new(
+        "IdxData",
+        Loader::new(Arc::new(ds), tf, cfg)?,
+    )))
 }
 
 #[cfg(test)]
@@ -116,7 +120,10 @@ mod tests {
         )
         .unwrap();
         assert!(err_text(crate::layers::create(&p)).contains("label_source"));
-        let p = layer_param_from_yaml(&yaml(IMAGES, LABELS, "").replace("batch_size: 4", "batch_size: 0")).unwrap();
+        let p = layer_param_from_yaml(
+            &yaml(IMAGES, LABELS, "").replace("batch_size: 4", "batch_size: 0"),
+        )
+        .unwrap();
         assert!(crate::layers::create(&p).is_err());
         let p = layer_param_from_yaml(
             &yaml(IMAGES, LABELS, "").replace("scale: 0.00390625", "crop_size: 30"),

@@ -57,7 +57,10 @@ mod tests {
     #[test]
     fn real_photos_resized_colour_and_grey() {
         let dir = tempfile::tempdir().unwrap();
-        let l = list(dir.path(), "chelsea.png 281\ncoffee.png 967\nrocket.jpg 812\n");
+        let l = list(
+            dir.path(),
+            "chelsea.png 281\ncoffee.png 967\nrocket.jpg 812\n",
+        );
         let y = format!(
             "type: ImageData\ntop: [data, label]\nimage_data_param: {{ source: '{l}', \
              root_folder: '{ROOT}', batch_size: 2, new_height: 24, new_width: 32 }}"

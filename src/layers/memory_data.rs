@@ -24,7 +24,7 @@ pub struct MemoryData {
 
 /// Creates `MemoryData` from `memory_data_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
-    let d = p.memory_data_param.clone().unwrap_or_default();
+    let d = p.memory_data_param.unwrap_or_default();
     let shape = [
         d.channels() as usize,
         d.height() as usize,
@@ -58,7 +58,7 @@ impl MemoryData {
     /// `labels` holds `n` labels.
     pub fn push(&mut self, data: &[f32], labels: &[f32]) -> Result<()> {
         let per: usize = self.shape.iter().product();
-        if data.len() % per != 0 || data.len() / per != labels.len() {
+        if !data.len().is_multiple_of(per) || data.len() / per != labels.len() {
             return Err(Error::Invalid(format!(
                 "MemoryData takes samples of {}x{}x{} ({per} values) and one label each; got {} \
                  values and {} labels",
@@ -198,10 +198,16 @@ mod tests {
             .unwrap();
         assert!(m.push(&[1., 2.], &[0.]).is_err());
         n.forward().unwrap();
-        assert_eq!(n.blob("data").unwrap().data, vec![0.5, 1., 1.5, 2., 2.5, 3.]);
+        assert_eq!(
+            n.blob("data").unwrap().data,
+            vec![0.5, 1., 1.5, 2., 2.5, 3.]
+        );
         assert_eq!(n.blob("label").unwrap().data, vec![0., 1.]);
         n.forward().unwrap();
-        assert_eq!(n.blob("data").unwrap().data, vec![3.5, 4., 4.5, 0.5, 1., 1.5]);
+        assert_eq!(
+            n.blob("data").unwrap().data,
+            vec![3.5, 4., 4.5, 0.5, 1., 1.5]
+        );
         assert_eq!(n.blob("label").unwrap().data, vec![2., 0.]);
         assert!(super::memory_data(&mut n, "nope").is_err());
     }

@@ -21,7 +21,12 @@ mod tests {
 
     #[test]
     fn two_accumulators() {
-        let c = UpdateCtx { lr: 1.0, momentum: 0.5, delta: 1.0, ..UpdateCtx::default() };
+        let c = UpdateCtx {
+            lr: 1.0,
+            momentum: 0.5,
+            delta: 1.0,
+            ..UpdateCtx::default()
+        };
         let (mut eg, mut edx) = (vec![0.0f32], vec![0.0f32]);
         let mut g = vec![2.0f32];
         compute_update(&c, &mut g, &mut eg, &mut edx);

@@ -16,7 +16,11 @@ mod tests {
 
     #[test]
     fn accumulates_squares() {
-        let c = UpdateCtx { lr: 1.0, delta: 0.0, ..UpdateCtx::default() };
+        let c = UpdateCtx {
+            lr: 1.0,
+            delta: 0.0,
+            ..UpdateCtx::default()
+        };
         let mut h = vec![0.0f32];
         let mut g = vec![3.0f32];
         compute_update(&c, &mut g, &mut h);

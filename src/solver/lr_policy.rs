@@ -87,7 +87,15 @@ impl LrPolicy {
                 }
             }
             other => {
-                let known = ["fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid"];
+                let known = [
+                    "fixed",
+                    "step",
+                    "exp",
+                    "inv",
+                    "multistep",
+                    "poly",
+                    "sigmoid",
+                ];
                 let hint = crate::spec::nearest(other, known.iter().copied())
                     .map(|n| format!(" (did you mean `{n}`?)"))
                     .unwrap_or_default();
@@ -187,8 +195,8 @@ mod tests {
             &rates(&p, 0.01, &[0, 100, 10000]),
             &[
                 0.01,
-                0.01 * 1.01f64.powf(-0.75),    // 0.0099256...
-                0.01 * 2.0f64.powf(-0.75),     // 0.0059460...
+                0.01 * 1.01f64.powf(-0.75), // 0.0099256...
+                0.01 * 2.0f64.powf(-0.75),  // 0.0059460...
             ],
         );
     }
@@ -220,7 +228,11 @@ mod tests {
         // 1 / (1 + exp(0.1 * (iter - 10)))
         close(
             &rates(&p, 1.0, &[10, 0, 20]),
-            &[0.5, 1.0 / (1.0 + (-1.0f64).exp()), 1.0 / (1.0 + 1.0f64.exp())],
+            &[
+                0.5,
+                1.0 / (1.0 + (-1.0f64).exp()),
+                1.0 / (1.0 + 1.0f64.exp()),
+            ],
         );
     }
 

@@ -299,7 +299,10 @@ fn check_solver(p: &SolverParameter, kind: SolverType) -> Result<()> {
         return bad(format!("iter_size must be >= 1, got {}", p.iter_size()));
     }
     if p.average_loss() < 1 {
-        return bad(format!("average_loss must be >= 1, got {}", p.average_loss()));
+        return bad(format!(
+            "average_loss must be >= 1, got {}",
+            p.average_loss()
+        ));
     }
     if p.max_iter() < 0 {
         return bad(format!("max_iter must be >= 0, got {}", p.max_iter()));
@@ -420,8 +423,7 @@ impl Solver {
                 test_params.len()
             )));
         }
-        if !test_params.is_empty() && param.test_interval() <= 0 && param.test_interval.is_some()
-        {
+        if !test_params.is_empty() && param.test_interval() <= 0 && param.test_interval.is_some() {
             return Err(Error::Invalid("test_interval must be > 0".into()));
         }
         let mut test_nets = Vec::new();
@@ -552,8 +554,7 @@ impl Solver {
     /// The learning rate the policy gives at the current iteration (does not advance state).
     pub fn current_rate(&self) -> f32 {
         let mut step = self.current_step;
-        self.policy
-            .rate(self.param.base_lr(), self.iter, &mut step)
+        self.policy.rate(self.param.base_lr(), self.iter, &mut step)
     }
 
     fn emit(&mut self, e: &Event) {
@@ -653,9 +654,7 @@ impl Solver {
         while self.iter < stop_iter {
             self.net.clear_param_diffs();
             let ti = self.param.test_interval();
-            if ti > 0
-                && self.iter % ti == 0
-                && (self.iter > 0 || self.param.test_initialization())
+            if ti > 0 && self.iter % ti == 0 && (self.iter > 0 || self.param.test_initialization())
             {
                 self.test_all()?;
             }
@@ -839,8 +838,7 @@ impl Solver {
         }
         // Refuse to write non-finite weights: the last good values stay.
         for (i, p) in self.net.params().iter().enumerate() {
-            if p
-                .data
+            if p.data
                 .iter()
                 .zip(&p.diff)
                 .any(|(&w, &d)| !(w - d).is_finite())
@@ -1012,7 +1010,11 @@ impl Solver {
         let state = SolverState {
             iter: Some(self.iter),
             learned_net: Some(model.display().to_string()),
-            history: self.history.iter().map(|h| blob_to_proto(h, false)).collect(),
+            history: self
+                .history
+                .iter()
+                .map(|h| blob_to_proto(h, false))
+                .collect(),
             current_step: Some(self.current_step),
         };
         crate::weights::write_atomic(&state_path, &state.encode_to_vec())?;

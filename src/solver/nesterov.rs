@@ -18,7 +18,11 @@ mod tests {
 
     #[test]
     fn look_ahead_step() {
-        let c = UpdateCtx { lr: 0.5, momentum: 0.5, ..UpdateCtx::default() };
+        let c = UpdateCtx {
+            lr: 0.5,
+            momentum: 0.5,
+            ..UpdateCtx::default()
+        };
         let mut h = vec![2.0f32];
         let mut g = vec![1.0f32];
         compute_update(&c, &mut g, &mut h);

@@ -16,7 +16,12 @@ mod tests {
 
     #[test]
     fn running_mean_of_squares() {
-        let c = UpdateCtx { lr: 0.1, rms_decay: 0.75, delta: 0.0, ..UpdateCtx::default() };
+        let c = UpdateCtx {
+            lr: 0.1,
+            rms_decay: 0.75,
+            delta: 0.0,
+            ..UpdateCtx::default()
+        };
         let mut h = vec![4.0f32];
         let mut g = vec![2.0f32];
         compute_update(&c, &mut g, &mut h);

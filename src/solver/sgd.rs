@@ -17,7 +17,11 @@ mod tests {
 
     #[test]
     fn momentum_folds_the_rate() {
-        let c = UpdateCtx { lr: 0.1, momentum: 0.9, ..UpdateCtx::default() };
+        let c = UpdateCtx {
+            lr: 0.1,
+            momentum: 0.9,
+            ..UpdateCtx::default()
+        };
         let mut h = vec![1.0f32, -2.0];
         let mut g = vec![0.5f32, 4.0];
         compute_update(&c, &mut g, &mut h);
