@@ -10,6 +10,7 @@ extern crate blas_src;
 pub mod blob;
 pub mod caffe;
 pub mod classify;
+pub mod data;
 pub mod error;
 pub mod filler;
 pub mod layers;

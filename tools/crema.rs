@@ -2,6 +2,7 @@
 
 mod check;
 mod classify;
+mod convert;
 mod draw;
 mod forward;
 mod import;
@@ -39,6 +40,8 @@ enum Command {
     Forward(forward::Args),
     /// Per-layer forward and backward time, Caffe-style.
     Time(time::Args),
+    /// Convert data sets: IDX or image list to LMDB, mean images, IDX to PNG.
+    Convert(convert::Args),
     /// Train a net from a solver file (fine-tune with --weights, resume with --snapshot).
     Train(train::Args),
     /// Score a model in the TEST phase: each output blob's mean over iterations.
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Export(a) => import::run_export(a),
         Command::Forward(a) => forward::run(a),
         Command::Time(a) => time::run(a),
+        Command::Convert(a) => convert::run(a),
         Command::Train(a) => train::run(a),
         Command::Test(a) => test::run(a),
         Command::Plot(a) => plot::run(a),

@@ -174,6 +174,11 @@ pub trait Layer: Send {
     fn kink(&self) -> Option<(f32, f32)> {
         None
     }
+
+    /// Downcasting hook for layers fed from Rust code (`MemoryData`); `None` for the others.
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
 }
 
 /// Builds a layer from its parameters.
@@ -274,8 +279,19 @@ const VISION: &[(&str, Constructor)] = &[
     ("DropConnect", drop_connect::create),
 ];
 
+mod data;
+mod idx_data;
+mod image_data;
+mod memory_data;
+pub use memory_data::{memory_data, MemoryData};
+
 /// Data layers that read files.
-const DATA: &[(&str, Constructor)] = &[];
+const DATA: &[(&str, Constructor)] = &[
+    ("IdxData", idx_data::create),
+    ("Data", data::create),
+    ("ImageData", image_data::create),
+    ("MemoryData", memory_data::create),
+];
 
 mod embed;
 mod lstm;

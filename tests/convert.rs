@@ -1,0 +1,260 @@
+//! `crema convert` end to end: the LMDBs it writes are read back by the `Data` layer with the
+//! same pixels and labels; mean files; IDX to PNG; errors name the file.
+
+use crema::data::idx::IdxDataset;
+use crema::data::image_list::{read_image, Decode};
+use crema::data::Dataset;
+use crema::testing::Harness;
+use std::path::Path;
+use std::process::Command;
+
+const IMAGES: &str = "../shared/data/mnist/t10k-first1000-images-idx3-ubyte";
+const LABELS: &str = "../shared/data/mnist/t10k-first1000-labels-idx1-ubyte";
+const PHOTOS: &str = "../shared/data/images/";
+
+fn convert(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_crema"))
+        .arg("convert")
+        .args(args)
+        .output()
+        .expect("run crema");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn data_layer(db: &Path, batch: usize, extra: &str) -> Harness {
+    let y = format!(
+        "type: Data\ntop: [data, label]\nphase: TEST\ndata_param: {{ source: '{}', batch_size: \
+         {batch}, backend: LMDB }}{extra}",
+        db.display()
+    );
+    Harness::new(&y, vec![]).unwrap()
+}
+
+#[test]
+fn idx_to_lmdb_reads_back_identically_and_mean_matches() {
+    assert!(Path::new(IMAGES).exists(), "{IMAGES} is missing");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mnist_lmdb");
+    let (rc, out, err) = convert(&[
+        "--idx",
+        IMAGES,
+        "--idx-labels",
+        LABELS,
+        "--out",
+        db.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["records"], 1000);
+    let ds = IdxDataset::open(IMAGES, Some(Path::new(LABELS))).unwrap();
+    let mut h = data_layer(&db, 100, "");
+    for b in 0..10 {
+        h.forward().unwrap();
+        for k in 0..100 {
+            let s = ds.get(b * 100 + k).unwrap();
+            assert_eq!(
+                &h.top[0].data[k * 784..(k + 1) * 784],
+                &s.data[..],
+                "record {}",
+                b * 100 + k
+            );
+            assert_eq!(h.top[1].data[k], s.label as f32);
+        }
+    }
+
+    // Mean of the LMDB equals the mean of the IDX file.
+    let m1 = dir.path().join("lmdb.binaryproto");
+    let m2 = dir.path().join("idx.binaryproto");
+    assert_eq!(
+        convert(&[
+            "--compute-mean",
+            db.to_str().unwrap(),
+            "--out",
+            m1.to_str().unwrap()
+        ])
+        .0,
+        0
+    );
+    assert_eq!(
+        convert(&["--compute-mean", IMAGES, "--out", m2.to_str().unwrap()]).0,
+        0
+    );
+    let (a, b) = (
+        crema::data::mean::read_mean(&m1).unwrap(),
+        crema::data::mean::read_mean(&m2).unwrap(),
+    );
+    assert_eq!(a.shape, [1, 28, 28]);
+    crema::testing::assert_close(&a.data, &b.data, 1e-3);
+    // ... and subtracting it through transform_param centres the data.
+    let mut h = data_layer(
+        &db,
+        1000,
+        &format!("\ntransform_param: {{ mean_file: '{}' }}", m1.display()),
+    );
+    h.forward().unwrap();
+    let avg = h.top[0].data.iter().map(|&v| v as f64).sum::<f64>() / h.top[0].data.len() as f64;
+    assert!(avg.abs() < 1e-3, "{avg}");
+
+    // Existing output is refused.
+    let (rc, _, err) = convert(&["--idx", IMAGES, "--out", db.to_str().unwrap()]);
+    assert_eq!(rc, 1);
+    assert!(err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn image_list_to_lmdb_raw_encoded_gray_shuffled() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(
+        &list,
+        "chelsea.png 0\ncoffee.png 1\nrocket.jpg 2\nfish-bike.jpg 3\n",
+    )
+    .unwrap();
+    let l = list.to_str().unwrap();
+    let raw = dir.path().join("raw");
+    let (rc, _, err) = convert(&[
+        "--list",
+        l,
+        "--root",
+        PHOTOS,
+        "--out",
+        raw.to_str().unwrap(),
+        "--resize-height",
+        "24",
+        "--resize-width",
+        "32",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let mut h = data_layer(&raw, 4, "");
+    h.forward().unwrap();
+    assert_eq!(h.top[0].shape, vec![4, 3, 24, 32]);
+    assert_eq!(h.top[1].data, vec![0., 1., 2., 3.]);
+    let want = read_image(
+        format!("{PHOTOS}rocket.jpg"),
+        Decode {
+            color: Some(true),
+            resize: Some((24, 32)),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        &h.top[0].data[2 * 3 * 24 * 32..3 * 3 * 24 * 32],
+        &want.data[..]
+    );
+
+    // Encoded, grey, shuffled: same pixel content per label, PNG is lossless.
+    let enc = dir.path().join("enc");
+    let (rc, _, err) = convert(&[
+        "--list",
+        l,
+        "--root",
+        PHOTOS,
+        "--out",
+        enc.to_str().unwrap(),
+        "--encoded",
+        "--encode-type",
+        "png",
+        "--gray",
+        "--shuffle",
+        "--resize-height",
+        "16",
+        "--resize-width",
+        "16",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let mut h = data_layer(&enc, 4, "");
+    h.forward().unwrap();
+    assert_eq!(h.top[0].shape, vec![4, 1, 16, 16]);
+    let mut labels = h.top[1].data.clone();
+    labels.sort_by(f32::total_cmp);
+    assert_eq!(labels, vec![0., 1., 2., 3.]);
+    let k = h.top[1].data.iter().position(|&v| v == 1.0).unwrap();
+    let want = read_image(
+        format!("{PHOTOS}coffee.png"),
+        Decode {
+            color: Some(false),
+            resize: Some((16, 16)),
+        },
+    )
+    .unwrap();
+    assert_eq!(&h.top[0].data[k * 256..(k + 1) * 256], &want.data[..]);
+
+    // Encoded without changes stores the original file bytes.
+    let orig = dir.path().join("orig");
+    assert_eq!(
+        convert(&[
+            "--list",
+            l,
+            "--root",
+            PHOTOS,
+            "--out",
+            orig.to_str().unwrap(),
+            "--encoded"
+        ])
+        .0,
+        0
+    );
+    let ds = crema::data::lmdb::LmdbDataset::open(&orig, Decode::default()).unwrap();
+    assert_eq!(
+        ds.datum(2).unwrap().data(),
+        &std::fs::read(format!("{PHOTOS}rocket.jpg")).unwrap()[..]
+    );
+}
+
+#[test]
+fn idx_to_png_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("png");
+    let (rc, _, err) = convert(&[
+        "--idx-to-png",
+        IMAGES,
+        "--idx-labels",
+        LABELS,
+        "--first",
+        "2",
+        "--count",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let ds = IdxDataset::open(IMAGES, Some(Path::new(LABELS))).unwrap();
+    let s = read_image(out.join("00002_label1.png"), Decode::default()).unwrap();
+    assert_eq!(s.data, ds.get(2).unwrap().data);
+    let list = std::fs::read_to_string(out.join("list.txt")).unwrap();
+    assert_eq!(list.lines().count(), 3);
+
+    let bad = dir.path().join("truncated-idx3");
+    std::fs::write(&bad, &std::fs::read(IMAGES).unwrap()[..5000]).unwrap();
+    let (rc, _, err) = convert(&[
+        "--compute-mean",
+        bad.to_str().unwrap(),
+        "--out",
+        "/tmp/x.binaryproto",
+    ]);
+    assert_eq!(rc, 1);
+    assert!(
+        err.contains("truncated-idx3") && err.contains("truncated"),
+        "{err}"
+    );
+    let (rc, _, err) = convert(&["--out", "x"]);
+    assert_eq!(rc, 1, "{err}");
+    let list = dir.path().join("l.txt");
+    std::fs::write(&list, "nothere.jpg 1\n").unwrap();
+    let (rc, _, err) = convert(&[
+        "--list",
+        list.to_str().unwrap(),
+        "--out",
+        dir.path().join("d").to_str().unwrap(),
+    ]);
+    assert_eq!(rc, 1);
+    assert!(
+        err.contains("nothere.jpg") && err.contains("line 1"),
+        "{err}"
+    );
+}
