@@ -68,15 +68,18 @@ impl Error {
         }
     }
 
-    /// Attaches a layer's name and type to a [`Error::Config`] raised by that layer.
+    /// Attaches a layer's name and type to an error raised by that layer: its own checks
+    /// ([`Error::Config`]) and the files it reads (missing, corrupt, invalid).
     pub fn in_layer(self, layer: &str, ty: &str) -> Self {
-        match self {
-            Error::Config(message) => Error::Layer {
-                layer: layer.to_string(),
-                ty: ty.to_string(),
-                message,
-            },
-            other => other,
+        let message = match self {
+            Error::Config(message) => message,
+            e @ (Error::Io { .. } | Error::Format { .. } | Error::Invalid(_)) => e.to_string(),
+            other => return other,
+        };
+        Error::Layer {
+            layer: layer.to_string(),
+            ty: ty.to_string(),
+            message,
         }
     }
 }

@@ -122,7 +122,7 @@ pub fn build(param: &NetParameter, state: &NetState, rng: &mut StdRng) -> Result
                 "two layers are named `{name}`; layer names must be unique (weights are matched by name)"
             )));
         }
-        let mut layer = layers::create(&lp)?;
+        let mut layer = layers::create(&lp).map_err(|e| e.in_layer(&name, &ty))?;
         layer
             .blob_counts()
             .check(&ty, lp.bottom.len(), lp.top.len())
