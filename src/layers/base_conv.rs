@@ -50,6 +50,34 @@ pub struct ConvSpec {
     pub bias_filler: FillerParameter,
 }
 
+impl ConvSpec {
+    /// Checks the input channels against `group` and creates the filled weight (of shape
+    /// `[lead, c / group or num_output / group, kh, kw]`, as `weight_shape` says) and bias.
+    /// Shared by Convolution and Deconvolution; returns `(channels, params)`.
+    pub fn make_params(
+        &self,
+        bottom: &Blob,
+        weight_shape: impl Fn(usize) -> [usize; 4],
+        rng: &mut rand::rngs::StdRng,
+    ) -> Result<(usize, Vec<Blob>)> {
+        let (_, _, c, _, _) = self.split_shape(bottom)?;
+        let g = self.group;
+        crate::ensure!(
+            c % g == 0,
+            "input channels ({c}) must be divisible by group ({g})"
+        );
+        let mut w = Blob::new(&weight_shape(c));
+        crate::filler::fill(&self.weight_filler, &mut w, rng)?;
+        let mut params = vec![w];
+        if self.bias_term {
+            let mut b = Blob::new(&[self.num_output]);
+            crate::filler::fill(&self.bias_filler, &mut b, rng)?;
+            params.push(b);
+        }
+        Ok((c, params))
+    }
+}
+
 /// One value per spatial axis from a repeated field (0, 1 or 2 values) or the `_h`/`_w` pair.
 fn per_dim(
     name: &str,

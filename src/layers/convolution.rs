@@ -5,7 +5,7 @@
 use super::base_conv::{bias_backward, ConvEngine, ConvSpec};
 use super::{BlobCounts, Layer, SetupCtx};
 use crate::proto::LayerParameter;
-use crate::{filler, Blob, Result};
+use crate::{Blob, Result};
 
 /// `Convolution` layer.
 pub struct Convolution {
@@ -32,22 +32,11 @@ impl Layer for Convolution {
         BlobCounts::exact(1, 1)
     }
     fn setup(&mut self, bottom: &[&Blob], ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
-        let (_, _, c, _, _) = self.spec.split_shape(bottom[0])?;
-        let g = self.spec.group;
-        crate::ensure!(
-            c % g == 0,
-            "input channels ({c}) must be divisible by group ({g})"
-        );
+        let (g, num_output, [kh, kw]) = (self.spec.group, self.spec.num_output, self.spec.kernel);
+        let (c, params) =
+            self.spec
+                .make_params(bottom[0], |c| [num_output, c / g, kh, kw], ctx.rng)?;
         self.channels = c;
-        let [kh, kw] = self.spec.kernel;
-        let mut w = Blob::new(&[self.spec.num_output, c / g, kh, kw]);
-        filler::fill(&self.spec.weight_filler, &mut w, ctx.rng)?;
-        let mut params = vec![w];
-        if self.spec.bias_term {
-            let mut b = Blob::new(&[self.spec.num_output]);
-            filler::fill(&self.spec.bias_filler, &mut b, ctx.rng)?;
-            params.push(b);
-        }
         Ok(params)
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
