@@ -435,3 +435,37 @@ pub fn err_text<T>(r: Result<T, Error>) -> String {
         Err(e) => e.to_string(),
     }
 }
+
+/// For a layer that allows in place: runs it out of place and in place (one blob, empty bottom
+/// in forward, empty top in backward) on the same random input and top diff, and asserts the
+/// outputs, the input gradients and the parameter gradients agree (tests only: panics).
+pub fn assert_inplace_matches(yaml: &str, shape: &[usize]) {
+    let probe = layer_from_yaml(yaml);
+    assert!(probe.allows_inplace(), "`{yaml}` does not allow in place");
+    let x = random_bottoms(&*probe, &[shape], 7).remove(0);
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut dy = vec![0.0; x.count()];
+    gaussian_fill(&mut dy, &mut rng);
+    let mut h = Harness::new(yaml, vec![x.clone()]).unwrap_or_else(|e| panic!("{e}"));
+    h.forward().unwrap_or_else(|e| panic!("{e}"));
+    h.top[0].diff.copy_from_slice(&dy);
+    h.backward(&[true]).unwrap_or_else(|e| panic!("{e}"));
+
+    let mut g = Harness::new(yaml, vec![x.clone()]).unwrap_or_else(|e| panic!("{e}"));
+    let mut blob = x;
+    let mut params = g.params.clone();
+    let l = &mut g.layer;
+    let mut run = || -> Result<()> {
+        l.reshape(&[], &mut [&mut blob])?;
+        l.forward(&[], &mut [&mut blob], &mut as_muts(&mut params))?;
+        assert_close(&blob.data, &h.top[0].data, 1e-6);
+        blob.diff.copy_from_slice(&dy);
+        l.backward(&[], &[true], &mut [&mut blob], &mut as_muts(&mut params))?;
+        Ok(())
+    };
+    run().unwrap_or_else(|e| panic!("{e}"));
+    assert_close(&blob.diff, &h.bottom[0].diff, 1e-5);
+    for (p, q) in params.iter().zip(&h.params) {
+        assert_close(&p.diff, &q.diff, 1e-5);
+    }
+}

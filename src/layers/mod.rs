@@ -179,6 +179,25 @@ pub trait Layer: Send {
 /// Builds a layer from its parameters.
 pub type Constructor = fn(&LayerParameter) -> Result<Box<dyn Layer>>;
 
+mod abs_val;
+mod bnll;
+mod clip;
+mod elu;
+mod euclidean_loss;
+mod exp;
+mod flatten;
+mod log;
+mod power;
+mod prelu;
+mod reshape;
+mod sigmoid;
+mod sigmoid_cross_entropy_loss;
+mod silence;
+mod split;
+mod swish;
+mod tanh;
+mod threshold;
+
 /// Core layers: data-free building blocks, neurons, losses, utilities.
 const CORE: &[(&str, Constructor)] = &[
     ("Input", input::create),
@@ -188,6 +207,27 @@ const CORE: &[(&str, Constructor)] = &[
     ("Softmax", softmax::create),
     ("SoftmaxWithLoss", softmax_loss::create),
     ("Accuracy", accuracy::create),
+    ("PReLU", prelu::create),
+    ("ELU", elu::create),
+    ("Sigmoid", sigmoid::create),
+    ("TanH", tanh::create),
+    ("AbsVal", abs_val::create),
+    ("Power", power::create),
+    ("Exp", exp::create),
+    ("Log", log::create),
+    ("BNLL", bnll::create),
+    ("Threshold", threshold::create),
+    ("Clip", clip::create),
+    ("Swish", swish::create),
+    ("EuclideanLoss", euclidean_loss::create),
+    (
+        "SigmoidCrossEntropyLoss",
+        sigmoid_cross_entropy_loss::create,
+    ),
+    ("Flatten", flatten::create),
+    ("Reshape", reshape::create),
+    ("Split", split::create),
+    ("Silence", silence::create),
 ];
 
 /// Vision layers (convolution, pooling, normalisation, tensor plumbing).

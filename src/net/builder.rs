@@ -55,6 +55,28 @@ fn shape_of(b: &Blob) -> String {
     b.shape_string()
 }
 
+/// Adds each bottom's name, shape and producing layer to a layer's own complaint, so a shape
+/// mismatch names both layers and both shapes.
+fn with_bottoms(e: Error, net: &Net, bottom_ids: &[usize], from: &[String]) -> Error {
+    match e {
+        Error::Config(m) if !bottom_ids.is_empty() => {
+            let list: Vec<String> = bottom_ids
+                .iter()
+                .zip(from)
+                .map(|(&id, layer)| {
+                    format!(
+                        "`{}` {} from layer `{layer}`",
+                        net.blob_names[id],
+                        crate::blob::shape_str(&net.blobs[id].shape),
+                    )
+                })
+                .collect();
+            Error::Config(format!("{m}; bottoms: {}", list.join(", ")))
+        }
+        other => other,
+    }
+}
+
 /// Builds the net for `state` (phase, level, stages).
 pub fn build(param: &NetParameter, state: &NetState, rng: &mut StdRng) -> Result<Net> {
     if !param.layers.is_empty() {
@@ -130,6 +152,7 @@ pub fn build(param: &NetParameter, state: &NetState, rng: &mut StdRng) -> Result
             available.remove(&id);
             bottom_ids.push(id);
         }
+        let bottom_from: Vec<String> = bottom_ids.iter().map(|&id| producer[id].clone()).collect();
         // Tops.
         let mut top_ids = Vec::new();
         let mut inplace = false;
@@ -175,7 +198,7 @@ pub fn build(param: &NetParameter, state: &NetState, rng: &mut StdRng) -> Result
         let (bottom_refs, _) = super::gather(&mut net.blobs, &bottom_ids, &[]);
         let mut created = layer
             .setup(&bottom_refs, &mut SetupCtx { rng })
-            .map_err(|e| e.in_layer(&name, &ty))?;
+            .map_err(|e| with_bottoms(e, &net, &bottom_ids, &bottom_from).in_layer(&name, &ty))?;
         if !lp.blobs.is_empty() {
             if lp.blobs.len() != created.len() {
                 return Err(Error::Net(format!(
@@ -284,9 +307,8 @@ pub fn build(param: &NetParameter, state: &NetState, rng: &mut StdRng) -> Result
                 if inplace { &[] } else { &bottom_ids },
                 &top_ids,
             );
-            layer
-                .reshape(&b, &mut t)
-                .map_err(|e| e.in_layer(&name, &ty))?;
+            let r = layer.reshape(&b, &mut t);
+            r.map_err(|e| with_bottoms(e, &net, &bottom_ids, &bottom_from).in_layer(&name, &ty))?;
         }
         // Loss weights.
         let loss_weight: Vec<f32> = if !lp.loss_weight.is_empty() {
@@ -374,35 +396,43 @@ fn analyse_backward(net: &mut Net, force: bool) {
             };
         }
     }
-    // Backward sweep: prune layers that do not reach a loss.
+    // Backward sweep: prune layers that do not reach a loss, and layers whose every top is read
+    // only by consumers that decline its gradient. Without Split layers a blob can have several
+    // consumers, so a blob is skipped only when it was consumed and no consumer wants it.
     let mut under_loss: HashSet<usize> = HashSet::new();
-    let mut skip: HashSet<usize> = HashSet::new();
+    let mut consumed: HashSet<usize> = HashSet::new();
+    let mut wanted: HashSet<usize> = HashSet::new();
     for l in net.layers.iter_mut().rev() {
-        let mut contributes = false;
-        let mut skip_down = true;
-        for (t, w) in l.top.iter().zip(&l.loss_weight) {
-            if *w != 0.0 || under_loss.contains(t) {
-                contributes = true;
-            }
-            if !skip.contains(t) {
-                skip_down = false;
-            }
-        }
-        if l.top.is_empty() {
-            skip_down = false;
-        }
+        let contributes = l
+            .top
+            .iter()
+            .zip(&l.loss_weight)
+            .any(|(t, w)| *w != 0.0 || under_loss.contains(t));
+        let skip_down = !l.top.is_empty()
+            && l.top
+                .iter()
+                .zip(&l.loss_weight)
+                .all(|(t, w)| *w == 0.0 && consumed.contains(t) && !wanted.contains(t));
         if !contributes || skip_down {
             l.need_backward = false;
             l.bottom_need_backward.iter_mut().for_each(|x| *x = false);
         }
+        if l.inplace {
+            // Below an in-place layer its blob is an earlier version: forget what the readers
+            // of the later version said.
+            for t in &l.top {
+                under_loss.remove(t);
+                consumed.remove(t);
+                wanted.remove(t);
+            }
+        }
         for (i, &b) in l.bottom.iter().enumerate() {
             if contributes {
                 under_loss.insert(b);
-            } else {
-                l.bottom_need_backward[i] = false;
             }
-            if !l.bottom_need_backward[i] {
-                skip.insert(b);
+            consumed.insert(b);
+            if l.bottom_need_backward[i] {
+                wanted.insert(b);
             }
         }
     }

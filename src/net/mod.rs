@@ -161,17 +161,24 @@ impl Net {
 
     fn backward_layer(&mut self, li: usize) -> Result<()> {
         let l = &mut self.layers[li];
-        if !l.need_backward {
-            return Ok(());
+        // In place, the shared diff holds the gradient of this layer's output. When the layer
+        // does not turn it into the input's gradient, the input gets none through this layer
+        // and must not inherit that value.
+        let clear = l.inplace && !(l.need_backward && l.bottom_need_backward[0]);
+        if l.need_backward {
+            let t0 = Instant::now();
+            let tops: &[usize] = if l.inplace { &[] } else { &l.top };
+            let (t, mut b) = gather(&mut self.blobs, tops, &l.bottom);
+            let mut p = gather_params(&mut self.params, &l.params);
+            l.layer
+                .backward(&t, &l.bottom_need_backward, &mut b, &mut p)
+                .map_err(|e| e.in_layer(&l.name, &l.ty))?;
+            l.backward_time += t0.elapsed().as_secs_f64();
         }
-        let t0 = Instant::now();
-        let tops: &[usize] = if l.inplace { &[] } else { &l.top };
-        let (t, mut b) = gather(&mut self.blobs, tops, &l.bottom);
-        let mut p = gather_params(&mut self.params, &l.params);
-        l.layer
-            .backward(&t, &l.bottom_need_backward, &mut b, &mut p)
-            .map_err(|e| e.in_layer(&l.name, &l.ty))?;
-        l.backward_time += t0.elapsed().as_secs_f64();
+        if clear {
+            let id = l.bottom[0];
+            self.blobs[id].zero_diff();
+        }
         Ok(())
     }
 
