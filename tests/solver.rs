@@ -40,6 +40,80 @@ layer:
     crema::spec::from_yaml_str(&yaml, "lsq").unwrap()
 }
 
+/// The least-squares twin of [`lsq_net`]: InnerProduct into EuclideanLoss against a target.
+fn euclid_net(batch: usize) -> NetParameter {
+    let yaml = format!(
+        r#"
+name: euclid
+layer:
+  - name: data
+    type: Input
+    top: [data, target]
+    input_param: {{ shape: [ {{ dim: [{batch}, {D}] }}, {{ dim: [{batch}, {C}] }} ] }}
+  - name: ip
+    type: InnerProduct
+    bottom: data
+    top: ip
+    param: [ {{ lr_mult: 1, decay_mult: 1 }}, {{ lr_mult: 2, decay_mult: 0 }} ]
+    inner_product_param:
+      num_output: {C}
+      weight_filler: {{ type: gaussian, std: 0.5 }}
+      bias_filler: {{ type: constant, value: 0.1 }}
+  - name: loss
+    type: EuclideanLoss
+    bottom: [ip, target]
+    top: loss
+"#
+    );
+    crema::spec::from_yaml_str(&yaml, "euclid").unwrap()
+}
+
+/// Regression targets for the rows of `x`: a fixed linear map plus an offset per output.
+fn targets(x: &[f32]) -> Vec<f32> {
+    let mut t = Vec::new();
+    for row in x.chunks(D) {
+        for c in 0..C {
+            t.push(
+                (0..D)
+                    .map(|j| row[j] * (0.3 * (c + 1) as f32 - 0.2 * j as f32))
+                    .sum::<f32>()
+                    + 0.5 * c as f32,
+            );
+        }
+    }
+    t
+}
+
+fn feed_euclid(net: &mut Net, iter: i32, row0: usize, n: usize) {
+    let (x, _) = batch(iter, row0, n);
+    net.blob_mut("target")
+        .unwrap()
+        .data
+        .copy_from_slice(&targets(&x));
+    net.blob_mut("data").unwrap().data.copy_from_slice(&x);
+}
+
+/// Gradient of `sum ||x W^T + b - t||^2 / (2N)` (f64).
+fn euclid_grads(w: &[f64], b: &[f64], x: &[f32], t: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    let n = x.len() / D;
+    let mut gw = vec![0.0; C * D];
+    let mut gb = vec![0.0; C];
+    for i in 0..n {
+        for c in 0..C {
+            let y = b[c]
+                + (0..D)
+                    .map(|j| w[c * D + j] * x[i * D + j] as f64)
+                    .sum::<f64>();
+            let r = (y - t[i * C + c] as f64) / n as f64;
+            gb[c] += r;
+            for j in 0..D {
+                gw[c * D + j] += r * x[i * D + j] as f64;
+            }
+        }
+    }
+    (gw, gb)
+}
+
 /// Deterministic batch for iteration `iter`, rows `row0..row0+n`.
 fn batch(iter: i32, row0: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
     let mut x = Vec::new();
@@ -146,7 +220,7 @@ impl Cfg {
 }
 
 /// Runs `iters` updates of the rule in f64, straight from CAFFE_REFERENCE §3.4.
-fn reference(cfg: Cfg, w0: &[f32], b0: &[f32], iters: i32) -> (Vec<f64>, Vec<f64>) {
+fn reference(cfg: Cfg, w0: &[f32], b0: &[f32], iters: i32, euclid: bool) -> (Vec<f64>, Vec<f64>) {
     let mut p = [
         w0.iter().map(|&v| v as f64).collect::<Vec<f64>>(),
         b0.iter().map(|&v| v as f64).collect::<Vec<f64>>(),
@@ -154,6 +228,7 @@ fn reference(cfg: Cfg, w0: &[f32], b0: &[f32], iters: i32) -> (Vec<f64>, Vec<f64
     let mults = [(1.0, 1.0), (2.0, 0.0)];
     let mut h1 = [vec![0.0; C * D], vec![0.0; C]];
     let mut h2 = h1.clone();
+    let mut clipped = 0;
     for t in 0..iters {
         let rate = if cfg.step {
             cfg.lr * 0.5f64.powi(t / 2)
@@ -161,11 +236,16 @@ fn reference(cfg: Cfg, w0: &[f32], b0: &[f32], iters: i32) -> (Vec<f64>, Vec<f64
             cfg.lr
         };
         let (x, y) = batch(t, 0, N);
-        let (gw, gb) = softmax_grads(&p[0], &p[1], &x, &y);
+        let (gw, gb) = if euclid {
+            euclid_grads(&p[0], &p[1], &x, &targets(&x))
+        } else {
+            softmax_grads(&p[0], &p[1], &x, &y)
+        };
         let mut g = [gw, gb];
         if cfg.clip >= 0.0 {
             let norm = g.iter().flatten().map(|v| v * v).sum::<f64>().sqrt();
             if norm > cfg.clip {
+                clipped += 1;
                 g.iter_mut().flatten().for_each(|v| *v *= cfg.clip / norm);
             }
         }
@@ -221,22 +301,43 @@ fn reference(cfg: Cfg, w0: &[f32], b0: &[f32], iters: i32) -> (Vec<f64>, Vec<f64
             }
         }
     }
+    assert!(
+        cfg.clip < 0.0 || clipped > 0,
+        "clip_gradients {} never active",
+        cfg.clip
+    );
     let [w, b] = p;
     (w, b)
 }
 
+/// Checks the rule on the least-squares problem and on the softmax one.
 fn check_rule(cfg: Cfg) {
+    check_rule_on(cfg, true);
+    check_rule_on(cfg, false);
+}
+
+fn check_rule_on(cfg: Cfg, euclid: bool) {
     let iters = 6;
-    let mut s = solver_from(&cfg.yaml(), lsq_net(N));
-    s.set_feeder(|net: &mut Net, c: &FeedCtx| {
-        feed_rows(net, c.iter, 0, N);
-        Ok(())
-    });
+    let mut s = if euclid {
+        let mut s = solver_from(&cfg.yaml(), euclid_net(N));
+        s.set_feeder(|net: &mut Net, c: &FeedCtx| {
+            feed_euclid(net, c.iter, 0, N);
+            Ok(())
+        });
+        s
+    } else {
+        let mut s = solver_from(&cfg.yaml(), lsq_net(N));
+        s.set_feeder(|net: &mut Net, c: &FeedCtx| {
+            feed_rows(net, c.iter, 0, N);
+            Ok(())
+        });
+        s
+    };
     let w0 = s.net().params()[0].data.clone();
     let b0 = s.net().params()[1].data.clone();
     assert!(w0.iter().any(|&v| v != 0.0));
     s.step(iters).unwrap();
-    let (w, b) = reference(cfg, &w0, &b0, iters);
+    let (w, b) = reference(cfg, &w0, &b0, iters, euclid);
     let got_w = &s.net().params()[0].data;
     let got_b = &s.net().params()[1].data;
     let moved: f64 = w.iter().zip(&w0).map(|(a, &b)| (a - b as f64).abs()).sum();
@@ -248,7 +349,7 @@ fn check_rule(cfg: Cfg) {
     {
         assert!(
             (*got as f64 - want).abs() <= 2e-5 * want.abs().max(1.0),
-            "{} ({}): got {got}, reference {want}\n got w {got_w:?} b {got_b:?}\n want w {w:?} b {b:?}",
+            "{} ({}, euclid {euclid}): got {got}, reference {want}\n got w {got_w:?} b {got_b:?}\n want w {w:?} b {b:?}",
             cfg.ty,
             cfg.yaml().replace('\n', " ")
         );
@@ -344,15 +445,15 @@ fn iter_size_two_equals_double_batch() {
             ..BASE
         };
         // Batch 2B, iter_size 1.
-        let mut big = solver_from(&cfg.yaml(), lsq_net(2 * N));
+        let mut big = solver_from(&cfg.yaml(), euclid_net(2 * N));
         big.set_feeder(|net: &mut Net, c: &FeedCtx| {
-            feed_rows(net, c.iter, 0, 2 * N);
+            feed_euclid(net, c.iter, 0, 2 * N);
             Ok(())
         });
         // Batch B, iter_size 2: pass k gets rows k*B..(k+1)*B of the same big batch.
-        let mut small = solver_from(&format!("{}iter_size: 2\n", cfg.yaml()), lsq_net(N));
+        let mut small = solver_from(&format!("{}iter_size: 2\n", cfg.yaml()), euclid_net(N));
         small.set_feeder(|net: &mut Net, c: &FeedCtx| {
-            feed_rows(net, c.iter, c.pass * N, N);
+            feed_euclid(net, c.iter, c.pass * N, N);
             Ok(())
         });
         assert_eq!(big.net().params()[0].data, small.net().params()[0].data);

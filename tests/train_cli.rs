@@ -320,7 +320,7 @@ fn fine_tuning_with_a_renamed_layer() {
 }
 
 #[test]
-fn sigint_snapshots_and_stops() {
+fn sighup_snapshots_and_sigint_stops() {
     let d = tempfile::tempdir().unwrap();
     write_net(d.path(), "net.yaml", 16, "ip2", false);
     let s = write_solver(
@@ -354,27 +354,52 @@ fn sigint_snapshots_and_stops() {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let ok = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    // SIGHUP: a snapshot, and training goes on.
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    let snapshots = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("sig_iter_") && n.ends_with(".solverstate"))
+            .collect();
+        v.sort();
+        v
+    };
+    signal("-HUP");
+    for _ in 0..500 {
+        if !snapshots().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(snapshots().len(), 1, "SIGHUP wrote no snapshot");
+    signal("-INT");
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("Optimization stopped early."), "{err}");
-    let snap: Vec<String> = std::fs::read_dir(d.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("sig_iter_") && n.ends_with(".solverstate"))
+    // The HUP snapshot and the INT snapshot, at different iterations (training went on).
+    let snap = snapshots();
+    assert_eq!(snap.len(), 2, "{snap:?}");
+    let iters: Vec<i32> = snap
+        .iter()
+        .map(|f| {
+            <crema::proto::SolverState as prost::Message>::decode(
+                std::fs::read(d.path().join(f)).unwrap().as_slice(),
+            )
+            .unwrap()
+            .iter()
+        })
         .collect();
-    assert_eq!(snap.len(), 1, "{snap:?}");
-    let st = <crema::proto::SolverState as prost::Message>::decode(
-        std::fs::read(d.path().join(&snap[0])).unwrap().as_slice(),
-    )
-    .unwrap();
-    assert!(st.iter() > 0 && st.iter() < 100000000);
+    assert!(iters.iter().all(|&i| i > 0 && i < 100000000), "{iters:?}");
+    assert_ne!(iters[0], iters[1]);
 }
 
 #[test]
