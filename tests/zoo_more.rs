@@ -116,9 +116,38 @@ fn googlenet_shapes() {
     );
 }
 
+/// VGG16's conv trunk (everything up to pool5) with Caffe's shapes; the full net (fc6 alone is
+/// 102.8M weights) is `vgg16_full_shapes`, ignored by default because it allocates 1.1 GB.
 #[test]
-fn vgg16_shapes() {
-    let net = build("vgg16/deploy.yaml", Some(1));
+fn vgg16_trunk_shapes() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/vgg16/deploy.yaml");
+    let mut param = crema::spec::load_net(&path).unwrap();
+    let fc: Vec<(String, u32)> = param
+        .layer
+        .iter()
+        .filter_map(|l| {
+            l.inner_product_param
+                .as_ref()
+                .map(|p| (l.name().to_string(), p.num_output()))
+        })
+        .collect();
+    assert_eq!(
+        fc,
+        vec![
+            ("fc6".to_string(), 4096),
+            ("fc7".to_string(), 4096),
+            ("fc8".to_string(), 1000)
+        ]
+    );
+    let cut = param.layer.iter().position(|l| l.name() == "fc6").unwrap();
+    param.layer.truncate(cut);
+    for l in param.layer.iter_mut() {
+        if let Some(ip) = l.input_param.as_mut() {
+            ip.shape[0].dim[0] = 1;
+        }
+    }
+    let mut rng = StdRng::seed_from_u64(1);
+    let net = Net::for_phase(&param, Phase::Test, &mut rng).unwrap();
     assert_shapes(
         &net,
         &[
@@ -129,6 +158,20 @@ fn vgg16_shapes() {
             ("pool3", &[1, 256, 28, 28]),
             ("pool4", &[1, 512, 14, 14]),
             ("conv5_3", &[1, 512, 14, 14]),
+            ("pool5", &[1, 512, 7, 7]),
+        ],
+    );
+    // 13 conv layers: 14,714,688 values; fc6/fc7/fc8 add 123,642,856.
+    assert_eq!(net.param_count(), 14_714_688);
+}
+
+#[test]
+#[ignore = "allocates 1.1 GB of weights (about 4 s); run with --ignored"]
+fn vgg16_full_shapes() {
+    let net = build("vgg16/deploy.yaml", Some(1));
+    assert_shapes(
+        &net,
+        &[
             ("pool5", &[1, 512, 7, 7]),
             ("fc6", &[1, 4096]),
             ("fc7", &[1, 4096]),
