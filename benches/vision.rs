@@ -1,17 +1,22 @@
 //! Micro-benchmarks of the vision kernels at the layer sizes of LeNet, CIFAR10-quick and
 //! AlexNet/CaffeNet: `cargo bench --bench vision [filter]`.
 
-use criterion::{criterion_group, criterion_main, Criterion};
 use crema::math::im2col::{im2col_batch, ConvGeom};
 use crema::testing::Harness;
 use crema::Blob;
+use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use std::time::Duration;
 
 fn noise(shape: &[usize]) -> Blob {
     let n: usize = shape.iter().product();
-    Blob::from_data(shape, (0..n).map(|i| ((i * 7919) % 1013) as f32 / 500.0 - 1.0).collect())
-        .expect("shape and data agree")
+    Blob::from_data(
+        shape,
+        (0..n)
+            .map(|i| ((i * 7919) % 1013) as f32 / 500.0 - 1.0)
+            .collect(),
+    )
+    .expect("shape and data agree")
 }
 
 fn layer(yaml: &str, shape: &[usize]) -> Harness {
@@ -66,11 +71,36 @@ fn benches(c: &mut Criterion) {
     c.bench_function("im2col/cifar_conv2_b100", |b| {
         b.iter(|| im2col_batch(&x, &g, 100, black_box(&mut col)))
     });
-    bench_layer(c, "conv/lenet_conv1_b64", &conv(20, 5, 0, 1, 1), &[64, 1, 28, 28]);
-    bench_layer(c, "conv/lenet_conv2_b64", &conv(50, 5, 0, 1, 1), &[64, 20, 12, 12]);
-    bench_layer(c, "conv/cifar_conv2_b100", &conv(32, 5, 2, 1, 1), &[100, 32, 16, 16]);
-    bench_layer(c, "conv/alexnet_conv1_b10", &conv(96, 11, 0, 4, 1), &[10, 3, 227, 227]);
-    bench_layer(c, "conv/alexnet_conv2_b10", &conv(256, 5, 2, 1, 2), &[10, 96, 27, 27]);
+    bench_layer(
+        c,
+        "conv/lenet_conv1_b64",
+        &conv(20, 5, 0, 1, 1),
+        &[64, 1, 28, 28],
+    );
+    bench_layer(
+        c,
+        "conv/lenet_conv2_b64",
+        &conv(50, 5, 0, 1, 1),
+        &[64, 20, 12, 12],
+    );
+    bench_layer(
+        c,
+        "conv/cifar_conv2_b100",
+        &conv(32, 5, 2, 1, 1),
+        &[100, 32, 16, 16],
+    );
+    bench_layer(
+        c,
+        "conv/alexnet_conv1_b10",
+        &conv(96, 11, 0, 4, 1),
+        &[10, 3, 227, 227],
+    );
+    bench_layer(
+        c,
+        "conv/alexnet_conv2_b10",
+        &conv(256, 5, 2, 1, 2),
+        &[10, 96, 27, 27],
+    );
     bench_layer(
         c,
         "pool/cifar_pool1_max_b100",

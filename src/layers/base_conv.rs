@@ -108,7 +108,7 @@ impl ConvSpec {
                 "convolution_param.num_output must be set and positive"
             );
             crate::ensure!(
-                num_output % group == 0,
+                num_output.is_multiple_of(group),
                 "num_output ({num_output}) must be divisible by group ({group})"
             );
         }

@@ -178,6 +178,7 @@ pub(crate) mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn forward_matches_direct_convolution() {
         // (shape, m, kernel, stride, pad, dilation, group)
         let cases: &[(

@@ -25,7 +25,7 @@ pub struct Lrn {
 
 /// Creates `LRN` from `lrn_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
-    let lp = p.lrn_param.clone().unwrap_or_default();
+    let lp = p.lrn_param.unwrap_or_default();
     let size = lp.local_size() as usize;
     crate::ensure!(
         size % 2 == 1,

@@ -94,7 +94,7 @@ fn pair(
 
 /// Creates `Pooling` from `pooling_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
-    let pp = p.pooling_param.clone().unwrap_or_default();
+    let pp = p.pooling_param.unwrap_or_default();
     let global = pp.global_pooling();
     let kernel = pair("kernel", pp.kernel_size, pp.kernel_h, pp.kernel_w, None)?;
     crate::ensure!(
@@ -156,11 +156,10 @@ impl Pooling {
                 let mut best = f32::MIN;
                 let mut arg = (y0 * g.w + x0) as u32;
                 for iy in y0..y1 {
-                    let row = &x[iy * g.w..];
-                    for ix in x0..x1 {
-                        if row[ix] > best {
-                            best = row[ix];
-                            arg = (iy * g.w + ix) as u32;
+                    for (ix, &v) in x[iy * g.w + x0..iy * g.w + x1].iter().enumerate() {
+                        if v > best {
+                            best = v;
+                            arg = (iy * g.w + x0 + ix) as u32;
                         }
                     }
                 }
@@ -504,6 +503,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn max_and_ave_match_direct_pooling() {
         let cases: &[([usize; 4], [usize; 2], [usize; 2], [usize; 2], &str)] = &[
             ([2, 3, 7, 9], [3, 3], [2, 2], [0, 0], "CEIL"),

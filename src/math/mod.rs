@@ -112,7 +112,11 @@ pub fn gemm(
     let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), Ptr(c.as_mut_ptr()));
     if threads < 2 || m * n * k < PAR_GEMM_MIN {
         // SAFETY: the slices hold the m*k, k*n and m*n elements (asserted above).
-        unsafe { sgemm_raw(trans_a, trans_b, m, n, k, alpha, ap, lda, bp, ldb, beta, cp.0, n) };
+        unsafe {
+            sgemm_raw(
+                trans_a, trans_b, m, n, k, alpha, ap, lda, bp, ldb, beta, cp.0, n,
+            )
+        };
         return;
     }
     let (ap, bp) = (Ptr(ap as *mut f32), Ptr(bp as *mut f32));
@@ -127,11 +131,47 @@ pub fn gemm(
         // block; A and B are only read; offsets stay inside the asserted sizes.
         unsafe {
             if split_n {
-                let b0 = if trans_b { bp.0.add(s * k) } else { bp.0.add(s) };
-                sgemm_raw(trans_a, trans_b, m, e - s, k, alpha, ap.0, lda, b0, ldb, beta, cp.0.add(s), n);
+                let b0 = if trans_b {
+                    bp.0.add(s * k)
+                } else {
+                    bp.0.add(s)
+                };
+                sgemm_raw(
+                    trans_a,
+                    trans_b,
+                    m,
+                    e - s,
+                    k,
+                    alpha,
+                    ap.0,
+                    lda,
+                    b0,
+                    ldb,
+                    beta,
+                    cp.0.add(s),
+                    n,
+                );
             } else {
-                let a0 = if trans_a { ap.0.add(s) } else { ap.0.add(s * k) };
-                sgemm_raw(trans_a, trans_b, e - s, n, k, alpha, a0, lda, bp.0, ldb, beta, cp.0.add(s * n), n);
+                let a0 = if trans_a {
+                    ap.0.add(s)
+                } else {
+                    ap.0.add(s * k)
+                };
+                sgemm_raw(
+                    trans_a,
+                    trans_b,
+                    e - s,
+                    n,
+                    k,
+                    alpha,
+                    a0,
+                    lda,
+                    bp.0,
+                    ldb,
+                    beta,
+                    cp.0.add(s * n),
+                    n,
+                );
             }
         }
     });
