@@ -12,8 +12,75 @@ fn tr(t: bool) -> Transpose {
     }
 }
 
+/// OpenBLAS runs single-threaded: the parallelism of a large GEMM comes from rayon (see
+/// [`gemm`]), so OpenBLAS's own spinning workers never fight rayon's threads for the cores.
+fn single_threaded_blas() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    extern "C" {
+        fn openblas_set_num_threads(n: std::os::raw::c_int);
+    }
+    // SAFETY: a plain setter of OpenBLAS's global thread count, called once.
+    ONCE.call_once(|| unsafe { openblas_set_num_threads(1) });
+}
+
+/// Below this many multiply-adds a GEMM runs on the calling thread.
+const PAR_GEMM_MIN: usize = 1 << 20;
+
+#[derive(Clone, Copy)]
+struct Ptr(*mut f32);
+// SAFETY: every task writes a disjoint block of C (see `gemm`).
+unsafe impl Send for Ptr {}
+unsafe impl Sync for Ptr {}
+
+/// Raw row-major sgemm on (sub-)matrices with explicit leading dimensions.
+///
+/// # Safety
+/// The pointers must address matrices of the given sizes and strides; the C block must not be
+/// written by anyone else during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_raw(
+    ta: bool,
+    tb: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let t = |x: bool| {
+        if x {
+            cblas_sys::CBLAS_TRANSPOSE::CblasTrans
+        } else {
+            cblas_sys::CBLAS_TRANSPOSE::CblasNoTrans
+        }
+    };
+    cblas_sys::cblas_sgemm(
+        cblas_sys::CBLAS_LAYOUT::CblasRowMajor,
+        t(ta),
+        t(tb),
+        m as i32,
+        n as i32,
+        k as i32,
+        alpha,
+        a,
+        lda as i32,
+        b,
+        ldb as i32,
+        beta,
+        c,
+        ldc as i32,
+    );
+}
+
 /// `C = alpha * op(A) * op(B) + beta * C`, row-major, `op(A)` is `m x k`, `op(B)` is `k x n`.
-/// Caffe's `caffe_cpu_gemm`.
+/// Caffe's `caffe_cpu_gemm`. Large products are split into column (or row) blocks of C that
+/// rayon's threads compute with single-threaded OpenBLAS calls.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     trans_a: bool,
@@ -27,9 +94,10 @@ pub fn gemm(
     beta: f32,
     c: &mut [f32],
 ) {
-    debug_assert!(a.len() >= m * k, "gemm: A too small");
-    debug_assert!(b.len() >= k * n, "gemm: B too small");
-    debug_assert!(c.len() >= m * n, "gemm: C too small");
+    use rayon::prelude::*;
+    assert!(a.len() >= m * k, "gemm: A too small");
+    assert!(b.len() >= k * n, "gemm: B too small");
+    assert!(c.len() >= m * n, "gemm: C too small");
     if m == 0 || n == 0 {
         return;
     }
@@ -37,28 +105,76 @@ pub fn gemm(
         scal(beta, &mut c[..m * n]);
         return;
     }
+    single_threaded_blas();
     let lda = if trans_a { m } else { k };
     let ldb = if trans_b { k } else { n };
-    // SAFETY: the slices hold at least the m*k, k*n and m*n elements cblas reads and writes
-    // (checked above in debug builds, guaranteed by the callers' reshape logic).
-    unsafe {
-        cblas::sgemm(
-            Layout::RowMajor,
-            tr(trans_a),
-            tr(trans_b),
-            m as i32,
-            n as i32,
-            k as i32,
-            alpha,
-            a,
-            lda as i32,
-            b,
-            ldb as i32,
-            beta,
-            c,
-            n as i32,
-        );
+    let threads = rayon::current_num_threads();
+    let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), Ptr(c.as_mut_ptr()));
+    if threads < 2 || m * n * k < PAR_GEMM_MIN {
+        // SAFETY: the slices hold the m*k, k*n and m*n elements (asserted above).
+        unsafe {
+            sgemm_raw(
+                trans_a, trans_b, m, n, k, alpha, ap, lda, bp, ldb, beta, cp.0, n,
+            )
+        };
+        return;
     }
+    let (ap, bp) = (Ptr(ap as *mut f32), Ptr(bp as *mut f32));
+    let split_n = n >= m;
+    let dim = if split_n { n } else { m };
+    let step = dim.div_ceil(threads).next_multiple_of(16).min(dim);
+    let parts = dim.div_ceil(step);
+    (0..parts).into_par_iter().for_each(|i| {
+        let (s, e) = (i * step, ((i + 1) * step).min(dim));
+        let (ap, bp, cp) = (ap, bp, cp);
+        // SAFETY: block i covers C columns (or rows) s..e only, disjoint from every other
+        // block; A and B are only read; offsets stay inside the asserted sizes.
+        unsafe {
+            if split_n {
+                let b0 = if trans_b {
+                    bp.0.add(s * k)
+                } else {
+                    bp.0.add(s)
+                };
+                sgemm_raw(
+                    trans_a,
+                    trans_b,
+                    m,
+                    e - s,
+                    k,
+                    alpha,
+                    ap.0,
+                    lda,
+                    b0,
+                    ldb,
+                    beta,
+                    cp.0.add(s),
+                    n,
+                );
+            } else {
+                let a0 = if trans_a {
+                    ap.0.add(s)
+                } else {
+                    ap.0.add(s * k)
+                };
+                sgemm_raw(
+                    trans_a,
+                    trans_b,
+                    e - s,
+                    n,
+                    k,
+                    alpha,
+                    a0,
+                    lda,
+                    bp.0,
+                    ldb,
+                    beta,
+                    cp.0.add(s * n),
+                    n,
+                );
+            }
+        }
+    });
 }
 
 /// `y = alpha * op(A) * x + beta * y` with `A` an `m x n` row-major matrix. Caffe's `caffe_cpu_gemv`.
@@ -169,6 +285,24 @@ mod tests {
                 let r = naive(ta, tb, m, n, k, &a, &b);
                 for (x, y) in c.iter().zip(&r) {
                     assert!((x - (2.0 * y + 0.5)).abs() < 1e-5);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_gemm_blocks_match_naive() {
+        for (m, n, k) in [(40, 300, 120), (300, 40, 120)] {
+            let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let mut c = vec![1.0; m * n];
+                    gemm(ta, tb, m, n, k, 1.5, &a, &b, 0.5, &mut c);
+                    let r = naive(ta, tb, m, n, k, &a, &b);
+                    for (x, y) in c.iter().zip(&r) {
+                        assert!((x - (1.5 * y + 0.5)).abs() < 1e-3, "{x} vs {y}");
+                    }
                 }
             }
         }
