@@ -186,10 +186,7 @@ fn caffe_shapes(file: &str) -> &'static [(&'static str, &'static [usize])] {
 /// Build failures that are crema restrictions outside the interop code, not missing layers:
 /// Caffe accepts two layers with the same name (the autoencoder names both losses `loss`), the
 /// net builder refuses them.
-const KNOWN_DEVIATIONS: &[(&str, &str)] = &[(
-    "examples/mnist/mnist_autoencoder.prototxt",
-    "two layers are named `loss`",
-)];
+const KNOWN_DEVIATIONS: &[(&str, &str)] = &[];
 
 /// Every Caffe prototxt imports: parse, upgrade, YAML write and YAML re-read give the same
 /// message. Nets whose layers crema has build with Caffe's shapes; the others fail naming the

@@ -549,3 +549,23 @@ fn shape_mismatch_names_both_layers_and_both_shapes() {
         "{e}"
     );
 }
+
+#[test]
+fn repeated_layer_names_are_accepted_unless_one_has_weights() {
+    // Caffe's mnist_autoencoder names two loss layers `loss`: fine, neither has weights.
+    let ok = "layer:
+  - { name: data, type: Input, top: [x, y], input_param: { shape: [ { dim: [2, 3] }, { dim: [2, 3] } ] } }
+  - { name: loss, type: EuclideanLoss, bottom: [x, y], top: l1 }
+  - { name: loss, type: SigmoidCrossEntropyLoss, bottom: [x, y], top: l2 }
+";
+    let net = build(ok, Phase::Train);
+    assert_eq!(layer_names(&net), vec!["data", "loss", "loss"]);
+    let bad = "layer:
+  - { name: data, type: Input, top: x, input_param: { shape: { dim: [2, 3] } } }
+  - { name: fc, type: InnerProduct, bottom: x, top: a, inner_product_param: { num_output: 2 } }
+  - { name: fc, type: InnerProduct, bottom: x, top: b, inner_product_param: { num_output: 2 } }
+";
+    let e = build_err(bad);
+    assert!(e.contains("two layers are named `fc`"), "{e}");
+    assert!(e.contains("rename one of them"), "{e}");
+}

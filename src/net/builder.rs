@@ -105,7 +105,9 @@ pub fn build(param: &NetParameter, state: &NetState, rng: &mut StdRng) -> Result
     let mut available: HashSet<usize> = HashSet::new();
     let mut producer: Vec<String> = Vec::new();
     let mut owner_of_name: HashMap<String, usize> = HashMap::new();
-    let mut layer_names: HashSet<String> = HashSet::new();
+    // Layer name -> whether that layer has learnable blobs. Caffe accepts repeated names; weights
+    // are matched by name, so a repeat is refused only when one of the two has weights.
+    let mut layer_names: HashMap<String, bool> = HashMap::new();
 
     for (li, lp) in filtered.layer.iter().enumerate() {
         let mut lp = lp.clone();
@@ -116,11 +118,6 @@ pub fn build(param: &NetParameter, state: &NetState, rng: &mut StdRng) -> Result
         let ty = lp.r#type().to_string();
         if name.is_empty() {
             return Err(Error::Net(format!("layer #{li} (type {ty}) has no name")));
-        }
-        if !layer_names.insert(name.clone()) {
-            return Err(Error::Net(format!(
-                "two layers are named `{name}`; layer names must be unique (weights are matched by name)"
-            )));
         }
         let mut layer = layers::create(&lp).map_err(|e| e.in_layer(&name, &ty))?;
         layer
@@ -218,6 +215,13 @@ pub fn build(param: &NetParameter, state: &NetState, rng: &mut StdRng) -> Result
                 "layer `{name}` (type {ty}) declares {} `param` entries but has only {} learnable blob(s)",
                 lp.param.len(),
                 created.len()
+            )));
+        }
+        let repeated = layer_names.insert(name.clone(), !created.is_empty());
+        if repeated.is_some_and(|had| had || !created.is_empty()) {
+            return Err(Error::Net(format!(
+                "two layers are named `{name}` and one has learnable blobs; weights are matched by \
+                 layer name, so rename one of them"
             )));
         }
         let frozen = layer.frozen_params();
