@@ -80,8 +80,7 @@ fn fine_tune_caffe_lenet_with_a_renamed_last_layer() {
     // The copied conv/ip1 features make a fresh classifier good after 30 iterations.
     let test: serde_json::Value = stdout
         .lines()
-        .filter(|l| l.contains("\"TEST\""))
-        .last()
+        .rfind(|l| l.contains("\"TEST\""))
         .map(|l| serde_json::from_str(l).unwrap())
         .unwrap_or_else(|| panic!("no TEST line:\n{stdout}"));
     let acc = test["outputs"]["accuracy"].as_f64().unwrap();
