@@ -11,7 +11,7 @@
 //! previous states are kept for backward, which runs BPTT over the whole sequence with one
 //! sgemm per step and one sgemm per weight at the end. See `recurrent.rs` for bottoms and tops.
 
-use super::recurrent::{add_col_sums, add_rows, sigmoid, sized, tanh, Dims, RecurrentConfig};
+use super::recurrent::{add_col_sums, project_inputs, sigmoid, sized, tanh, Dims, RecurrentConfig};
 use super::{BlobCounts, Layer, SetupCtx};
 use crate::proto::LayerParameter;
 use crate::{filler, math, Blob, Result};
@@ -161,36 +161,21 @@ impl Layer for Lstm {
             self.c0.copy_from_slice(&self.carry_c);
         }
         // Input projections of all steps at once.
-        math::gemm(
-            false,
-            true,
-            m,
-            g4,
-            self.input,
-            1.0,
+        let stat = self
+            .stat
+            .map(|s| (bottom[2].data.as_slice(), params[2].data.as_slice(), s));
+        project_inputs(
             &bottom[0].data,
             &params[0].data,
-            0.0,
+            &params[1].data,
+            stat,
+            m,
+            n,
+            self.input,
+            g4,
             &mut self.gates,
+            &mut self.stat_proj,
         );
-        add_rows(&mut self.gates, &params[1].data);
-        if let Some(s) = self.stat {
-            math::gemm(
-                false,
-                true,
-                n,
-                g4,
-                s,
-                1.0,
-                &bottom[2].data,
-                &params[2].data,
-                0.0,
-                &mut self.stat_proj,
-            );
-            for block in self.gates.chunks_exact_mut(n * g4) {
-                math::axpy(1.0, &self.stat_proj, block);
-            }
-        }
         let wh = &params[self.wh_index()].data;
         let (htop, rest) = top.split_at_mut(1);
         let hout = &mut htop[0].data;

@@ -9,7 +9,7 @@
 
 use super::BlobCounts;
 use crate::proto::{FillerParameter, LayerParameter};
-use crate::{Blob, Result};
+use crate::{math, Blob, Result};
 
 /// Parsed `recurrent_param`.
 #[derive(Clone)]
@@ -140,6 +140,32 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
 }
 
 /// Adds `b` to every row of the row-major `rows x b.len()` matrix `m`.
+/// The time-parallel part of a recurrent layer's forward pass: for all `m = T*N` rows,
+/// `out = x W^T + b`, plus `x_static W_static^T` (an `N x width` block) added to every step when
+/// a static input is given as `(x_static, W_static, its width)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn project_inputs(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    stat: Option<(&[f32], &[f32], usize)>,
+    m: usize,
+    n: usize,
+    input: usize,
+    width: usize,
+    out: &mut [f32],
+    stat_proj: &mut [f32],
+) {
+    math::gemm(false, true, m, width, input, 1.0, x, w, 0.0, out);
+    add_rows(out, b);
+    if let Some((xs, ws, s)) = stat {
+        math::gemm(false, true, n, width, s, 1.0, xs, ws, 0.0, stat_proj);
+        for block in out.chunks_exact_mut(n * width) {
+            math::axpy(1.0, stat_proj, block);
+        }
+    }
+}
+
 pub(crate) fn add_rows(m: &mut [f32], b: &[f32]) {
     for row in m.chunks_exact_mut(b.len()) {
         row.iter_mut().zip(b).for_each(|(v, bi)| *v += bi);

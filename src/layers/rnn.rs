@@ -6,7 +6,9 @@
 //! With `expose_hidden` the extra bottom is h_0 and the extra top h_T (1 x N x H).
 //! See `recurrent.rs` for the shared bottoms, tops and carried state.
 
-use super::recurrent::{add_col_sums, add_rows, sized, tanh, Dims, RecurrentConfig};
+use super::recurrent::{
+    add_col_sums, add_rows, project_inputs, sized, tanh, Dims, RecurrentConfig,
+};
 use super::{BlobCounts, Layer, SetupCtx};
 use crate::proto::LayerParameter;
 use crate::{filler, math, Blob, Result};
@@ -138,36 +140,21 @@ impl Layer for Rnn {
         } else {
             self.h0.copy_from_slice(&self.carry);
         }
-        math::gemm(
-            false,
-            true,
-            m,
-            h,
-            self.input,
-            1.0,
+        let stat = self
+            .stat
+            .map(|s| (bottom[2].data.as_slice(), params[2].data.as_slice(), s));
+        project_inputs(
             &bottom[0].data,
             &params[0].data,
-            0.0,
+            &params[1].data,
+            stat,
+            m,
+            n,
+            self.input,
+            h,
             &mut self.hidden,
+            &mut self.stat_proj,
         );
-        add_rows(&mut self.hidden, &params[1].data);
-        if let Some(s) = self.stat {
-            math::gemm(
-                false,
-                true,
-                n,
-                h,
-                s,
-                1.0,
-                &bottom[2].data,
-                &params[2].data,
-                0.0,
-                &mut self.stat_proj,
-            );
-            for block in self.hidden.chunks_exact_mut(nh) {
-                math::axpy(1.0, &self.stat_proj, block);
-            }
-        }
         for t in 0..steps {
             let (done, cur) = self.hidden.split_at_mut(t * nh);
             let hprev = if t == 0 {
