@@ -112,6 +112,28 @@ impl RecurrentConfig {
     }
 
     /// Shapes the tops: h (T x N x H) and the exposed final states (1 x N x H).
+    /// [`Self::dims`], checked against the input and static widths the weights were made for.
+    pub fn dims_as_set_up(
+        &self,
+        bottom: &[&Blob],
+        input: usize,
+        stat: Option<usize>,
+    ) -> Result<Dims> {
+        let d = self.dims(bottom)?;
+        crate::ensure!(
+            d.input == input,
+            "input size changed: the weights expect {input} values per step, but x has shape {}",
+            bottom[0].shape_string()
+        );
+        crate::ensure!(
+            d.stat == stat,
+            "static input changed since setup: weights expect {stat:?} static values, bottoms give {:?}",
+            d.stat
+        );
+        crate::ensure!(d.t > 0, "x must have at least one time step");
+        Ok(d)
+    }
+
     pub fn reshape_tops(&self, d: &Dims, top: &mut [&mut Blob]) {
         top[0].reshape(&[d.t, d.n, self.hidden]);
         for t in top.iter_mut().skip(1) {

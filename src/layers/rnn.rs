@@ -87,20 +87,7 @@ impl Layer for Rnn {
         Ok(params)
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        let d = self.cfg.dims(bottom)?;
-        crate::ensure!(
-            d.input == self.input,
-            "input size changed: the weights expect {} values per step, but x has shape {}",
-            self.input,
-            bottom[0].shape_string()
-        );
-        crate::ensure!(
-            d.stat == self.stat,
-            "static input changed since setup: weights expect {:?} static values, bottoms give {:?}",
-            self.stat,
-            d.stat
-        );
-        crate::ensure!(d.t > 0, "x must have at least one time step");
+        let d = self.cfg.dims_as_set_up(bottom, self.input, self.stat)?;
         let h = self.cfg.hidden;
         let (m, n) = (d.t * d.n, d.n);
         for v in [
