@@ -432,7 +432,7 @@ pub fn assert_close(actual: &[f32], expected: &[f32], tol: f32) {
 pub fn err_text<T>(r: Result<T, Error>) -> String {
     match r {
         Ok(_) => panic!("expected an error"),
-        Err(e) => e.to_string(),
+        Err(e) => e.chain_text(),
     }
 }
 

@@ -91,11 +91,11 @@ fn main() -> ExitCode {
     match r {
         Ok(code) => code,
         Err(Failure::User(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crema::error::chain_text(e.as_ref()));
             ExitCode::from(1)
         }
         Err(Failure::Internal(e)) => {
-            eprintln!("internal error: {e:#}");
+            eprintln!("internal error: {}", crema::error::chain_text(e.as_ref()));
             ExitCode::from(2)
         }
     }
