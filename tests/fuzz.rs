@@ -70,9 +70,9 @@ fn yaml_model() {
         .collect();
     fuzz("yaml_model", seeds, inputs(3000), |b| {
         let text = String::from_utf8_lossy(b);
-        if let Ok(mut net) = crema::spec::from_yaml_str::<NetParameter>(&text, "fuzz.yaml") {
-            let _ = crema::spec::upgrade_inputs(&mut net);
-        }
+        crema::spec::from_yaml_str::<NetParameter>(&text, "fuzz.yaml")
+            .and_then(|mut net| crema::spec::upgrade_inputs(&mut net))
+            .is_ok()
     });
 }
 
@@ -84,9 +84,9 @@ fn yaml_solver() {
         .collect();
     fuzz("yaml_solver", seeds, inputs(3000), |b| {
         let text = String::from_utf8_lossy(b);
-        if let Ok(mut s) = crema::spec::from_yaml_str::<SolverParameter>(&text, "fuzz.yaml") {
-            let _ = crema::spec::upgrade_solver_type(&mut s);
-        }
+        crema::spec::from_yaml_str::<SolverParameter>(&text, "fuzz.yaml")
+            .and_then(|mut s| crema::spec::upgrade_solver_type(&mut s))
+            .is_ok()
     });
 }
 
@@ -99,7 +99,7 @@ fn prototxt() {
         .collect();
     seeds.retain(|s| s.len() < 64 << 10);
     fuzz("prototxt", seeds, inputs(3000), |b| {
-        let _ = caffe::parse_any(&String::from_utf8_lossy(b), "fuzz.prototxt");
+        caffe::parse_any(&String::from_utf8_lossy(b), "fuzz.prototxt").is_ok()
     });
 }
 
@@ -127,16 +127,17 @@ fn caffemodel() {
     seeds.push(small.encode_to_vec());
     let net = RefCell::new(lenet_deploy());
     fuzz("caffemodel", seeds, inputs(2000), |b| {
-        if let Ok(p) = caffe::caffemodel::decode(b, "fuzz.caffemodel") {
-            for l in &p.layer {
-                for blob in &l.blobs {
-                    let _ = crema::blob::blob_from_proto(blob, "fuzz.caffemodel");
-                }
+        let Ok(p) = caffe::caffemodel::decode(b, "fuzz.caffemodel") else {
+            return false;
+        };
+        for l in &p.layer {
+            for blob in &l.blobs {
+                let _ = crema::blob::blob_from_proto(blob, "fuzz.caffemodel");
             }
-            let _ = net
-                .borrow_mut()
-                .copy_trained_layers_from(&p, "fuzz.caffemodel");
         }
+        net.borrow_mut()
+            .copy_trained_layers_from(&p, "fuzz.caffemodel")
+            .is_ok()
     });
 }
 
@@ -169,7 +170,7 @@ fn solverstate() {
     let solver = RefCell::new(solver);
     fuzz("solverstate", seeds, inputs(1000), |b| {
         std::fs::write(&state, b).unwrap();
-        let _ = solver.borrow_mut().restore(&state);
+        solver.borrow_mut().restore(&state).is_ok()
     });
 }
 
@@ -186,9 +187,9 @@ fn binaryproto() {
         crema::blob::blob_to_legacy_proto(&Blob::new(&[1, 2, 3, 2])).encode_to_vec(),
     ];
     fuzz("binaryproto", seeds, inputs(5000), |b| {
-        if let Ok(blob) = caffe::decode_blob_proto(b, "fuzz.binaryproto") {
-            let _ = crema::data::mean::mean_from_blob(blob, "fuzz.binaryproto");
-        }
+        caffe::decode_blob_proto(b, "fuzz.binaryproto")
+            .and_then(|blob| crema::data::mean::mean_from_blob(blob, "fuzz.binaryproto"))
+            .is_ok()
     });
 }
 
@@ -214,15 +215,14 @@ fn idx() {
     }
     let seeds = vec![gz(&few), few, labels.clone(), gz(&labels), f32s, images];
     fuzz("idx", seeds, inputs(2000), |b| {
-        if let Ok(a) = idx::decode_idx(Path::new("fuzz-idx"), b) {
-            if let Ok(ds) = idx::IdxDataset::from_arrays(a, None) {
-                for i in [0, ds.len() / 2, ds.len().saturating_sub(1)] {
-                    if i < ds.len() {
-                        let _ = ds.get(i);
-                    }
-                }
-            }
-        }
+        let Ok(ds) = idx::decode_idx(Path::new("fuzz-idx"), b)
+            .and_then(|a| idx::IdxDataset::from_arrays(a, None))
+        else {
+            return false;
+        };
+        [0, ds.len() / 2, ds.len().saturating_sub(1)]
+            .iter()
+            .all(|&i| i >= ds.len() || ds.get(i).is_ok())
     });
 }
 
@@ -287,9 +287,8 @@ fn datum() {
         seeds.push(d.encode_to_vec());
     }
     fuzz("datum", seeds, inputs(3000), |b| {
-        if let Ok(d) = Datum::decode(b) {
-            let _ = lmdb::datum_to_sample(&d, Decode::default(), "fuzz record");
-        }
+        Datum::decode(b)
+            .is_ok_and(|d| lmdb::datum_to_sample(&d, Decode::default(), "fuzz record").is_ok())
     });
 }
 
@@ -304,10 +303,11 @@ fn image() {
             color: Some(false),
             resize: Some((7, 5)),
         };
-        let _ = decode_image(b, Decode::default(), "fuzz image");
+        let colour = decode_image(b, Decode::default(), "fuzz image").is_ok();
         let _ = decode_image(b, gray, "fuzz image");
         std::fs::write(&file, b).unwrap();
         let _ = crema::classify::decode_image(&file, 3, Default::default());
+        colour
     });
 }
 
@@ -380,7 +380,7 @@ fn npy() {
         f8.extend_from_slice(&v.to_be_bytes());
     }
     fuzz("npy", vec![f4, f8], inputs(5000), |b| {
-        let _ = caffe::npy::decode_npy(b, "fuzz.npy");
+        caffe::npy::decode_npy(b, "fuzz.npy").is_ok()
     });
 }
 
@@ -406,15 +406,15 @@ fn text_data() {
         .collect();
     fuzz("text_data", seeds, inputs(2000), |b| {
         std::fs::write(&source, b).unwrap();
+        let mut accepted = false;
         for p in &params {
-            let _ = crema::data::text::check_text(b, 5, 128, "fuzz.txt");
             let mut l = crema::layers::create(p).unwrap();
             let mut rng = rand::SeedableRng::seed_from_u64(2);
-            if l.setup(&[], &mut crema::layers::SetupCtx { rng: &mut rng })
-                .is_err()
-            {
+            let mut ctx = crema::layers::SetupCtx { rng: &mut rng };
+            if l.setup(&[], &mut ctx).is_err() {
                 continue;
             }
+            accepted = true;
             let mut tops = vec![Blob::default(), Blob::default(), Blob::default()];
             let mut t: Vec<&mut Blob> = tops.iter_mut().collect();
             l.reshape(&[], &mut t).unwrap();
@@ -422,5 +422,6 @@ fn text_data() {
                 l.forward(&[], &mut t, &mut []).unwrap();
             }
         }
+        accepted
     });
 }

@@ -284,10 +284,11 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
-/// Runs `count` inputs of target `name` through `run`, each under `catch_unwind`, and panics
+/// Runs `count` inputs of target `name` through `run` (true when the reader accepted the input),
+/// each under `catch_unwind`, and panics
 /// with every failure (panic, saved input) at the end. `CREMA_FUZZ_REPLAY=<file>` runs only that
 /// file, for the target whose name starts its file name. Returns how many inputs ran.
-pub fn fuzz(name: &str, seeds: Vec<Vec<u8>>, count: usize, run: impl Fn(&[u8])) -> usize {
+pub fn fuzz(name: &str, seeds: Vec<Vec<u8>>, count: usize, run: impl Fn(&[u8]) -> bool) -> usize {
     assert!(!seeds.is_empty(), "fuzz target {name} has no seed");
     if let Ok(replay) = std::env::var("CREMA_FUZZ_REPLAY") {
         let file = PathBuf::from(&replay);
@@ -296,7 +297,7 @@ pub fn fuzz(name: &str, seeds: Vec<Vec<u8>>, count: usize, run: impl Fn(&[u8])) 
             return 0;
         }
         let bytes = std::fs::read(&file).expect("the replay file");
-        run(&bytes);
+        eprintln!("fuzz {name}: replayed {replay}: accepted {}", run(&bytes));
         return 1;
     }
     let dir = failure_dir();
@@ -328,6 +329,7 @@ pub fn fuzz(name: &str, seeds: Vec<Vec<u8>>, count: usize, run: impl Fn(&[u8])) 
         }
     });
     let mut failures = Vec::new();
+    let mut accepted = 0;
     let started = Instant::now();
     {
         use std::os::fd::AsRawFd;
@@ -337,14 +339,17 @@ pub fn fuzz(name: &str, seeds: Vec<Vec<u8>>, count: usize, run: impl Fn(&[u8])) 
             CURRENT.with(|c| c.set((bytes.as_ptr() as usize, bytes.len(), dump.as_raw_fd())));
             let outcome = catch_unwind(AssertUnwindSafe(|| run(&bytes)));
             CURRENT.with(|c| c.set((0, 0, -1)));
-            if let Err(p) = outcome {
-                let path = dir.join(format!("{name}-{i}.bin"));
-                let _ = std::fs::write(&path, &bytes);
-                failures.push(format!(
-                    "input {i} panicked: {}; saved in {}",
-                    panic_text(&*p),
-                    path.display()
-                ));
+            match outcome {
+                Ok(ok) => accepted += ok as usize,
+                Err(p) => {
+                    let path = dir.join(format!("{name}-{i}.bin"));
+                    let _ = std::fs::write(&path, &bytes);
+                    failures.push(format!(
+                        "input {i} panicked: {}; saved in {}",
+                        panic_text(&*p),
+                        path.display()
+                    ));
+                }
             }
         }
     }
@@ -353,7 +358,7 @@ pub fn fuzz(name: &str, seeds: Vec<Vec<u8>>, count: usize, run: impl Fn(&[u8])) 
     drop(dump);
     let _ = std::fs::remove_file(&dump_path);
     eprintln!(
-        "fuzz {name}: {count} inputs in {:.1} s, {} failure(s)",
+        "fuzz {name}: {count} inputs ({accepted} accepted) in {:.1} s, {} failure(s)",
         started.elapsed().as_secs_f64(),
         failures.len()
     );
