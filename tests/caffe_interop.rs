@@ -709,3 +709,43 @@ fn resumes_from_caffe_v1_solverstate() {
         "momentum updated on resume"
     );
 }
+
+/// A mean file with Caffe's legacy `num: -1` (once a "capacity overflow" panic in the reader) is
+/// a user error naming the file: exit status 1 from `crema classify`.
+#[test]
+fn mean_file_with_negative_num_is_a_user_error() {
+    use prost::Message;
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("bad.binaryproto");
+    let p = crema::proto::BlobProto {
+        num: Some(-1),
+        channels: Some(3),
+        height: Some(32),
+        width: Some(32),
+        data: vec![0.0; 3 * 32 * 32],
+        ..Default::default()
+    };
+    std::fs::write(&bad, p.encode_to_vec()).unwrap();
+    let e = caffe::read_blob_proto(&bad).unwrap_err().chain_text();
+    assert!(
+        e.contains("bad.binaryproto") && e.contains("negative"),
+        "{e}"
+    );
+    let cifar = data("caffe/cifar10_quick_v1");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_crema"))
+        .args(["classify", "--model"])
+        .arg(cifar.join("cifar10_quick.prototxt"))
+        .arg("--weights")
+        .arg(cifar.join("cifar10_quick_iter_5000.caffemodel"))
+        .arg("--mean")
+        .arg(&bad)
+        .arg(cifar.join("dog10.png"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bad.binaryproto") && err.contains("negative") && !err.contains("panicked"),
+        "{err}"
+    );
+}

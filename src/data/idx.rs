@@ -148,6 +148,7 @@ fn gunzip_idx(path: &Path, raw: &[u8]) -> Result<Vec<u8>> {
     let want = (h.len + h.payload).saturating_add(1);
     let more = want.saturating_sub(out.len()) as u64;
     z.take(more).read_to_end(&mut out).map_err(corrupt)?;
+    out.truncate(want);
     Ok(out)
 }
 
@@ -190,8 +191,8 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     }
     if payload.len() > count {
         return Err(bad(format!(
-            "IDX file has {} trailing byte(s) after the {count} bytes its dimensions {dims:?} \
-             declare",
+            "IDX data goes on past the {count} bytes its dimensions {dims:?} declare ({} more \
+             byte(s) read); the dimensions do not match the data",
             payload.len() - count
         )));
     }
@@ -428,6 +429,36 @@ mod tests {
         write_idx_u8(&l, &[3], &[1, 2, 3]).unwrap();
         let m = err_text(IdxDataset::open(need(IMAGES), Some(&l)));
         assert!(m.contains("3 labels for 1000 images"), "{m}");
+    }
+
+    #[test]
+    fn gzip_bombs_and_huge_headers_are_refused_before_inflating() {
+        // 10 declared bytes followed by 64 MiB of zeros: inflation stops one byte past the 10.
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&[0, 0, 8, 1, 0, 0, 0, 10]).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            e.write_all(&zeros).unwrap();
+        }
+        let bomb = e.finish().unwrap();
+        assert!(bomb.len() < 1 << 20);
+        let m = err_text(decode_idx(Path::new("bomb.gz"), &bomb));
+        assert!(
+            m.contains("bomb.gz") && m.contains("goes on past the 10 bytes"),
+            "{m}"
+        );
+        // A header declaring 2^32 x 2^32 x 2^8 values.
+        let huge = [
+            0, 0, 8, 3, 255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 1, 0,
+        ];
+        for bytes in [huge.to_vec(), {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&huge).unwrap();
+            e.finish().unwrap()
+        }] {
+            let m = err_text(decode_idx(Path::new("huge"), &bytes));
+            assert!(m.contains("more than 4 GiB"), "{m}");
+        }
     }
 
     #[test]
