@@ -415,7 +415,7 @@ fn text_data() {
                 continue;
             }
             accepted = true;
-            let mut tops = vec![Blob::default(), Blob::default(), Blob::default()];
+            let mut tops = [Blob::default(), Blob::default(), Blob::default()];
             let mut t: Vec<&mut Blob> = tops.iter_mut().collect();
             l.reshape(&[], &mut t).unwrap();
             for _ in 0..4 {
