@@ -20,7 +20,6 @@ pub mod proto;
 pub mod solver;
 pub mod spec;
 pub mod testing;
-pub mod weights;
 
 pub use blob::Blob;
 pub use error::{Error, Result};

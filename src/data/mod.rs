@@ -11,6 +11,7 @@ pub mod image_list;
 pub mod lmdb;
 pub mod mean;
 pub mod prefetch;
+pub mod text;
 pub mod transform;
 
 use crate::Result;
