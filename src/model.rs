@@ -122,8 +122,9 @@ fn base_dir(path: &Path) -> PathBuf {
 
 /// Resolves a relative path written in a Caffe prototxt that lives in `dir`. Candidates, in
 /// order: `dir`, each directory above it, the current directory. The first candidate that holds
-/// the path wins; failing that (a file still to be written, a data set not made yet), the first
-/// that holds the path's directory; failing that, `dir` (crema's rule for YAML). Absolute and
+/// the path wins; failing that (a file still to be written, a data set not made yet), the one
+/// that holds the most of the path's leading directories (`examples/mnist` of
+/// `examples/mnist/snapshots/lenet`); failing that, `dir` (crema's rule for YAML). Absolute and
 /// empty paths are kept as written.
 pub fn caffe_path(dir: &Path, p: &str) -> String {
     let rel = Path::new(p);
@@ -131,19 +132,26 @@ pub fn caffe_path(dir: &Path, p: &str) -> String {
         return p.to_string();
     }
     let bases: Vec<&Path> = dir.ancestors().chain([Path::new(".")]).collect();
-    let found = bases
-        .iter()
-        .map(|b| b.join(rel))
-        .find(|c| c.exists())
-        .or_else(|| {
-            let parent = rel.parent().filter(|d| !d.as_os_str().is_empty())?;
-            bases
-                .iter()
-                .find(|b| b.join(parent).is_dir())
-                .map(|b| b.join(rel))
-        })
-        .unwrap_or_else(|| dir.join(rel));
-    found.display().to_string()
+    if let Some(b) = bases.iter().find(|b| b.join(rel).exists()) {
+        return b.join(rel).display().to_string();
+    }
+    // Leading directories of `rel` present under `base`.
+    let depth = |base: &Path| {
+        rel.ancestors()
+            .skip(1)
+            .filter(|a| !a.as_os_str().is_empty() && base.join(a).is_dir())
+            .map(|a| a.components().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let mut best = (0, dir);
+    for b in &bases {
+        let d = depth(b);
+        if d > best.0 {
+            best = (d, b);
+        }
+    }
+    best.1.join(rel).display().to_string()
 }
 
 #[cfg(test)]
@@ -185,6 +193,11 @@ mod tests {
         assert_eq!(
             r("examples/mnist/lenet"),
             mnist.join("lenet").display().to_string()
+        );
+        // Only its leading directories exist: under the directory that holds most of them.
+        assert_eq!(
+            r("examples/mnist/snaps/lenet"),
+            mnist.join("snaps/lenet").display().to_string()
         );
         // Nowhere: beside the file.
         assert_eq!(
