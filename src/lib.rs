@@ -15,6 +15,7 @@ pub mod error;
 pub mod filler;
 pub mod layers;
 pub mod math;
+pub mod model;
 pub mod net;
 pub mod proto;
 pub mod solver;
@@ -23,4 +24,5 @@ pub mod testing;
 
 pub use blob::Blob;
 pub use error::{Error, Result};
+pub use model::{load_net, load_solver};
 pub use net::Net;

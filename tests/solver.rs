@@ -706,14 +706,7 @@ fn caffe_lenet_solvers() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/data/prototxt/examples/mnist");
     let read = |f: &str| -> SolverParameter {
-        let text = std::fs::read_to_string(root.join(f)).unwrap();
-        let desc = crema::spec::descriptor::<SolverParameter>();
-        let mut p: SolverParameter = prost_reflect::DynamicMessage::parse_text_format(desc, &text)
-            .unwrap()
-            .transcode_to()
-            .unwrap();
-        crema::spec::upgrade_solver_type(&mut p).unwrap();
-        p
+        crema::load_solver(root.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"))
     };
     let rate = |p: &SolverParameter, iters: &[i32]| -> Vec<f32> {
         let pol = crema::solver::LrPolicy::from_solver(p).unwrap();
@@ -746,4 +739,47 @@ fn caffe_lenet_solvers() {
         let p = read(f);
         assert_eq!(SolverType::parse(p.r#type()).unwrap(), ty, "{f}");
     }
+}
+
+/// The snapshot prefix's directory is created at the first snapshot, and said so once.
+#[test]
+fn first_snapshot_creates_the_prefix_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let snaps = dir.path().join("a/b");
+    let mut s = resume_solver("SGD", &snaps, 10);
+    let created = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let c2 = created.clone();
+    s.set_observer(move |e: &Event| {
+        if let Event::CreatedDir { path } = e {
+            c2.borrow_mut().push(path.to_path_buf());
+        }
+    });
+    s.solve(None).unwrap();
+    assert_eq!(*created.borrow(), vec![snaps.clone()]);
+    assert!(snaps.join("run_iter_5.caffemodel").exists());
+    assert!(snaps.join("run_iter_10.solverstate").exists());
+}
+
+/// Caffe's LeNet solver prototxt names its net from the Caffe root; the loader finds it beside
+/// ../shared/data/prototxt, upgrades both and resolves the data sources the same way.
+#[test]
+fn caffe_solver_prototxt_names_its_net_from_the_caffe_root() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/prototxt");
+    let p = crema::load_solver(root.join("examples/mnist/lenet_solver.prototxt")).unwrap();
+    let mnist = root.join("examples/mnist");
+    assert_eq!(
+        p.net(),
+        mnist
+            .join("lenet_train_test.prototxt")
+            .display()
+            .to_string()
+    );
+    assert_eq!(
+        p.snapshot_prefix(),
+        mnist.join("lenet").display().to_string()
+    );
+    assert_eq!(p.test_iter, vec![100]);
+    let net = crema::load_net(p.net()).unwrap();
+    let source = net.layer[0].data_param.as_ref().unwrap().source();
+    assert_eq!(source, mnist.join("mnist_train_lmdb").display().to_string());
 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model file (YAML).
+    /// Model file (YAML or Caffe prototxt).
     #[arg(long)]
     model: String,
     /// Run a numeric gradient check of every layer.
@@ -38,7 +38,7 @@ pub fn parse_phase(s: &str) -> Result<Phase, String> {
 }
 
 pub fn run(a: Args) -> Result<ExitCode, Failure> {
-    let param = crema::spec::load_net(&a.model)?;
+    let param = crema::load_net(&a.model)?;
     let mut rng = StdRng::seed_from_u64(1701);
     let mut net = crema::Net::for_phase(&param, a.phase, &mut rng)?;
     let blobs: Vec<(String, Vec<usize>)> = net

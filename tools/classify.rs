@@ -6,7 +6,7 @@ use crema::classify::{decode_image, Classifier, Crops, DecodeLimits, Image, Mean
 use crema::proto::Phase;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -63,18 +63,6 @@ pub struct Args {
     images: Vec<PathBuf>,
 }
 
-fn load_model(path: &Path) -> Result<crema::proto::NetParameter, Failure> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if ext == "prototxt" {
-        return Ok(crema::caffe::load_net_prototxt(path)?);
-    }
-    Ok(crema::spec::load_net(path)?)
-}
-
 fn user(msg: String) -> Failure {
     Failure::User(anyhow::anyhow!(msg))
 }
@@ -126,7 +114,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         (None, Some(v)) => Some(Mean::Values(v.clone())),
         (None, None) => None,
     };
-    let param = load_model(&a.model)?;
+    let param = crema::load_net(&a.model)?;
     let mut net = crema::Net::for_phase(&param, Phase::Test, &mut StdRng::seed_from_u64(1701))?;
     let trained = crema::caffe::caffemodel::read(&a.weights)?;
     let report = net.copy_trained_layers_from(&trained, &a.weights.display().to_string())?;

@@ -6,6 +6,7 @@ mod convert;
 mod draw;
 mod forward;
 mod import;
+mod json;
 mod plot;
 mod sample;
 mod test;

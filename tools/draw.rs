@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model file (YAML).
+    /// Model file (YAML or Caffe prototxt).
     #[arg(long)]
     model: PathBuf,
     /// Output: .dot, .svg, .png or .pdf.
@@ -146,31 +146,8 @@ pub fn to_dot(net: &NetParameter, rankdir: &str) -> String {
     out
 }
 
-/// A YAML model, or a Caffe `.prototxt` read as protobuf text format (drawn as written; V1
-/// `layers` nets need `crema import` first).
-fn load_any(path: &std::path::Path) -> Result<NetParameter, Failure> {
-    if path.extension().and_then(|e| e.to_str()) != Some("prototxt") {
-        return Ok(crema::spec::load_net(path)?);
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| crema::Error::io(path, e))?;
-    let desc = crema::spec::descriptor::<NetParameter>();
-    let dynamic = prost_reflect::DynamicMessage::parse_text_format(desc, &text)
-        .map_err(|e| Failure::User(anyhow!("{}: {e}", path.display())))?;
-    let mut net: NetParameter = dynamic
-        .transcode_to()
-        .map_err(|e| Failure::Internal(anyhow!("{}: {e}", path.display())))?;
-    if !net.layers.is_empty() {
-        return Err(Failure::User(anyhow!(
-            "{}: this net uses Caffe's old V1 `layers` format; upgrade it with `crema import`",
-            path.display()
-        )));
-    }
-    crema::spec::upgrade_inputs(&mut net)?;
-    Ok(net)
-}
-
 pub fn run(a: Args) -> Result<ExitCode, Failure> {
-    let mut net = load_any(&a.model)?;
+    let mut net = crema::load_net(&a.model)?;
     let phase = match a.phase.to_ascii_uppercase().as_str() {
         "ALL" => None,
         "TRAIN" => Some(Phase::Train),

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model file (YAML; a Caffe .prototxt is imported on the fly).
+    /// Model file (YAML or Caffe prototxt).
     #[arg(long)]
     model: String,
     /// Weights (.caffemodel, current or V1); several are applied in order (comma list).
@@ -36,11 +36,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode, Failure> {
-    let param = if a.model.ends_with(".prototxt") {
-        crema::caffe::load_net_prototxt(&a.model)?
-    } else {
-        crema::spec::load_net(&a.model)?
-    };
+    let param = crema::load_net(&a.model)?;
     let mut rng = StdRng::seed_from_u64(1701);
     let mut net = crema::Net::for_phase(&param, a.phase, &mut rng)?;
     for w in &a.weights {

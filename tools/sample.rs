@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Deploy model (YAML) with T = 1, N = 1 inputs.
+    /// Deploy model (YAML or Caffe prototxt) with T = 1, N = 1 inputs.
     #[arg(long)]
     model: String,
     /// Trained weights (.caffemodel).
@@ -88,7 +88,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
             a.temperature
         )));
     }
-    let param = crema::spec::load_net(&a.model)?;
+    let param = crema::load_net(&a.model)?;
     let mut rng = StdRng::seed_from_u64(a.random_seed);
     let mut net = crema::Net::for_phase(&param, Phase::Test, &mut rng)?;
     let trained = crema::caffe::caffemodel::read(&a.weights)?;

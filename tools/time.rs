@@ -12,7 +12,7 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model file (YAML).
+    /// Model file (YAML or Caffe prototxt).
     #[arg(long)]
     model: String,
     /// Timed forward+backward iterations (after one warm-up).
@@ -32,7 +32,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
             "--iterations must be at least 1"
         )));
     }
-    let mut param = crema::spec::load_net(&a.model)?;
+    let mut param = crema::load_net(&a.model)?;
     let mut rng = StdRng::seed_from_u64(1701);
     let mut net = crema::Net::for_phase(&param, a.phase, &mut rng)?;
     let has_loss = net

@@ -1,8 +1,9 @@
 //! `crema train`: run a solver file. Caffe-style log lines and a progress bar on stderr, JSON
 //! lines on stdout with `--json`, and always a JSON-lines log `<snapshot_prefix>_log.jsonl`.
 
+use crate::json::event_json;
 use crate::Failure;
-use crema::solver::{event_json, Action, Event, Solver};
+use crema::solver::{Action, Event, Solver};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::cell::RefCell;
 use std::io::Write;
@@ -15,7 +16,7 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Solver file (YAML).
+    /// Solver file (YAML or Caffe prototxt).
     #[arg(long)]
     solver: PathBuf,
     /// Fine-tune: copy weights by layer name from these .caffemodel files (comma-separated).
@@ -155,6 +156,12 @@ impl Logger {
                     self.line(&l);
                 }
             }
+            Event::CreatedDir { path } => {
+                self.line(&format!(
+                    "Created directory {} for snapshots",
+                    path.display()
+                ));
+            }
             Event::Snapshot { model, state, .. } => {
                 self.line(&format!(
                     "Snapshotting to binary proto file {}",
@@ -192,9 +199,8 @@ fn check_writable(prefix: &str) -> Result<(), Failure> {
 }
 
 pub fn run(a: Args) -> Result<ExitCode, Failure> {
-    let param = crema::spec::load_solver(&a.solver)?;
+    let param = crema::load_solver(&a.solver)?;
     let prefix = param.snapshot_prefix().to_string();
-    check_writable(&prefix)?;
     let weights: Vec<PathBuf> = if !a.weights.is_empty() {
         a.weights.clone()
     } else if a.snapshot.is_none() {
@@ -226,7 +232,15 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         eprintln!("  ignored (not in this net): {}", list(&r.ignored));
     }
 
+    // The log lives beside the snapshots: their directory is made now, not at the first one.
     let log_path = PathBuf::from(format!("{prefix}_log.jsonl"));
+    if let Some(dir) = crema::solver::ensure_parent_dir(&log_path)? {
+        quiet_line(format!(
+            "Created directory {} for snapshots and the training log",
+            dir.display()
+        ));
+    }
+    check_writable(&prefix)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

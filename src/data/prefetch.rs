@@ -316,6 +316,10 @@ impl crate::layers::Layer for LoaderLayer {
         Ok(Vec::new())
     }
 
+    fn dataset_len(&self) -> Option<usize> {
+        Some(self.loader.dataset().len())
+    }
+
     fn reseed(&mut self, seed: u64) {
         self.pending = None;
         // A failure to start shows up as the next batch's error.

@@ -175,6 +175,12 @@ pub trait Layer: Send {
         None
     }
 
+    /// Records in the data set a data layer reads, when known (`crema test` says how much of
+    /// it the iterations cover); `None` for the other layers.
+    fn dataset_len(&self) -> Option<usize> {
+        None
+    }
+
     /// Downcasting hook for layers fed from Rust code (`MemoryData`); `None` for the others.
     fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
         None

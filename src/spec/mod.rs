@@ -93,22 +93,43 @@ pub fn load_solver(path: impl AsRef<Path>) -> Result<SolverParameter> {
     let text = read_text(path)?;
     let mut s: SolverParameter = from_yaml_str(&text, &path.display().to_string())?;
     let dir = base_dir(path);
+    resolve_solver_paths(&mut s, path, &|p| resolve(&dir, p));
+    for n in s
+        .net_param
+        .iter_mut()
+        .chain(s.train_net_param.iter_mut())
+        .chain(s.test_net_param.iter_mut())
+    {
+        upgrade_inputs(n)?;
+    }
+    upgrade_solver_type(&mut s)?;
+    Ok(s)
+}
+
+/// Rewrites every file path a solver read from `file` carries (its nets, weights, the snapshot
+/// prefix, the paths inside embedded nets) with `resolve`. A missing `snapshot_prefix` becomes
+/// the solver file's own stem, beside it.
+pub fn resolve_solver_paths(
+    s: &mut SolverParameter,
+    file: &Path,
+    resolve: &dyn Fn(&str) -> String,
+) {
     for f in [&mut s.net, &mut s.train_net] {
         if let Some(p) = f.as_mut() {
-            *p = resolve(&dir, p);
+            *p = resolve(p);
         }
     }
     for p in s.test_net.iter_mut().chain(s.weights.iter_mut()) {
-        *p = resolve(&dir, p);
+        *p = resolve(p);
     }
     match s.snapshot_prefix.as_mut() {
-        Some(p) => *p = resolve(&dir, p),
+        Some(p) => *p = resolve(p),
         None => {
-            let stem = path
+            let stem = file
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .unwrap_or("solver");
-            s.snapshot_prefix = Some(dir.join(stem).display().to_string());
+            s.snapshot_prefix = Some(base_dir(file).join(stem).display().to_string());
         }
     }
     for n in s
@@ -117,11 +138,8 @@ pub fn load_solver(path: impl AsRef<Path>) -> Result<SolverParameter> {
         .chain(s.train_net_param.iter_mut())
         .chain(s.test_net_param.iter_mut())
     {
-        resolve_net_paths(n, &dir);
-        upgrade_inputs(n)?;
+        map_net_paths(n, resolve);
     }
-    upgrade_solver_type(&mut s)?;
-    Ok(s)
 }
 
 /// `solver_type` (old enum) becomes `type`; both set is an error.
@@ -149,15 +167,21 @@ pub fn upgrade_solver_type(s: &mut SolverParameter) -> Result<()> {
 
 /// Resolves every file path a layer may carry against the model file's directory.
 pub fn resolve_net_paths(net: &mut NetParameter, dir: &Path) {
+    map_net_paths(net, &|p| resolve(dir, p));
+}
+
+/// Rewrites every file path a layer may carry (data sources, mean files, root folders) with
+/// `resolve`.
+pub fn map_net_paths(net: &mut NetParameter, resolve: &dyn Fn(&str) -> String) {
     for l in net.layer.iter_mut() {
-        resolve_layer_paths(l, dir);
+        map_layer_paths(l, resolve);
     }
 }
 
-fn resolve_layer_paths(l: &mut LayerParameter, dir: &Path) {
+fn map_layer_paths(l: &mut LayerParameter, resolve: &dyn Fn(&str) -> String) {
     let fix = |p: &mut Option<String>| {
         if let Some(s) = p.as_mut() {
-            *s = resolve(dir, s);
+            *s = resolve(s);
         }
     };
     if let Some(t) = l.transform_param.as_mut() {
