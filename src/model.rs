@@ -179,31 +179,24 @@ mod tests {
         std::fs::write(mnist.join("net.prototxt"), "").unwrap();
         std::fs::write(mnist.join("beside.prototxt"), "").unwrap();
         let r = |p: &str| caffe_path(&mnist, p);
-        // Written against the Caffe root, two directories up.
-        assert_eq!(
-            r("examples/mnist/net.prototxt"),
-            mnist.join("net.prototxt").display().to_string()
-        );
-        // Beside the file (crema's rule).
-        assert_eq!(
-            r("beside.prototxt"),
-            mnist.join("beside.prototxt").display().to_string()
-        );
-        // Not there yet, but its directory is: the snapshot prefix.
-        assert_eq!(
-            r("examples/mnist/lenet"),
-            mnist.join("lenet").display().to_string()
-        );
-        // Only its leading directories exist: under the directory that holds most of them.
-        assert_eq!(
-            r("examples/mnist/snaps/lenet"),
-            mnist.join("snaps/lenet").display().to_string()
-        );
-        // Nowhere: beside the file.
-        assert_eq!(
-            r("nowhere/x_lmdb"),
-            mnist.join("nowhere/x_lmdb").display().to_string()
-        );
+        for (written, found) in [
+            // Written against the Caffe root, two directories up.
+            ("examples/mnist/net.prototxt", "net.prototxt"),
+            // Beside the file (crema's rule).
+            ("beside.prototxt", "beside.prototxt"),
+            // Not there yet, but its directory is: the snapshot prefix.
+            ("examples/mnist/lenet", "lenet"),
+            // Only leading directories exist: under the directory holding most of them.
+            ("examples/mnist/snaps/lenet", "snaps/lenet"),
+            // Nowhere: beside the file.
+            ("nowhere/x_lmdb", "nowhere/x_lmdb"),
+        ] {
+            assert_eq!(
+                r(written),
+                mnist.join(found).display().to_string(),
+                "{written}"
+            );
+        }
         assert_eq!(r("/abs/path"), "/abs/path");
         assert_eq!(r(""), "");
     }

@@ -210,12 +210,7 @@ fn upgrade_batch_norm(net: &mut NetParameter) {
 /// Upgrades a solver: `solver_type` -> `type`, and the nets embedded in it.
 pub fn upgrade_solver(s: &mut SolverParameter) -> Result<()> {
     crate::spec::upgrade_solver_type(s)?;
-    for n in s
-        .net_param
-        .iter_mut()
-        .chain(s.train_net_param.iter_mut())
-        .chain(s.test_net_param.iter_mut())
-    {
+    for n in crate::spec::embedded_nets(s) {
         upgrade_net(n)?;
     }
     Ok(())

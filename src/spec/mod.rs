@@ -94,16 +94,19 @@ pub fn load_solver(path: impl AsRef<Path>) -> Result<SolverParameter> {
     let mut s: SolverParameter = from_yaml_str(&text, &path.display().to_string())?;
     let dir = base_dir(path);
     resolve_solver_paths(&mut s, path, &|p| resolve(&dir, p));
-    for n in s
-        .net_param
-        .iter_mut()
-        .chain(s.train_net_param.iter_mut())
-        .chain(s.test_net_param.iter_mut())
-    {
+    for n in embedded_nets(&mut s) {
         upgrade_inputs(n)?;
     }
     upgrade_solver_type(&mut s)?;
     Ok(s)
+}
+
+/// The nets a solver carries inline: `net_param`, `train_net_param`, `test_net_param`.
+pub fn embedded_nets(s: &mut SolverParameter) -> impl Iterator<Item = &mut NetParameter> {
+    s.net_param
+        .iter_mut()
+        .chain(s.train_net_param.iter_mut())
+        .chain(s.test_net_param.iter_mut())
 }
 
 /// Rewrites every file path a solver read from `file` carries (its nets, weights, the snapshot
@@ -132,12 +135,7 @@ pub fn resolve_solver_paths(
             s.snapshot_prefix = Some(base_dir(file).join(stem).display().to_string());
         }
     }
-    for n in s
-        .net_param
-        .iter_mut()
-        .chain(s.train_net_param.iter_mut())
-        .chain(s.test_net_param.iter_mut())
-    {
+    for n in embedded_nets(s) {
         map_net_paths(n, resolve);
     }
 }
