@@ -416,3 +416,32 @@ fn text_data() {
         accepted
     });
 }
+
+#[test]
+fn the_engine_reports_a_panicking_reader_with_the_input_saved() {
+    if std::env::var("CREMA_FUZZ_REPLAY").is_ok() {
+        return;
+    }
+    // A "reader" that panics on any input holding 0xff: the mutations reach one quickly.
+    let seeds = vec![b"abcdefgh".to_vec()];
+    let r = std::panic::catch_unwind(|| {
+        fuzz("selftest", seeds, 200, |b| {
+            assert!(!b.contains(&0xff), "found 0xff");
+            true
+        })
+    });
+    let msg = match r {
+        Ok(_) => panic!("the engine missed every panic"),
+        Err(p) => p.downcast_ref::<String>().cloned().unwrap_or_default(),
+    };
+    assert!(
+        msg.contains("found 0xff") && msg.contains("saved in"),
+        "{msg}"
+    );
+    let saved = msg
+        .split("saved in ")
+        .nth(1)
+        .and_then(|s| s.lines().next())
+        .unwrap();
+    assert!(read(saved).contains(&0xff), "{saved}");
+}
