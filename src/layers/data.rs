@@ -5,7 +5,8 @@
 use super::Layer;
 use crate::data::image_list::Decode;
 use crate::data::lmdb::LmdbDataset;
-use crate::data::prefetch::{merged_transform, Loader, LoaderConfig, LoaderLayer};
+use super::loader::{merged_transform, LoaderLayer};
+use crate::data::prefetch::{Loader, LoaderConfig};
 use crate::data::transform::Transformer;
 use crate::proto::data_parameter::Db;
 use crate::proto::LayerParameter;

@@ -5,7 +5,8 @@
 
 use super::Layer;
 use crate::data::idx::IdxDataset;
-use crate::data::prefetch::{Loader, LoaderConfig, LoaderLayer};
+use super::loader::LoaderLayer;
+use crate::data::prefetch::{Loader, LoaderConfig};
 use crate::data::transform::Transformer;
 use crate::proto::LayerParameter;
 use crate::{Error, Result};

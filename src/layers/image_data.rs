@@ -4,7 +4,8 @@
 
 use super::Layer;
 use crate::data::image_list::{Decode, ImageListDataset};
-use crate::data::prefetch::{merged_transform, Loader, LoaderConfig, LoaderLayer};
+use super::loader::{merged_transform, LoaderLayer};
+use crate::data::prefetch::{Loader, LoaderConfig};
 use crate::data::transform::Transformer;
 use crate::proto::LayerParameter;
 use crate::{Error, Result};
