@@ -241,7 +241,14 @@ fn lenet_deploy_yaml_carries_the_training_scale() {
     let list = mnist_digits(tmp.path()).display().to_string();
     let w = data("caffe/lenet_v2/lenet_iter_10000.caffemodel");
     let w = w.display().to_string();
-    let base = ["--model", "models/lenet/deploy.yaml", "--weights", &w, "--top-k", "10"];
+    let base = [
+        "--model",
+        "models/lenet/deploy.yaml",
+        "--weights",
+        &w,
+        "--top-k",
+        "10",
+    ];
     let mut args = base.to_vec();
     args.extend(["--json", &list]);
     let o = crema(&args);
@@ -255,9 +262,14 @@ fn lenet_deploy_yaml_carries_the_training_scale() {
     let o = crema(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let lines = json_lines(&o);
-    assert!(lines.iter().all(|l| l["top"][0]["prob"].as_f64().unwrap() >= 0.9999));
+    assert!(lines
+        .iter()
+        .all(|l| l["top"][0]["prob"].as_f64().unwrap() >= 0.9999));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("unscaled input") && err.contains("--scale"), "{err}");
+    assert!(
+        err.contains("unscaled input") && err.contains("--scale"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -411,7 +411,8 @@ mod tests {
             parse_labels("airplane\nsea lion\n3: cat\n"),
             ["airplane", "sea lion", "cat"]
         );
-        let syn = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/labels/synset_words.txt");
+        let syn =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/labels/synset_words.txt");
         let syn = load_labels(&syn).unwrap();
         assert_eq!(syn.len(), 1000);
         assert_eq!(syn[281], "tabby, tabby cat");
@@ -449,7 +450,12 @@ mod tests {
             ]
         );
         let r = expand_inputs(&[d.join("nolist.txt")]);
-        assert!(r[0].1.as_ref().unwrap_err().chain_text().contains("nolist.txt"));
+        assert!(r[0]
+            .1
+            .as_ref()
+            .unwrap_err()
+            .chain_text()
+            .contains("nolist.txt"));
     }
 
     #[test]

@@ -1,10 +1,10 @@
 use super::*;
 use crate::data::photo::{read, DecodeLimits};
-use std::path::PathBuf;
 use crate::proto::{NetParameter, Phase};
 use crate::testing::{assert_close, err_text};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use std::path::PathBuf;
 
 fn data(rel: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -174,11 +174,11 @@ fn identity_net_receives_the_preprocessed_batch() {
     // Oversampling averages the 10 crops; mirroring symmetric crops changes nothing, so
     // a horizontally symmetric image and resize = input give the plain input back.
     let sym = img(4, 4, 3, |y, x, c| (y * 9 + x.min(3 - x) * 20 + c) as u8);
-    let mut clf =
-        Classifier::new(identity_net(3, 4, 4), None, |p| {
+    let mut clf = Classifier::new(identity_net(3, 4, 4), None, |p| {
         p.crops = Crops::Oversample;
         Ok(())
-    }).unwrap();
+    })
+    .unwrap();
     let got = clf.classify(std::slice::from_ref(&sym)).unwrap();
     let mut want = vec![0.0; 48];
     Preprocess::new(3, 4, 4).apply(&sym, &mut want).unwrap();
@@ -264,7 +264,10 @@ fn image_data_and_classify_see_identical_pixels() {
     for (color, transform) in [
         (true, ""),
         (false, ""),
-        (true, "transform_param: { scale: 0.0078125, mean_value: [104, 117, 123] }"),
+        (
+            true,
+            "transform_param: { scale: 0.0078125, mean_value: [104, 117, 123] }",
+        ),
     ] {
         let c = if color { 3 } else { 1 };
         let yaml = format!(

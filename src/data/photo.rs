@@ -113,7 +113,12 @@ pub fn read(path: impl AsRef<Path>, color: Option<bool>, limits: DecodeLimits) -
 /// dropped, 16-bit samples are reduced to 8 bits, colour becomes grey with BT.601 weights and
 /// grey is replicated to colour. The format is recognised from the contents (the extension of
 /// `what`, the file's name in messages, only as a fallback); GIFs give their first frame.
-pub fn decode(bytes: &[u8], color: Option<bool>, limits: DecodeLimits, what: &str) -> Result<Image> {
+pub fn decode(
+    bytes: &[u8],
+    color: Option<bool>,
+    limits: DecodeLimits,
+    what: &str,
+) -> Result<Image> {
     let bad = |m: String| Error::format(what, m);
     // JPEG decoders fill a cut-off file with grey: the last scan (after the last SOS marker,
     // which cannot occur inside entropy-coded data) must be followed by an end-of-image marker.

@@ -2,9 +2,9 @@
 //! `batch_size`, `shuffle`, `new_height`/`new_width`, `is_color`, `rand_skip`), decoded with the
 //! `image` crate into Caffe's BGR order, then `transform_param`.
 
+use super::loader::{merged_transform, LoaderLayer};
 use super::Layer;
 use crate::data::image_list::{Decode, ImageListDataset};
-use super::loader::{merged_transform, LoaderLayer};
 use crate::data::prefetch::{Loader, LoaderConfig};
 use crate::data::transform::Transformer;
 use crate::proto::LayerParameter;

@@ -56,14 +56,16 @@ fn bilinear_resize_matches_hand_values() {
 fn planes_reorder_channels() {
     // 1x2 RGB image: pixel 0 = (10, 20, 30), pixel 1 = (40, 50, 60).
     let im = img(1, 2, 3, |_, x, c| (10 * (x * 3 + c + 1)) as u8);
-    assert_eq!(im.planes(1, 2, &[2, 1, 0]), [30.0, 60.0, 20.0, 50.0, 10.0, 40.0]);
-    assert_eq!(im.planes(1, 2, &[0, 1, 2]), [10.0, 40.0, 20.0, 50.0, 30.0, 60.0]);
-    // Resized to 1x4 (OpenCV geometry), then planes.
-    assert_close(
-        &im.planes(1, 4, &[0]),
-        &[10.0, 17.5, 32.5, 40.0],
-        1e-5,
+    assert_eq!(
+        im.planes(1, 2, &[2, 1, 0]),
+        [30.0, 60.0, 20.0, 50.0, 10.0, 40.0]
     );
+    assert_eq!(
+        im.planes(1, 2, &[0, 1, 2]),
+        [10.0, 40.0, 20.0, 50.0, 30.0, 60.0]
+    );
+    // Resized to 1x4 (OpenCV geometry), then planes.
+    assert_close(&im.planes(1, 4, &[0]), &[10.0, 17.5, 32.5, 40.0], 1e-5);
 }
 
 #[test]
@@ -82,12 +84,19 @@ fn decodes_real_photos_in_colour_and_grey() {
     for i in [0, 1000, 77777] {
         let p = &chelsea.data[i * 3..i * 3 + 3];
         let l = 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32;
-        assert!((grey.data[i] as f32 - l).abs() <= 0.51, "{} vs {l}", grey.data[i]);
+        assert!(
+            (grey.data[i] as f32 - l).abs() <= 0.51,
+            "{} vs {l}",
+            grey.data[i]
+        );
         let fixed = (p[0] as u32 * 4899 + p[1] as u32 * 9617 + p[2] as u32 * 1868 + 8192) >> 14;
         assert_eq!(grey.data[i] as u32, fixed);
     }
     // As stored: colour stays colour.
-    assert_eq!(read(data("images/chelsea.png"), None, lim).unwrap(), chelsea);
+    assert_eq!(
+        read(data("images/chelsea.png"), None, lim).unwrap(),
+        chelsea
+    );
     let rocket = read(data("images/rocket.jpg"), COLOR, lim).unwrap();
     assert_eq!((rocket.height, rocket.width), (427, 640));
     // The CIFAR PNGs carry alpha: it is dropped.
