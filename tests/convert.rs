@@ -189,7 +189,10 @@ fn image_list_to_lmdb_raw_encoded_gray_shuffled() {
         },
     )
     .unwrap();
-    assert_eq!(&h.top[0].data[k * 256..(k + 1) * 256], &rounded(&want.data)[..]);
+    assert_eq!(
+        &h.top[0].data[k * 256..(k + 1) * 256],
+        &rounded(&want.data)[..]
+    );
 
     // Encoded without changes stores the original file bytes.
     let orig = dir.path().join("orig");
