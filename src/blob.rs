@@ -1,5 +1,11 @@
 //! The N-D array every layer reads and writes: shape, data and diff, row-major (NCHW).
 
+mod proto;
+
+pub use proto::{
+    blob_from_proto, blob_to_legacy_proto, blob_to_proto, copy_blob_proto, proto_shape,
+};
+
 use crate::{Error, Result};
 
 /// An N-D float tensor with a gradient buffer of the same size. Plain data: the net owns every

@@ -11,9 +11,8 @@
 //! each image and returns the output blob's values, from which [`top_k`] picks the best classes.
 
 use crate::data::photo::{resize_bilinear, Image};
-use crate::proto::{BlobProto, NetParameter, TransformationParameter};
+use crate::proto::{NetParameter, TransformationParameter};
 use crate::{Blob, Error, Net, Result};
-use prost::Message;
 use std::path::Path;
 
 /// Mean subtracted from every input, in the net's channel order and the raw-scaled range.
@@ -29,28 +28,8 @@ pub enum Mean {
 impl Mean {
     /// Reads a Caffe mean file: a binary `BlobProto`, legacy `1 x C x H x W` or N-D `C x H x W`.
     pub fn from_binaryproto(path: impl AsRef<Path>) -> Result<Mean> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let p = BlobProto::decode(bytes.as_slice())
-            .map_err(|e| Error::format(path, format!("not a mean file (binary BlobProto): {e}")))?;
-        let mut b = crate::weights::proto_to_blob(&p).map_err(|m| Error::format(path, m))?;
-        let shape = match b.shape.as_slice() {
-            [1, c, h, w] | [c, h, w] => vec![*c, *h, *w],
-            s => {
-                return Err(Error::format(
-                    path,
-                    format!(
-                        "a mean image is 1xCxHxW or CxHxW, this one is {}",
-                        crate::blob::shape_str(s)
-                    ),
-                ))
-            }
-        };
-        if shape.contains(&0) {
-            return Err(Error::format(path, "the mean image is empty"));
-        }
-        b.reshape(&shape);
-        Ok(Mean::Image(b))
+        let m = crate::data::mean::read_mean(path)?;
+        Ok(Mean::Image(Blob::from_data(&m.shape, m.data)?))
     }
 
     /// The per-pixel mean for a `channels x height x width` input, in CHW order.

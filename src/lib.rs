@@ -4,8 +4,8 @@
 //! [`Net`] of [`layers`] over [`Blob`]s, and trained by a solver. Weights move to and from Caffe
 //! as `.caffemodel` files through [`weights`].
 
-// Link OpenBLAS (system library) for cblas.
-extern crate blas_src;
+// Link OpenBLAS (Debian's system library) for cblas.
+extern crate openblas_src;
 
 pub mod blob;
 pub mod caffe;
@@ -20,7 +20,6 @@ pub mod proto;
 pub mod solver;
 pub mod spec;
 pub mod testing;
-pub mod weights;
 
 pub use blob::Blob;
 pub use error::{Error, Result};

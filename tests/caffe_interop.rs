@@ -336,7 +336,7 @@ fn argmax(v: &[f32]) -> usize {
 fn check_lenet(dir: &str, weights: &str, key: &str) {
     let exp = &expected()[key];
     let param = caffe::load_net_prototxt(data(&format!("{dir}/lenet.prototxt"))).unwrap();
-    let trained = crema::weights::load_caffemodel(data(&format!("{dir}/{weights}"))).unwrap();
+    let trained = crema::caffe::caffemodel::read(data(&format!("{dir}/{weights}"))).unwrap();
     let mut net = build(&param, Phase::Test).unwrap();
     let report = net.copy_trained_layers_from(&trained, weights).unwrap();
     assert_eq!(report.copied, ["conv1", "conv2", "ip1", "ip2"]);
@@ -429,7 +429,7 @@ fn cifar10_quick_v1_reproduces_caffe_probabilities() {
     let dir = "caffe/cifar10_quick_v1";
     let param = caffe::load_net_prototxt(data(&format!("{dir}/cifar10_quick.prototxt"))).unwrap();
     let trained =
-        crema::weights::load_caffemodel(data(&format!("{dir}/cifar10_quick_iter_5000.caffemodel")))
+        crema::caffe::caffemodel::read(data(&format!("{dir}/cifar10_quick_iter_5000.caffemodel")))
             .unwrap();
     let mean = caffe::read_blob_proto(data(&format!("{dir}/mean.binaryproto"))).unwrap();
     assert_eq!(mean.shape, [1, 3, 32, 32]);
@@ -512,7 +512,7 @@ fn crema_written_caffemodel_round_trips_bit_exactly() {
     use prost::Message;
     let param = caffe::load_net_prototxt(data("caffe/lenet_v1/lenet.prototxt")).unwrap();
     let trained =
-        crema::weights::load_caffemodel(data("caffe/lenet_v1/lenet_iter_5000.caffemodel")).unwrap();
+        crema::caffe::caffemodel::read(data("caffe/lenet_v1/lenet_iter_5000.caffemodel")).unwrap();
     let mut net = build(&param, Phase::Test).unwrap();
     net.copy_trained_layers_from(&trained, "v1").unwrap();
     let proto = net.to_proto(false);
@@ -523,7 +523,7 @@ fn crema_written_caffemodel_round_trips_bit_exactly() {
     let decoded = NetParameter::decode(bytes.as_slice()).unwrap();
     assert_eq!(decoded, proto);
     assert_eq!(decoded.encode_to_vec(), bytes, "re-encoding changes bytes");
-    let back = crema::weights::load_caffemodel(&path).unwrap();
+    let back = crema::caffe::caffemodel::read(&path).unwrap();
     let mut net2 = build(&param, Phase::Test).unwrap();
     net2.copy_trained_layers_from(&back, "w").unwrap();
     for (a, b) in net.params().iter().zip(net2.params()) {
@@ -567,7 +567,7 @@ fn crema_import_writes_yaml_and_current_weights() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["kind"], "deploy");
     let model = crema::spec::load_net(dir.path().join("deploy.yaml")).unwrap();
-    let w = crema::weights::load_caffemodel(dir.path().join("weights.caffemodel")).unwrap();
+    let w = crema::caffe::caffemodel::read(dir.path().join("weights.caffemodel")).unwrap();
     assert!(w.layers.is_empty());
     let mut net = build(&model, Phase::Test).unwrap();
     let r = net.copy_trained_layers_from(&w, "w").unwrap();
@@ -593,12 +593,12 @@ fn truncated_and_garbage_files_give_clear_errors() {
     let p = dir.path().join("cut.caffemodel");
     for cut in [1, 7, 100, bytes.len() / 2, bytes.len() - 1] {
         std::fs::write(&p, &bytes[..cut]).unwrap();
-        let e = crema::weights::load_caffemodel(&p).unwrap_err().to_string();
+        let e = crema::caffe::caffemodel::read(&p).unwrap_err().to_string();
         assert!(e.contains("cut.caffemodel"), "{e}");
     }
     let text = std::fs::read_to_string(data("caffe/lenet_v1/lenet.prototxt")).unwrap();
     std::fs::write(&p, &text).unwrap();
-    let e = crema::weights::load_caffemodel(&p).unwrap_err().to_string();
+    let e = crema::caffe::caffemodel::read(&p).unwrap_err().to_string();
     assert!(e.contains("text"), "{e}");
     for cut in [5, text.len() / 3, text.len() - 3] {
         let e = caffe::parse_net(&text[..cut], "cut.prototxt")
@@ -669,8 +669,7 @@ fn resumes_from_caffe_v1_solverstate() {
     }
     assert!(solver.history().iter().any(|h| h.asum_data() > 0.0));
     let trained =
-        crema::weights::load_caffemodel(data(&format!("{dir}/lenet_iter_5000.caffemodel")))
-            .unwrap();
+        crema::caffe::caffemodel::read(data(&format!("{dir}/lenet_iter_5000.caffemodel"))).unwrap();
     let ip2 = &trained
         .layer
         .iter()
@@ -708,5 +707,45 @@ fn resumes_from_caffe_v1_solverstate() {
         solver.history()[6].data,
         before,
         "momentum updated on resume"
+    );
+}
+
+/// A mean file with Caffe's legacy `num: -1` (once a "capacity overflow" panic in the reader) is
+/// a user error naming the file: exit status 1 from `crema classify`.
+#[test]
+fn mean_file_with_negative_num_is_a_user_error() {
+    use prost::Message;
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("bad.binaryproto");
+    let p = crema::proto::BlobProto {
+        num: Some(-1),
+        channels: Some(3),
+        height: Some(32),
+        width: Some(32),
+        data: vec![0.0; 3 * 32 * 32],
+        ..Default::default()
+    };
+    std::fs::write(&bad, p.encode_to_vec()).unwrap();
+    let e = caffe::read_blob_proto(&bad).unwrap_err().chain_text();
+    assert!(
+        e.contains("bad.binaryproto") && e.contains("negative"),
+        "{e}"
+    );
+    let cifar = data("caffe/cifar10_quick_v1");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_crema"))
+        .args(["classify", "--model"])
+        .arg(cifar.join("cifar10_quick.prototxt"))
+        .arg("--weights")
+        .arg(cifar.join("cifar10_quick_iter_5000.caffemodel"))
+        .arg("--mean")
+        .arg(&bad)
+        .arg(cifar.join("dog10.png"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bad.binaryproto") && err.contains("negative") && !err.contains("panicked"),
+        "{err}"
     );
 }

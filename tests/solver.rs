@@ -638,7 +638,7 @@ fn caffemodel_decodes_and_loads_back() {
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(99);
     let mut fresh = Net::for_phase(&mlp_net(8), Phase::Test, &mut rng).unwrap();
     let report = fresh
-        .copy_trained_layers_from(&crema::weights::load_caffemodel(&path).unwrap(), "x")
+        .copy_trained_layers_from(&crema::caffe::caffemodel::read(&path).unwrap(), "x")
         .unwrap();
     assert_eq!(report.copied, vec!["ip1", "ip2"]);
     for (a, b) in fresh.params().iter().zip(s.net().params()) {
@@ -660,13 +660,13 @@ fn caffemodel_decodes_and_loads_back() {
 fn failed_snapshot_write_keeps_the_previous_one() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("m.caffemodel");
-    crema::weights::write_atomic(&target, b"good").unwrap();
+    crema::caffe::write_atomic(&target, b"good").unwrap();
     // A write that fails half-way (its temporary file cannot be renamed over a directory we
     // put in its place) must leave no partial file under the final name.
     let blocked = dir.path().join("blocked.caffemodel");
     std::fs::create_dir(&blocked).unwrap();
     std::fs::write(blocked.join("x"), b"x").unwrap();
-    assert!(crema::weights::write_atomic(&blocked, b"new").is_err());
+    assert!(crema::caffe::write_atomic(&blocked, b"new").is_err());
     assert_eq!(std::fs::read(&target).unwrap(), b"good");
     // No temporary files left behind.
     let names: Vec<String> = std::fs::read_dir(dir.path())
@@ -675,7 +675,7 @@ fn failed_snapshot_write_keeps_the_previous_one() {
         .collect();
     assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
     // Overwriting goes through a temporary file: the old content is there until the rename.
-    crema::weights::write_atomic(&target, b"better").unwrap();
+    crema::caffe::write_atomic(&target, b"better").unwrap();
     assert_eq!(std::fs::read(&target).unwrap(), b"better");
 }
 

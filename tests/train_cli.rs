@@ -227,8 +227,8 @@ fn resume_through_the_cli_is_bit_identical() {
         state.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let a = crema::weights::load_caffemodel(d.path().join("full_iter_40.caffemodel")).unwrap();
-    let b = crema::weights::load_caffemodel(d.path().join("half_iter_40.caffemodel")).unwrap();
+    let a = crema::caffe::caffemodel::read(d.path().join("full_iter_40.caffemodel")).unwrap();
+    let b = crema::caffe::caffemodel::read(d.path().join("half_iter_40.caffemodel")).unwrap();
     let blobs = |n: &crema::proto::NetParameter| {
         n.layer
             .iter()
@@ -319,8 +319,8 @@ fn fine_tuning_with_a_renamed_layer() {
     assert!(err.contains("fresh (kept their fillers): ip2b\n"), "{err}");
     assert!(err.contains("ignored (not in this net): ip2\n"), "{err}");
     // ip1 carries the trained values into the fine-tuned snapshot (max_iter 0: no update).
-    let base = crema::weights::load_caffemodel(&w).unwrap();
-    let ft = crema::weights::load_caffemodel(d.path().join("ft_iter_0.caffemodel")).unwrap();
+    let base = crema::caffe::caffemodel::read(&w).unwrap();
+    let ft = crema::caffe::caffemodel::read(d.path().join("ft_iter_0.caffemodel")).unwrap();
     let find = |n: &crema::proto::NetParameter, name: &str| {
         n.layer
             .iter()
@@ -462,7 +462,7 @@ fn killed_during_snapshots_leaves_only_complete_files() {
     for e in std::fs::read_dir(d.path()).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
         if name.ends_with(".caffemodel") {
-            let net = crema::weights::load_caffemodel(d.path().join(&name)).unwrap();
+            let net = crema::caffe::caffemodel::read(d.path().join(&name)).unwrap();
             let ip1 = net.layer.iter().find(|l| l.name() == "ip1").unwrap();
             assert_eq!(ip1.blobs[0].data.len(), 32768 * 8, "{name} is truncated");
             models += 1;

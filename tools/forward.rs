@@ -44,7 +44,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
     let mut rng = StdRng::seed_from_u64(1701);
     let mut net = crema::Net::for_phase(&param, a.phase, &mut rng)?;
     for w in &a.weights {
-        let trained = crema::weights::load_caffemodel(w)?;
+        let trained = crema::caffe::caffemodel::read(w)?;
         let report = net.copy_trained_layers_from(&trained, w)?;
         if !a.json && !report.fresh.is_empty() {
             eprintln!(

@@ -132,7 +132,7 @@ where
             path.display()
         )));
     }
-    crema::weights::write_atomic(path, text.as_bytes())?;
+    crema::caffe::write_atomic(path, text.as_bytes())?;
     Ok(())
 }
 
@@ -151,7 +151,7 @@ fn import_net(
     let mut weights = serde_json::Value::Null;
     let mut copied = Vec::new();
     if let Some(cm) = caffemodel {
-        let trained = crema::weights::load_caffemodel(cm)?;
+        let trained = crema::caffe::caffemodel::read(cm)?;
         let wpath = out.join("weights.caffemodel");
         // Prefer the shapes of the built net (legacy 4-D blobs become N-D); fall back to the
         // upgraded file as read when the net cannot be built here.
@@ -276,7 +276,7 @@ fn reverse(model: &str, out: &str, json: bool) -> Result<ExitCode, Failure> {
             .unwrap_or(stem);
         path = path.join(format!("{s}.prototxt"));
     }
-    crema::weights::write_atomic(&path, body.as_bytes())?;
+    crema::caffe::write_atomic(&path, body.as_bytes())?;
     if json {
         println!(
             "{}",

@@ -91,7 +91,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
     let param = crema::spec::load_net(&a.model)?;
     let mut rng = StdRng::seed_from_u64(a.random_seed);
     let mut net = crema::Net::for_phase(&param, Phase::Test, &mut rng)?;
-    let trained = crema::weights::load_caffemodel(&a.weights)?;
+    let trained = crema::caffe::caffemodel::read(&a.weights)?;
     let report = net.copy_trained_layers_from(&trained, &a.weights)?;
     if !report.fresh.is_empty() {
         return Err(Failure::User(anyhow!(

@@ -31,7 +31,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         eprintln!("warning: no --weights given; scoring the fillers' initial weights");
     }
     for w in &a.weights {
-        let trained = crema::weights::load_caffemodel(w)?;
+        let trained = crema::caffe::caffemodel::read(w)?;
         let r = net.copy_trained_layers_from(&trained, &w.display().to_string())?;
         if !r.fresh.is_empty() {
             eprintln!(

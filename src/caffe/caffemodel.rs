@@ -1,5 +1,4 @@
-//! Binary `.caffemodel` files (a serialized `NetParameter` whose layers carry `blobs`) and
-//! `.binaryproto` mean files (a `BlobProto`).
+//! Binary `.caffemodel` files: a serialized `NetParameter` whose layers carry `blobs`.
 //!
 //! Reading decodes straight from the one buffer the file is read into (no second copy of the
 //! file), upgrades V1 files to the current format, and warns on stderr, naming the layer, when a
@@ -7,8 +6,8 @@
 //! skipped. Writing encodes with the generated prost types, so packed fields are packed exactly
 //! where `caffe.proto` declares `[packed = true]`.
 
-use crate::proto::{BlobProto, NetParameter};
-use crate::{Blob, Error, Result};
+use crate::proto::NetParameter;
+use crate::{Error, Result};
 use prost::bytes::Buf;
 use prost::encoding::{decode_key, decode_varint, WireType};
 use prost::Message;
@@ -134,49 +133,13 @@ pub fn read(path: impl AsRef<Path>) -> Result<NetParameter> {
 
 /// Writes a `NetParameter` with blobs as a binary `.caffemodel`, atomically.
 pub fn write(path: impl AsRef<Path>, net: &NetParameter) -> Result<()> {
-    crate::weights::write_atomic(path.as_ref(), &net.encode_to_vec())
-}
-
-/// Reads a `.binaryproto` `BlobProto` (mean files) into a blob of the shape it declares.
-pub fn read_blob_proto(path: impl AsRef<Path>) -> Result<Blob> {
-    let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let p = BlobProto::decode(bytes.as_slice())
-        .map_err(|e| Error::format(path, format!("not a valid binaryproto (BlobProto): {e}")))?;
-    let shape = crate::weights::proto_shape(&p);
-    if shape.is_empty() || (p.data.is_empty() && p.double_data.is_empty()) {
-        return Err(Error::format(
-            path,
-            "the BlobProto holds no shape or no data",
-        ));
-    }
-    crate::weights::proto_to_blob(&p).map_err(|m| Error::format(path, m))
-}
-
-/// Writes a blob as a `.binaryproto` the way Caffe's `compute_image_mean` does: legacy
-/// `num/channels/height/width` for blobs of up to four axes (leading 1s added), float data.
-pub fn write_blob_proto(path: impl AsRef<Path>, b: &Blob) -> Result<()> {
-    let p = if b.shape.len() <= 4 {
-        let mut d = vec![1i32; 4 - b.shape.len()];
-        d.extend(b.shape.iter().map(|&x| x as i32));
-        BlobProto {
-            num: Some(d[0]),
-            channels: Some(d[1]),
-            height: Some(d[2]),
-            width: Some(d[3]),
-            data: b.data.clone(),
-            ..Default::default()
-        }
-    } else {
-        crate::weights::blob_to_proto(b, false)
-    };
-    crate::weights::write_atomic(path.as_ref(), &p.encode_to_vec())
+    super::write_atomic(path.as_ref(), &net.encode_to_vec())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{BlobShape, LayerParameter};
+    use crate::proto::{BlobProto, BlobShape, LayerParameter};
 
     fn sample() -> NetParameter {
         NetParameter {
@@ -267,16 +230,5 @@ mod tests {
             let _ = decode(&g, "g");
             let _ = layers_with_unknown_fields(&g);
         }
-    }
-
-    #[test]
-    fn binaryproto_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("m.binaryproto");
-        let b = Blob::from_data(&[3, 2, 2], (0..12).map(|i| i as f32 * 0.5).collect()).unwrap();
-        write_blob_proto(&p, &b).unwrap();
-        let r = read_blob_proto(&p).unwrap();
-        assert_eq!(r.shape, [1, 3, 2, 2]);
-        assert_eq!(r.data, b.data);
     }
 }

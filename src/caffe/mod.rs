@@ -1,6 +1,8 @@
 //! Caffe interop: prototxt text files, `.caffemodel` weights (current and V1), `.binaryproto`
 //! mean files, and the upgrade rules that turn old Caffe definitions into current ones.
 
+mod atomic;
+pub mod binaryproto;
 pub mod caffemodel;
 pub mod npy;
 pub mod prototxt;
@@ -10,7 +12,8 @@ use crate::proto::{NetParameter, SolverParameter};
 use crate::{Error, Result};
 use std::path::Path;
 
-pub use caffemodel::{read_blob_proto, write_blob_proto};
+pub use atomic::write_atomic;
+pub use binaryproto::{decode_blob_proto, read_blob_proto, write_blob_proto};
 
 /// What a prototxt file defines.
 pub enum Prototxt {

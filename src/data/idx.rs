@@ -58,29 +58,22 @@ impl IdxArray {
     }
 }
 
-/// Reads a whole file, gunzipping it when it starts with the gzip magic bytes.
-pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::format(path, format!("corrupt or truncated gzip data: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
+/// Largest payload an IDX file may declare (4 GiB): a header claiming more is refused before
+/// anything is read or allocated for it, and a gzipped file is never inflated past what its
+/// header declares (so a gzip bomb stops at the first byte beyond the declared size).
+pub const MAX_IDX_BYTES: usize = 1 << 32;
+
+/// An IDX header: value type, bytes per value, dimensions, header length and payload length.
+struct Header {
+    ty: u8,
+    dims: Vec<usize>,
+    len: usize,
+    payload: usize,
 }
 
-/// Reads an IDX file (gzipped or not). Errors name the file and what is wrong with it.
-pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
-    let path = path.as_ref();
-    let bytes = read_maybe_gz(path)?;
-    parse_idx(path, &bytes)
-}
-
-/// Parses IDX bytes; `path` is only used in messages.
-pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
+/// Parses the header at the start of `bytes` (which may hold only a prefix of the file) and
+/// checks the payload size it declares against [`MAX_IDX_BYTES`].
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
     let bad = |m: String| Error::format(path, m);
     if bytes.len() < 4 {
         return Err(bad(format!(
@@ -109,24 +102,82 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     if rank == 0 {
         return Err(bad("IDX file has rank 0 (no dimensions)".into()));
     }
-    let header = 4 + 4 * rank;
-    if bytes.len() < header {
+    let len = 4 + 4 * rank;
+    let Some(raw_dims) = bytes.get(4..len) else {
         return Err(bad(format!(
-            "truncated IDX header: rank {rank} needs {header} bytes, the file has {}",
+            "truncated IDX header: rank {rank} needs {len} bytes, the file has {}",
             bytes.len()
         )));
-    }
-    let dims: Vec<usize> = (0..rank)
-        .map(|i| {
-            let o = 4 + 4 * i;
-            u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize
-        })
+    };
+    let dims: Vec<usize> = raw_dims
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
-    let count = dims
+    let payload = dims
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .and_then(|c| c.checked_mul(size))
-        .ok_or_else(|| bad(format!("IDX dimensions {dims:?} overflow")))?;
+        .filter(|&c| c <= MAX_IDX_BYTES)
+        .ok_or_else(|| {
+            bad(format!(
+                "IDX dimensions {dims:?} declare more than {} GiB of values",
+                MAX_IDX_BYTES >> 30
+            ))
+        })?;
+    Ok(Header {
+        ty,
+        dims,
+        len,
+        payload,
+    })
+}
+
+/// Inflates gzipped IDX bytes, reading no further than one byte past the size its header
+/// declares.
+fn gunzip_idx(path: &Path, raw: &[u8]) -> Result<Vec<u8>> {
+    let corrupt =
+        |e: std::io::Error| Error::format(path, format!("corrupt or truncated gzip data: {e}"));
+    let mut z = flate2::read::MultiGzDecoder::new(raw);
+    // The longest header: the magic number and 255 dimensions.
+    let mut out = Vec::new();
+    (&mut z)
+        .take(4 + 4 * 255)
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    let h = parse_header(path, &out)?;
+    let want = (h.len + h.payload).saturating_add(1);
+    let more = want.saturating_sub(out.len()) as u64;
+    z.take(more).read_to_end(&mut out).map_err(corrupt)?;
+    out.truncate(want);
+    Ok(out)
+}
+
+/// Reads an IDX file (gzipped or not). Errors name the file and what is wrong with it.
+pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
+    let path = path.as_ref();
+    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_idx(path, &raw)
+}
+
+/// Parses the bytes of an IDX file, gunzipping them first when they start with the gzip magic
+/// bytes; `path` is only used in messages.
+pub fn decode_idx(path: &Path, raw: &[u8]) -> Result<IdxArray> {
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        parse_idx(path, &gunzip_idx(path, raw)?)
+    } else {
+        parse_idx(path, raw)
+    }
+}
+
+/// Parses IDX bytes; `path` is only used in messages.
+pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
+    let bad = |m: String| Error::format(path, m);
+    let Header {
+        ty,
+        dims,
+        len: header,
+        payload: count,
+    } = parse_header(path, bytes)?;
     let payload = &bytes[header..];
     if payload.len() < count {
         let per_record = (count / dims[0].max(1)).max(1);
@@ -140,8 +191,8 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     }
     if payload.len() > count {
         return Err(bad(format!(
-            "IDX file has {} trailing byte(s) after the {count} bytes its dimensions {dims:?} \
-             declare",
+            "IDX data goes on past the {count} bytes its dimensions {dims:?} declare ({} more \
+             byte(s) read); the dimensions do not match the data",
             payload.len() - count
         )));
     }
@@ -205,6 +256,12 @@ impl IdxDataset {
     /// Reads both files and checks that they agree on the number of records.
     pub fn open(images: impl AsRef<Path>, labels: Option<&Path>) -> Result<Self> {
         let images = read_idx(images)?;
+        let labels = labels.map(read_idx).transpose()?;
+        Self::from_arrays(images, labels)
+    }
+
+    /// An image array with an optional label array, checked to agree on the number of records.
+    pub fn from_arrays(images: IdxArray, labels: Option<IdxArray>) -> Result<Self> {
         let d = &images.dims;
         let shape = match d.len() {
             2 => [1, 1, d[1]],
@@ -221,8 +278,8 @@ impl IdxDataset {
             }
         };
         let labels = match labels {
-            Some(p) => {
-                let l = read_idx(p)?;
+            Some(l) => {
+                let p = &l.path;
                 if l.dims.len() != 1 && l.record_len() != 1 {
                     return Err(Error::format(
                         p,
@@ -372,6 +429,36 @@ mod tests {
         write_idx_u8(&l, &[3], &[1, 2, 3]).unwrap();
         let m = err_text(IdxDataset::open(need(IMAGES), Some(&l)));
         assert!(m.contains("3 labels for 1000 images"), "{m}");
+    }
+
+    #[test]
+    fn gzip_bombs_and_huge_headers_are_refused_before_inflating() {
+        // 10 declared bytes followed by 64 MiB of zeros: inflation stops one byte past the 10.
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&[0, 0, 8, 1, 0, 0, 0, 10]).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            e.write_all(&zeros).unwrap();
+        }
+        let bomb = e.finish().unwrap();
+        assert!(bomb.len() < 1 << 20);
+        let m = err_text(decode_idx(Path::new("bomb.gz"), &bomb));
+        assert!(
+            m.contains("bomb.gz") && m.contains("goes on past the 10 bytes"),
+            "{m}"
+        );
+        // A header declaring 2^32 x 2^32 x 2^8 values.
+        let huge = [
+            0, 0, 8, 3, 255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 1, 0,
+        ];
+        for bytes in [huge.to_vec(), {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&huge).unwrap();
+            e.finish().unwrap()
+        }] {
+            let m = err_text(decode_idx(Path::new("huge"), &bytes));
+            assert!(m.contains("more than 4 GiB"), "{m}");
+        }
     }
 
     #[test]

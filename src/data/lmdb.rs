@@ -106,7 +106,11 @@ pub fn datum_to_sample(d: &Datum, decode: Decode, what: &str) -> Result<Sample> 
             format!("Datum has shape {c}x{h}x{w}; raw records need positive dimensions"),
         ));
     }
-    let n = (c * h * w) as usize;
+    // A forged shape must not overflow the product.
+    let n = [c, h, w]
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d as usize))
+        .ok_or_else(|| Error::format(what, format!("Datum shape {c}x{h}x{w} overflows")))?;
     let data: Vec<f32> = if !d.data().is_empty() {
         if d.data().len() != n {
             return Err(Error::format(

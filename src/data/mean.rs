@@ -2,9 +2,9 @@
 //! `compute_image_mean` writes them, or a `shape`), and computing one over a data set.
 
 use super::{shape_text, Dataset};
-use crate::proto::BlobProto;
-use crate::{Error, Result};
-use prost::Message;
+use crate::blob::shape_str;
+use crate::caffe::{read_blob_proto, write_blob_proto};
+use crate::{Blob, Error, Result};
 use std::path::Path;
 
 /// A `C x H x W` mean image.
@@ -16,63 +16,47 @@ pub struct MeanImage {
     pub data: Vec<f32>,
 }
 
-/// Reads a mean `.binaryproto`. The blob must be one image (`1 x C x H x W`, `C x H x W`).
+/// Reads a mean `.binaryproto` through the one stored-blob reader. The blob must be one
+/// non-empty image (`1 x C x H x W` or `C x H x W`).
 pub fn read_mean(path: impl AsRef<Path>) -> Result<MeanImage> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let b = BlobProto::decode(&bytes[..])
-        .map_err(|e| Error::format(path, format!("not a BlobProto (.binaryproto): {e}")))?;
-    let dims: Vec<i64> = match &b.shape {
-        Some(s) => s.dim.clone(),
-        None => vec![
-            b.num() as i64,
-            b.channels() as i64,
-            b.height() as i64,
-            b.width() as i64,
-        ],
-    };
-    let bad = |m: String| Error::format(path, m);
-    if dims.iter().any(|&d| d < 0) {
-        return Err(bad(format!("negative dimension in {dims:?}")));
-    }
-    let d: Vec<usize> = dims.iter().map(|&x| x as usize).collect();
-    let shape = match d.len() {
-        4 if d[0] == 1 => [d[1], d[2], d[3]],
-        3 => [d[0], d[1], d[2]],
-        _ => {
-            return Err(bad(format!(
-                "a mean file holds one image (1 x C x H x W), this blob has dimensions {d:?}"
-            )))
+    mean_from_blob(read_blob_proto(path)?, &path.display().to_string())
+}
+
+/// A stored blob as a mean image: one non-empty `1 x C x H x W` or `C x H x W` image; `path`
+/// names the source in errors.
+pub fn mean_from_blob(b: Blob, path: &str) -> Result<MeanImage> {
+    let shape = match b.shape.as_slice() {
+        [1, c, h, w] | [c, h, w] => [*c, *h, *w],
+        s => {
+            return Err(Error::format(
+                path,
+                format!(
+                    "a mean file holds one image (1 x C x H x W or C x H x W), this blob is {}",
+                    shape_str(s)
+                ),
+            ))
         }
     };
-    let data: Vec<f32> = if !b.data.is_empty() {
-        b.data
-    } else {
-        b.double_data.iter().map(|&v| v as f32).collect()
-    };
-    let count: usize = shape.iter().product();
-    if data.len() != count || count == 0 {
-        return Err(bad(format!(
-            "mean blob {} needs {count} values, it holds {}",
-            shape_text(shape),
-            data.len()
-        )));
+    if shape.contains(&0) {
+        return Err(Error::format(
+            path,
+            format!("the mean image {} is empty", shape_text(shape)),
+        ));
     }
-    Ok(MeanImage { shape, data })
+    Ok(MeanImage {
+        shape,
+        data: b.data,
+    })
 }
 
 /// Writes a mean image as Caffe does (legacy `num=1, channels, height, width`, float data).
 pub fn write_mean(path: impl AsRef<Path>, mean: &MeanImage) -> Result<()> {
-    let path = path.as_ref();
-    let b = BlobProto {
-        num: Some(1),
-        channels: Some(mean.shape[0] as i32),
-        height: Some(mean.shape[1] as i32),
-        width: Some(mean.shape[2] as i32),
-        data: mean.data.clone(),
-        ..Default::default()
-    };
-    std::fs::write(path, b.encode_to_vec()).map_err(|e| Error::io(path, e))
+    let b = Blob::from_data(
+        &[1, mean.shape[0], mean.shape[1], mean.shape[2]],
+        mean.data.clone(),
+    )?;
+    write_blob_proto(path, &b)
 }
 
 /// The per-pixel mean of every record (Caffe's `compute_image_mean`). All records must have the
@@ -110,7 +94,9 @@ pub fn compute_mean(ds: &dyn Dataset, mut progress: impl FnMut(usize)) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::BlobProto;
     use crate::testing::err_text;
+    use prost::Message;
 
     pub const CIFAR_MEAN: &str = "../shared/data/caffe/cifar10_quick_v1/mean.binaryproto";
 
@@ -147,6 +133,14 @@ mod tests {
         };
         std::fs::write(&p, b.encode_to_vec()).unwrap();
         assert!(err_text(read_mean(&p)).contains("one image"));
+        // Legacy `num: -1` once panicked ("capacity overflow") in the reader.
+        let neg = BlobProto { num: Some(-1), ..b };
+        std::fs::write(&p, neg.encode_to_vec()).unwrap();
+        let e = err_text(read_mean(&p));
+        assert!(
+            e.contains("bad.binaryproto") && e.contains("negative"),
+            "{e}"
+        );
     }
 
     #[test]

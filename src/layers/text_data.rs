@@ -9,7 +9,7 @@
 
 use super::{BlobCounts, Layer, SetupCtx};
 use crate::proto::LayerParameter;
-use crate::{Blob, Error, Result};
+use crate::{Blob, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -93,27 +93,7 @@ impl Layer for TextData {
         BlobCounts::exact(0, 3)
     }
     fn setup(&mut self, _bottom: &[&Blob], ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
-        let text = std::fs::read(&self.source).map_err(|e| Error::io(&self.source, e))?;
-        if text.len() <= self.steps {
-            return Err(Error::format(
-                &self.source,
-                format!(
-                    "the text has {} bytes; time_steps {} needs at least {}",
-                    text.len(),
-                    self.steps,
-                    self.steps + 1
-                ),
-            ));
-        }
-        if let Some(at) = text.iter().position(|&b| b as usize >= self.vocab) {
-            return Err(Error::format(
-                &self.source,
-                format!(
-                    "byte {} at offset {at} is outside vocab_size {} (use vocab_size: 256 for arbitrary bytes)",
-                    text[at], self.vocab
-                ),
-            ));
-        }
+        let text = crate::data::text::read_text(&self.source, self.steps, self.vocab)?;
         self.text = text;
         self.seed = ctx.rng.gen();
         self.reset();

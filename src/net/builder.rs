@@ -205,9 +205,7 @@ pub fn build(param: &NetParameter, state: &NetState, rng: &mut StdRng) -> Result
                 )));
             }
             for (i, (dst, src)) in created.iter_mut().zip(&lp.blobs).enumerate() {
-                crate::weights::copy_blob_proto(src, dst).map_err(|m| {
-                    Error::Net(format!("layer `{name}` (type {ty}) embedded blob {i}: {m}"))
-                })?;
+                crate::blob::copy_blob_proto(src, dst, "the model's embedded blobs", &name, i)?;
             }
         }
         if lp.param.len() > created.len() {

@@ -2,8 +2,10 @@
 //! parameter and lends them to one layer call at a time.
 
 mod builder;
+mod weights;
 
 pub use builder::{filter_net, state_meets_rule};
+pub use weights::CopyReport;
 
 use crate::layers::Layer;
 use crate::proto::{LayerParameter, NetParameter, NetState, Phase};

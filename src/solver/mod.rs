@@ -21,8 +21,9 @@ mod sgd;
 
 pub use lr_policy::LrPolicy;
 
+use crate::blob::{blob_to_proto, copy_blob_proto};
+use crate::net::CopyReport;
 use crate::proto::{NetParameter, NetState, Phase, SolverParameter, SolverState};
-use crate::weights::{blob_to_proto, copy_blob_proto, CopyReport};
 use crate::{Blob, Error, Net, Result};
 use prost::Message;
 use rand::rngs::StdRng;
@@ -595,7 +596,7 @@ impl Solver {
         let mut reports = Vec::new();
         for f in files {
             let f = f.as_ref();
-            let trained = crate::weights::load_caffemodel(f)?;
+            let trained = crate::caffe::caffemodel::read(f)?;
             let label = f.display().to_string();
             reports.push(self.net.copy_trained_layers_from(&trained, &label)?);
             for t in self.test_nets.iter_mut() {
@@ -1014,7 +1015,7 @@ impl Solver {
         }
         let model = self.snapshot_path(".caffemodel");
         let state_path = self.snapshot_path(".solverstate");
-        crate::weights::save_caffemodel(&model, &self.net.to_proto(self.param.snapshot_diff()))?;
+        crate::caffe::caffemodel::write(&model, &self.net.to_proto(self.param.snapshot_diff()))?;
         let state = SolverState {
             iter: Some(self.iter),
             learned_net: Some(model.display().to_string()),
@@ -1025,7 +1026,7 @@ impl Solver {
                 .collect(),
             current_step: Some(self.current_step),
         };
-        crate::weights::write_atomic(&state_path, &state.encode_to_vec())?;
+        crate::caffe::write_atomic(&state_path, &state.encode_to_vec())?;
         self.last_snapshot = Some((self.iter, model.clone()));
         let iter = self.iter;
         self.emit(&Event::Snapshot {
@@ -1057,9 +1058,9 @@ impl Solver {
             ));
         }
         let mut history = self.history.clone();
+        let label = path.display().to_string();
         for (i, (h, p)) in history.iter_mut().zip(&state.history).enumerate() {
-            copy_blob_proto(p, h)
-                .map_err(|m| Error::format(path, format!("history blob {i}: {m}")))?;
+            copy_blob_proto(p, h, &label, "(solver history)", i)?;
         }
         if let Some(ln) = state.learned_net.as_deref().filter(|s| !s.is_empty()) {
             let mut model = PathBuf::from(ln);
@@ -1071,7 +1072,7 @@ impl Solver {
                     }
                 }
             }
-            let trained = crate::weights::load_caffemodel(&model)?;
+            let trained = crate::caffe::caffemodel::read(&model)?;
             self.net
                 .copy_trained_layers_from(&trained, &model.display().to_string())?;
         }
