@@ -1,160 +1,19 @@
 //! Classifying images with a trained net, the way Caffe's `classify.py` and
 //! `cpp_classification` do it.
 //!
-//! The pipeline for one image: decode ([`decode_image`], any format the `image` crate reads,
-//! with [`DecodeLimits`] against decompression bombs) -> grey or RGB bytes as the net's input
-//! channels require -> bilinear resize to the net's input size, or to a chosen size followed by a
-//! center crop or Caffe's 10-crop oversampling ([`Preprocess`]) -> CHW floats, channel swap (RGB
-//! to BGR by default), raw scale, mean subtraction ([`Mean`]), input scale. [`Classifier`] batches
-//! images through a [`Net`], averages the crops of each image and returns the output blob's
-//! values, from which [`top_k`] picks the best classes and [`load_labels`] names them.
+//! The pipeline for one image: decode ([`crate::data::photo`], the same path `ImageData` takes,
+//! so a net sees at classify time the pixels it was trained on) -> grey or RGB bytes as the net's
+//! input channels require -> bilinear resize to the net's input size, or to a chosen size
+//! followed by a center crop or Caffe's 10-crop oversampling ([`Preprocess`]) -> CHW floats,
+//! channel swap (RGB to BGR by default), raw scale, mean subtraction ([`Mean`]), input scale
+//! (the deploy net's own `transform_param` supplies the training scale and mean:
+//! [`deploy_transform`]). [`Classifier`] batches images through a [`Net`], averages the crops of
+//! each image and returns the output blob's values, from which [`top_k`] picks the best classes.
 
+use crate::data::photo::{resize_bilinear, Image};
+use crate::proto::{NetParameter, TransformationParameter};
 use crate::{Blob, Error, Net, Result};
-use std::path::{Path, PathBuf};
-
-/// Limits applied while decoding, so that a file claiming a huge size is rejected before any
-/// pixel buffer is allocated.
-#[derive(Debug, Clone, Copy)]
-pub struct DecodeLimits {
-    /// Largest accepted width or height, in pixels.
-    pub max_side: u32,
-    /// Largest amount of memory the decoder may allocate, in bytes.
-    pub max_alloc: u64,
-}
-
-impl Default for DecodeLimits {
-    fn default() -> Self {
-        DecodeLimits {
-            max_side: 16384,
-            max_alloc: 512 << 20,
-        }
-    }
-}
-
-/// A decoded 8-bit image, rows of interleaved channels (`h x w x c`); colour images are RGB.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Image {
-    pub height: usize,
-    pub width: usize,
-    /// 1 (grey) or 3 (RGB).
-    pub channels: usize,
-    pub data: Vec<u8>,
-}
-
-impl Image {
-    /// An image from raw interleaved bytes.
-    pub fn new(height: usize, width: usize, channels: usize, data: Vec<u8>) -> Result<Image> {
-        crate::ensure!(
-            channels == 1 || channels == 3,
-            "an image has 1 or 3 channels, not {channels}"
-        );
-        crate::ensure!(
-            data.len() == height * width * channels,
-            "{height}x{width}x{channels} image needs {} bytes, got {}",
-            height * width * channels,
-            data.len()
-        );
-        Ok(Image {
-            height,
-            width,
-            channels,
-            data,
-        })
-    }
-
-    fn at(&self, y: usize, x: usize, c: usize) -> f32 {
-        self.data[(y * self.width + x) * self.channels + c] as f32
-    }
-}
-
-/// Decodes an image file into `channels` (1: grey, 3: RGB) 8-bit channels, as OpenCV's `imread`
-/// does for Caffe: alpha is dropped, 16-bit samples are reduced to 8 bits, colour becomes grey
-/// with ITU-R BT.601 weights (0.299 R + 0.587 G + 0.114 B) and grey is replicated to colour.
-/// The format is recognised from the file's contents (its extension only as a fallback); GIFs
-/// give their first frame.
-pub fn decode_image(path: &Path, channels: usize, limits: DecodeLimits) -> Result<Image> {
-    crate::ensure!(
-        channels == 1 || channels == 3,
-        "the net's input has {channels} channels; images give 1 (grey) or 3 (colour)"
-    );
-    let bad = |m: String| Error::format(path, m);
-    let mut reader = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
-    if reader.format().is_none() {
-        return Err(bad(
-            "not an image in a format crema reads (JPEG, PNG, BMP, GIF, TIFF, WebP, PNM)".into(),
-        ));
-    }
-    let mut l = image::Limits::default();
-    l.max_image_width = Some(limits.max_side);
-    l.max_image_height = Some(limits.max_side);
-    l.max_alloc = Some(limits.max_alloc);
-    reader.limits(l);
-    let img = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(e) => bad(format!(
-            "image too large to decode ({e}; the limits are {} pixels a side and {} MiB)",
-            limits.max_side,
-            limits.max_alloc >> 20
-        )),
-        e => bad(format!("cannot decode image: {e}")),
-    })?;
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    crate::ensure!(w > 0 && h > 0, "{}: the image is empty", path.display());
-    let grey_source = !img.color().has_color();
-    let data = match (channels, grey_source) {
-        (1, true) => img.into_luma8().into_raw(),
-        (1, false) => img
-            .into_rgb8()
-            .into_raw()
-            .chunks_exact(3)
-            .map(|p| {
-                let v = 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32;
-                v.round().clamp(0.0, 255.0) as u8
-            })
-            .collect(),
-        _ => img.into_rgb8().into_raw(),
-    };
-    Image::new(h, w, channels, data)
-}
-
-/// Bilinear resize with pixel centres aligned (OpenCV's `INTER_LINEAR`, skimage's order 1),
-/// returning interleaved floats.
-pub fn resize_bilinear(img: &Image, height: usize, width: usize) -> Vec<f32> {
-    let c = img.channels;
-    let mut out = vec![0.0f32; height * width * c];
-    if img.height == height && img.width == width {
-        for (o, &v) in out.iter_mut().zip(&img.data) {
-            *o = v as f32;
-        }
-        return out;
-    }
-    let taps = |dst: usize, src: usize| -> Vec<(usize, usize, f32)> {
-        let scale = src as f32 / dst as f32;
-        (0..dst)
-            .map(|d| {
-                let s = ((d as f32 + 0.5) * scale - 0.5).max(0.0);
-                let i0 = (s.floor() as usize).min(src - 1);
-                let i1 = (i0 + 1).min(src - 1);
-                let f = if i0 == src - 1 { 0.0 } else { s - i0 as f32 };
-                (i0, i1, f)
-            })
-            .collect()
-    };
-    let ys = taps(height, img.height);
-    let xs = taps(width, img.width);
-    for (y, &(y0, y1, fy)) in ys.iter().enumerate() {
-        for (x, &(x0, x1, fx)) in xs.iter().enumerate() {
-            for ch in 0..c {
-                let top = img.at(y0, x0, ch) * (1.0 - fx) + img.at(y0, x1, ch) * fx;
-                let bot = img.at(y1, x0, ch) * (1.0 - fx) + img.at(y1, x1, ch) * fx;
-                out[(y * width + x) * c + ch] = top * (1.0 - fy) + bot * fy;
-            }
-        }
-    }
-    out
-}
+use std::path::Path;
 
 /// Mean subtracted from every input, in the net's channel order and the raw-scaled range.
 #[derive(Debug, Clone)]
@@ -257,6 +116,25 @@ impl Preprocess {
             mean: None,
             scale: 1.0,
         }
+    }
+
+    /// Takes the scale and the mean (`mean_file`, else `mean_value`) of a training transform:
+    /// what the net was trained on, so classify feeds it the same values. Other fields
+    /// (crop, mirror) are not used: the net's input size decides the crop.
+    pub fn use_transform(&mut self, t: &TransformationParameter) -> Result<()> {
+        crate::ensure!(
+            t.mean_file.is_none() || t.mean_value.is_empty(),
+            "transform_param: give mean_file or mean_value, not both"
+        );
+        if let Some(s) = t.scale {
+            self.scale = s;
+        }
+        if let Some(f) = &t.mean_file {
+            self.mean = Some(Mean::from_binaryproto(f)?);
+        } else if !t.mean_value.is_empty() {
+            self.mean = Some(Mean::Values(t.mean_value.clone()));
+        }
+        Ok(())
     }
 
     /// Number of crops (inputs) each image becomes.
@@ -389,11 +267,11 @@ pub struct Classifier {
 impl Classifier {
     /// Wraps a net whose single input blob is `N x C x H x W` (C = 1 or 3). `output` names the
     /// blob to report; `None` takes the net's only output. `configure` adjusts the default
-    /// [`Preprocess`] (built from the input's shape).
+    /// [`Preprocess`] (built from the input's shape); its error is returned.
     pub fn new(
         net: Net,
         output: Option<&str>,
-        configure: impl FnOnce(&mut Preprocess),
+        configure: impl FnOnce(&mut Preprocess) -> Result<()>,
     ) -> Result<Classifier> {
         let inputs = net.input_names();
         let input = match inputs.as_slice() {
@@ -446,7 +324,7 @@ impl Classifier {
             },
         };
         let mut pre = Preprocess::new(c, h, w);
-        configure(&mut pre);
+        configure(&mut pre)?;
         let mean = pre.check()?;
         Ok(Classifier {
             net,
@@ -506,112 +384,24 @@ impl Classifier {
     }
 }
 
+/// The training transform a deploy net carries for its image input: the `transform_param` of
+/// the layer that produces blob `input` (the `Input` layer), if it has one.
+pub fn deploy_transform<'a>(
+    param: &'a NetParameter,
+    input: &str,
+) -> Option<&'a TransformationParameter> {
+    param
+        .layer
+        .iter()
+        .find(|l| l.top.iter().any(|t| t == input))
+        .and_then(|l| l.transform_param.as_ref())
+}
+
 /// The `k` largest values as `(index, value)`, best first (ties: lower index first).
 pub fn top_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
     let mut idx: Vec<usize> = (0..scores.len()).collect();
     idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
     idx.into_iter().take(k).map(|i| (i, scores[i])).collect()
-}
-
-/// Whether a token looks like a class id that may precede a label: `n02123045`, `7`, `7:`.
-fn is_class_id(t: &str) -> bool {
-    let t = t.strip_suffix(':').unwrap_or(t);
-    let digits = t
-        .strip_prefix(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(t);
-    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Parses a labels file: one class per line, in class order, with an optional leading id
-/// (`n02123045 tabby, tabby cat` gives `tabby, tabby cat`). Trailing blank lines are ignored.
-pub fn parse_labels(text: &str) -> Vec<String> {
-    let mut labels: Vec<String> = text
-        .lines()
-        .map(|l| {
-            let l = l.trim();
-            match l.split_once(char::is_whitespace) {
-                Some((id, rest)) if is_class_id(id) && !rest.trim().is_empty() => {
-                    rest.trim().to_string()
-                }
-                _ => l.to_string(),
-            }
-        })
-        .collect();
-    while labels.last().is_some_and(|l| l.is_empty()) {
-        labels.pop();
-    }
-    labels
-}
-
-/// Reads a labels file (see [`parse_labels`]).
-pub fn load_labels(path: impl AsRef<Path>) -> Result<Vec<String>> {
-    let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let labels = parse_labels(&text);
-    if labels.is_empty() {
-        return Err(Error::format(path, "the labels file is empty"));
-    }
-    Ok(labels)
-}
-
-/// File extensions taken as images when a directory is classified.
-pub const IMAGE_EXTENSIONS: &[&str] = &[
-    "jpg", "jpeg", "jpe", "png", "bmp", "gif", "tif", "tiff", "webp", "pnm", "pbm", "pgm", "ppm",
-];
-
-fn has_image_extension(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-}
-
-/// Expands the command line's image arguments: a directory gives its image files (by
-/// extension, sorted, not recursive); a `.txt` file is a list with one image path per line
-/// (an optional trailing integer label is ignored; relative paths resolve against the list's
-/// directory; blank lines and `#` comments are skipped); anything else is an image path.
-/// A directory or list that cannot be read gives an `Err` entry in place of its images.
-pub fn expand_inputs(args: &[PathBuf]) -> Vec<(PathBuf, Result<()>)> {
-    let mut out = Vec::new();
-    for a in args {
-        if a.is_dir() {
-            match std::fs::read_dir(a) {
-                Ok(rd) => {
-                    let mut files: Vec<PathBuf> = rd
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| p.is_file() && has_image_extension(p))
-                        .collect();
-                    files.sort();
-                    out.extend(files.into_iter().map(|p| (p, Ok(()))));
-                }
-                Err(e) => out.push((a.clone(), Err(Error::io(a, e)))),
-            }
-        } else if a
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e.eq_ignore_ascii_case("txt"))
-        {
-            match std::fs::read_to_string(a) {
-                Ok(text) => {
-                    let dir = a.parent().unwrap_or(Path::new(""));
-                    for line in text.lines() {
-                        let line = line.trim();
-                        if line.is_empty() || line.starts_with('#') {
-                            continue;
-                        }
-                        let path = match line.rsplit_once(char::is_whitespace) {
-                            Some((p, label)) if label.parse::<i64>().is_ok() => p.trim_end(),
-                            _ => line,
-                        };
-                        out.push((dir.join(path), Ok(())));
-                    }
-                }
-                Err(e) => out.push((a.clone(), Err(Error::io(a, e)))),
-            }
-        } else {
-            out.push((a.clone(), Ok(())));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -203,22 +203,81 @@ fn crc32(bytes: &[u8]) -> u32 {
     !c
 }
 
-#[test]
-fn lenet_classifies_grey_mnist_pngs() {
-    // The first three MNIST test digits written as grey PNGs, then classified by LeNet with
-    // Caffe's MNIST scaling: the reference probabilities come back.
+/// The first three MNIST test digits written as grey PNGs, and a list file naming them.
+fn mnist_digits(dir: &Path) -> PathBuf {
     let idx = std::fs::read(data("mnist/t10k-first1000-images-idx3-ubyte")).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut paths = Vec::new();
     for k in 0..3 {
         let px = idx[16 + k * 784..16 + (k + 1) * 784].to_vec();
         let img = image::GrayImage::from_raw(28, 28, px).unwrap();
-        let p = tmp.path().join(format!("digit{k}.png"));
-        img.save(&p).unwrap();
-        paths.push(p.display().to_string());
+        img.save(dir.join(format!("digit{k}.png"))).unwrap();
     }
-    let list = tmp.path().join("list.txt");
+    let list = dir.join("list.txt");
     std::fs::write(&list, "digit0.png 7\ndigit1.png 2\ndigit2.png 1\n").unwrap();
+    list
+}
+
+/// Checks three JSON lines against the reference LeNet probabilities of the three digits.
+fn assert_lenet_reference(lines: &[Value]) {
+    let exp = expected();
+    assert_eq!(lines.len(), 3);
+    for (k, line) in lines.iter().enumerate() {
+        assert!(line["image"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("digit{k}.png")));
+        assert_probs(
+            &probs(line, 10),
+            &exp["lenet_v2"]["prob"][k.to_string()],
+            "digit",
+        );
+    }
+}
+
+#[test]
+fn lenet_deploy_yaml_carries_the_training_scale() {
+    // models/lenet/deploy.yaml has `transform_param: { scale: 0.00390625 }` on its Input layer:
+    // with Caffe's MNIST weights and no --scale flag, the reference probabilities come back.
+    let tmp = tempfile::tempdir().unwrap();
+    let list = mnist_digits(tmp.path()).display().to_string();
+    let w = data("caffe/lenet_v2/lenet_iter_10000.caffemodel");
+    let w = w.display().to_string();
+    let base = [
+        "--model",
+        "models/lenet/deploy.yaml",
+        "--weights",
+        &w,
+        "--top-k",
+        "10",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--json", &list]);
+    let o = crema(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_lenet_reference(&json_lines(&o));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("warning"));
+    // A flag overrides the stored transform: unscaled pixels saturate every probability, and
+    // the command says what that is a sign of.
+    let mut args = base.to_vec();
+    args.extend(["--scale", "1", "--json", &list]);
+    let o = crema(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines = json_lines(&o);
+    assert!(lines
+        .iter()
+        .all(|l| l["top"][0]["prob"].as_f64().unwrap() >= 0.9999));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("unscaled input") && err.contains("--scale"),
+        "{err}"
+    );
+}
+
+#[test]
+fn lenet_classifies_grey_mnist_pngs() {
+    // The first three MNIST test digits written as grey PNGs, then classified by Caffe's LeNet
+    // prototxt with Caffe's MNIST scaling: the reference probabilities come back.
+    let tmp = tempfile::tempdir().unwrap();
+    let list = mnist_digits(tmp.path());
     let d = data("caffe/lenet_v2");
     let o = crema(&[
         "--model",
@@ -234,21 +293,11 @@ fn lenet_classifies_grey_mnist_pngs() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let lines = json_lines(&o);
-    let exp = expected();
-    for (k, line) in lines.iter().enumerate() {
-        assert!(line["image"]
-            .as_str()
-            .unwrap()
-            .ends_with(&format!("digit{k}.png")));
-        assert_probs(
-            &probs(line, 10),
-            &exp["lenet_v2"]["prob"][k.to_string()],
-            "digit",
-        );
+    assert_lenet_reference(&lines);
+    for line in &lines {
         // No labels: the label is the class index.
         assert_eq!(line["top"][0]["label"], line["top"][0]["index"].to_string());
     }
-    assert_eq!(lines.len(), 3);
 }
 
 #[test]

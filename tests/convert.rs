@@ -106,6 +106,11 @@ fn idx_to_lmdb_reads_back_identically_and_mean_matches() {
     assert!(err.contains("already exists"), "{err}");
 }
 
+/// Pixel values as an 8-bit image stores them.
+fn rounded(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|x| x.round().clamp(0.0, 255.0)).collect()
+}
+
 #[test]
 fn image_list_to_lmdb_raw_encoded_gray_shuffled() {
     let dir = tempfile::tempdir().unwrap();
@@ -142,9 +147,11 @@ fn image_list_to_lmdb_raw_encoded_gray_shuffled() {
         },
     )
     .unwrap();
+    // The resize is bilinear in floats; a raw Datum stores bytes, so the values are rounded
+    // (as Caffe's convert_imageset stores cv::resize's 8-bit output).
     assert_eq!(
         &h.top[0].data[2 * 3 * 24 * 32..3 * 3 * 24 * 32],
-        &want.data[..]
+        &rounded(&want.data)[..]
     );
 
     // Encoded, grey, shuffled: same pixel content per label, PNG is lossless.
@@ -182,7 +189,10 @@ fn image_list_to_lmdb_raw_encoded_gray_shuffled() {
         },
     )
     .unwrap();
-    assert_eq!(&h.top[0].data[k * 256..(k + 1) * 256], &want.data[..]);
+    assert_eq!(
+        &h.top[0].data[k * 256..(k + 1) * 256],
+        &rounded(&want.data)[..]
+    );
 
     // Encoded without changes stores the original file bytes.
     let orig = dir.path().join("orig");

@@ -306,7 +306,7 @@ fn image() {
         let colour = decode_image(b, Decode::default(), "fuzz image").is_ok();
         let _ = decode_image(b, gray, "fuzz image");
         std::fs::write(&file, b).unwrap();
-        let _ = crema::classify::decode_image(&file, 3, Default::default());
+        let _ = crema::data::photo::read(&file, Some(true), Default::default());
         colour
     });
 }
@@ -349,7 +349,7 @@ fn images_claiming_100000_pixels_a_side_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("huge.png");
     std::fs::write(&p, &png).unwrap();
-    let e = crema::classify::decode_image(&p, 3, Default::default()).unwrap_err();
+    let e = crema::data::photo::read(&p, Some(true), Default::default()).unwrap_err();
     assert!(e.to_string().contains("too large"), "{e}");
 }
 

@@ -1,7 +1,12 @@
-//! `crema train`, `crema test`, `crema plot` and `crema draw` as a user runs them.
+//! `crema train`, `crema test`, `crema plot`, `crema draw`, `crema import` and the command
+//! line's exit codes, as a user runs them.
+//!
+//! Children that run for a while write their output to files (never to pipes nobody reads), and
+//! the tests wait for events (a file appearing) with a generous deadline, never for a time.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn crema() -> Command {
     Command::new(env!("CARGO_BIN_EXE_crema"))
@@ -9,6 +14,38 @@ fn crema() -> Command {
 
 fn run(args: &[&str]) -> Output {
     crema().args(args).output().unwrap()
+}
+
+/// Polls `check` every 20 ms until it gives a value; fails after five minutes (a loaded machine
+/// may be slow, but an event that never comes must not hang the suite).
+fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `done` holds; fails if the child exits first.
+fn wait_for(child: &mut Child, what: &str, mut done: impl FnMut() -> bool) {
+    poll(what, || {
+        if done() {
+            return Some(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // One last look: the event may have come just before the exit.
+            assert!(done(), "crema exited ({status}) before {what}");
+        }
+        None
+    })
+}
+
+/// Waits for the child to exit.
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    poll("crema to exit", || child.try_wait().unwrap())
 }
 
 fn text(o: &Output) -> String {
@@ -337,27 +374,23 @@ fn sighup_snapshots_and_sigint_stops() {
             .replace("test_interval: 20", "test_interval: 0"),
     )
     .unwrap();
-    let child = crema()
+    // Output to files: a pipe nobody reads fills up and blocks the child.
+    let out_path = d.path().join("stdout.jsonl");
+    let err_path = d.path().join("stderr.txt");
+    let mut child = crema()
         .args(["train", "--solver", s.to_str().unwrap(), "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
         .unwrap();
-    // Wait for training to be under way (the log file gets its first line), then Ctrl-C.
+    // Training is under way (signal handlers installed) once the log has its first line.
     let log = d.path().join("sig_log.jsonl");
-    for _ in 0..500 {
-        if std::fs::metadata(&log)
-            .map(|m| m.len() > 0)
-            .unwrap_or(false)
-        {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    // SIGHUP: a snapshot, and training goes on.
-    let signal = |sig: &str| {
+    wait_for(&mut child, "the first log line", || {
+        std::fs::metadata(&log).is_ok_and(|m| m.len() > 0)
+    });
+    let signal = |sig: &str, pid: u32| {
         let ok = Command::new("kill")
-            .args([sig, &child.id().to_string()])
+            .args([sig, &pid.to_string()])
             .status()
             .unwrap();
         assert!(ok.success());
@@ -372,18 +405,16 @@ fn sighup_snapshots_and_sigint_stops() {
         v.sort();
         v
     };
-    signal("-HUP");
-    for _ in 0..500 {
-        if !snapshots().is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert_eq!(snapshots().len(), 1, "SIGHUP wrote no snapshot");
-    signal("-INT");
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
+    // SIGHUP: a snapshot, and training goes on.
+    signal("-HUP", child.id());
+    wait_for(&mut child, "the SIGHUP snapshot", || {
+        !snapshots().is_empty()
+    });
+    assert_eq!(snapshots().len(), 1, "one SIGHUP, one snapshot");
+    signal("-INT", child.id());
+    let status = wait_exit(&mut child);
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert!(status.success(), "{err}");
     assert!(err.contains("Optimization stopped early."), "{err}");
     // The HUP snapshot and the INT snapshot, at different iterations (training went on).
     let snap = snapshots();
@@ -418,19 +449,15 @@ fn killed_during_snapshots_leaves_only_complete_files() {
     .unwrap();
     let mut child = crema()
         .args(["train", "--solver", s.to_str().unwrap()])
-        .stderr(std::process::Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let first = d.path().join("k_iter_3.solverstate");
-    for _ in 0..1000 {
-        if first.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(7));
+    // Three snapshots are complete; the fourth is being written.
+    let third = d.path().join("k_iter_3.solverstate");
+    wait_for(&mut child, "the third snapshot", || third.exists());
     child.kill().unwrap(); // SIGKILL: no chance to clean up
-    child.wait().unwrap();
+    wait_exit(&mut child);
     let mut models = 0;
     for e in std::fs::read_dir(d.path()).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
@@ -513,4 +540,120 @@ fn draw_zoo_prototxts() {
         let g = std::fs::read_to_string(&out).unwrap();
         assert_eq!(g.matches("shape=box").count(), layers, "{m}");
     }
+}
+
+#[test]
+fn usage_errors_exit_1_help_and_version_exit_0() {
+    // FORMAT.md: a bad flag is a user error, exit 1 (clap's own default is 2).
+    let o = run(&["train", "--solverr", "s.yaml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--solverr"));
+    let o = run(&["clasify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = run(&["classify", "--top-k", "many", "x.png"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    for args in [&["--help"][..], &["--version"], &["train", "--help"]] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o));
+        assert!(!o.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn failed_import_removes_only_the_folder_it_created() {
+    let d = tempfile::tempdir().unwrap();
+    let lenet = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/prototxt/examples/mnist/lenet_train_test.prototxt");
+    let missing_weights = d.path().join("nothere.caffemodel");
+    // A new folder (two levels deep): the YAML is written, then the weights fail to load.
+    let new = d.path().join("new/sub");
+    let o = run(&[
+        "import",
+        "--prototxt",
+        lenet.to_str().unwrap(),
+        "--caffemodel",
+        missing_weights.to_str().unwrap(),
+        "--out",
+        new.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothere.caffemodel"));
+    assert!(
+        !d.path().join("new").exists(),
+        "the created folders are gone"
+    );
+    // A folder that was there before stays, with what it held.
+    let old = d.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    std::fs::write(old.join("keep.txt"), "mine").unwrap();
+    let o = run(&[
+        "import",
+        "--prototxt",
+        d.path().join("nothere.prototxt").to_str().unwrap(),
+        "--out",
+        old.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(old.join("keep.txt")).unwrap(),
+        "mine"
+    );
+    // A success keeps its folder.
+    let o = run(&[
+        "import",
+        "--prototxt",
+        lenet.to_str().unwrap(),
+        "--out",
+        new.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(new.join("net.yaml").exists());
+}
+
+#[test]
+fn plot_draws_the_last_of_two_appended_runs() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("log.jsonl");
+    let mut lines = String::new();
+    // Run 1: iterations 0..300; run 2 (appended, from 0 again): 0..200, lower loss.
+    for (run, last, base) in [(1, 300, 2.0), (2, 200, 1.0)] {
+        for it in (0..=last).step_by(50) {
+            let loss = base / (1.0 + it as f64 / 100.0);
+            lines += &format!(
+                "{{\"iter\": {it}, \"loss\": {loss}, \"lr\": 0.01, \"seconds\": {run}}}\n"
+            );
+            if it % 100 == 0 {
+                lines += &format!(
+                    "{{\"iter\": {it}, \"phase\": \"TEST\", \"outputs\": {{\"accuracy\": {}}}}}\n",
+                    0.5 + it as f64 / 1000.0
+                );
+            }
+        }
+    }
+    std::fs::write(&log, lines).unwrap();
+    let png = d.path().join("runs.png");
+    let draw = |extra: &[&str]| {
+        let mut args = vec![
+            "plot",
+            log.to_str().unwrap(),
+            "--out",
+            png.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend(extra);
+        run(&args)
+    };
+    let o = draw(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["runs"].as_u64(), v["run"].as_u64()), (Some(2), Some(2)));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("2 runs (iterations 0-300, 0-200)"), "{err}");
+    let o = draw(&["--run", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["run"], 1);
+    let o = draw(&["--run", "3"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("holds 2 run(s)"));
 }

@@ -74,7 +74,20 @@ impl From<anyhow::Error> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A usage error is a user error (exit 1, as FORMAT.md says), not clap's exit 2; --help and
+    // --version print to stdout and exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A closed stdout/stderr leaves nothing to report to.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let r = match cli.command {
         Command::Check(a) => check::run(a),
         Command::Classify(a) => classify::run(a),

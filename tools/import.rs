@@ -60,18 +60,18 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         .as_deref()
         .ok_or_else(|| anyhow!("--prototxt is required"))?;
     let out = PathBuf::from(&a.out);
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let summary = match caffe::load_prototxt(prototxt)? {
-        Prototxt::Net(net) => import_net(net, a.caffemodel.as_deref(), &out)?,
-        Prototxt::Solver(s) => {
-            if a.caffemodel.is_some() {
-                return Err(Failure::User(anyhow!(
-                    "{prototxt} is a solver; --caffemodel goes with a net prototxt"
-                )));
-            }
-            import_solver(*s, Path::new(prototxt), &out)?
+    let created = first_missing(&out);
+    let summary = std::fs::create_dir_all(&out)
+        .with_context(|| format!("cannot create {}", out.display()))
+        .map_err(Failure::User)
+        .and_then(|()| import(prototxt, a.caffemodel.as_deref(), &out));
+    if summary.is_err() {
+        // Leave no half-written folder behind; never remove one that was there before.
+        if let Some(dir) = created {
+            let _ = std::fs::remove_dir_all(dir);
         }
-    };
+    }
+    let summary = summary?;
     if a.json {
         println!("{summary}");
     } else {
@@ -82,6 +82,40 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The topmost folder `create_dir_all(dir)` will create: `None` when `dir` exists already.
+fn first_missing(dir: &Path) -> Option<PathBuf> {
+    let mut missing = None;
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        // symlink_metadata: a dangling link exists (and is not ours to remove).
+        if d.as_os_str().is_empty() || d.symlink_metadata().is_ok() {
+            break;
+        }
+        missing = Some(d.to_path_buf());
+        cur = d.parent();
+    }
+    missing
+}
+
+/// Imports a net or solver prototxt into `out`.
+fn import(
+    prototxt: &str,
+    caffemodel: Option<&str>,
+    out: &Path,
+) -> Result<serde_json::Value, Failure> {
+    match caffe::load_prototxt(prototxt)? {
+        Prototxt::Net(net) => import_net(net, caffemodel, out),
+        Prototxt::Solver(s) => {
+            if caffemodel.is_some() {
+                return Err(Failure::User(anyhow!(
+                    "{prototxt} is a solver; --caffemodel goes with a net prototxt"
+                )));
+            }
+            import_solver(*s, Path::new(prototxt), out)
+        }
+    }
 }
 
 /// Writes YAML and checks that it reads back as the same message.

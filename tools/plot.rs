@@ -5,6 +5,7 @@ use crate::Failure;
 use anyhow::{anyhow, Context};
 use plotters::prelude::*;
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -15,6 +16,10 @@ pub struct Args {
     /// Output PNG.
     #[arg(long)]
     out: PathBuf,
+    /// Which run to draw when several trainings were appended to one log (1 = the first;
+    /// default: the last). A line with a lower iteration than the line before starts a run.
+    #[arg(long)]
+    run: Option<usize>,
     /// Image width in pixels.
     #[arg(long, default_value_t = 1000)]
     width: u32,
@@ -36,10 +41,29 @@ struct Curves {
     tests: BTreeMap<String, Series>,
 }
 
-fn read_log(path: &Path) -> anyhow::Result<Curves> {
+/// Splits a log's iteration numbers (in line order) into runs: a line whose iteration is lower
+/// than the line before starts a new run (another `crema train` appended to the same log).
+/// Returns each run's range of lines.
+fn split_runs(iters: &[f64]) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 1..iters.len() {
+        if iters[i] < iters[i - 1] {
+            runs.push(start..i);
+            start = i;
+        }
+    }
+    if start < iters.len() {
+        runs.push(start..iters.len());
+    }
+    runs
+}
+
+/// The lines of a log that carry an iteration, parsed, in file order.
+fn read_lines(path: &Path) -> anyhow::Result<Vec<(f64, serde_json::Value)>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut c = Curves::default();
+    let mut lines = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() {
@@ -47,9 +71,17 @@ fn read_log(path: &Path) -> anyhow::Result<Curves> {
         }
         let v: serde_json::Value = serde_json::from_str(line)
             .with_context(|| format!("{}:{}: not a JSON line", path.display(), n + 1))?;
-        let Some(iter) = v.get("iter").and_then(|i| i.as_f64()) else {
-            continue;
-        };
+        if let Some(iter) = v.get("iter").and_then(|i| i.as_f64()) {
+            lines.push((iter, v));
+        }
+    }
+    Ok(lines)
+}
+
+/// The curves of one run's lines.
+fn curves(lines: &[(f64, serde_json::Value)]) -> Curves {
+    let mut c = Curves::default();
+    for &(iter, ref v) in lines {
         if let Some(outs) = v.get("outputs").and_then(|o| o.as_object()) {
             let net = v.get("net").and_then(|n| n.as_u64()).unwrap_or(0);
             for (name, val) in outs {
@@ -79,13 +111,7 @@ fn read_log(path: &Path) -> anyhow::Result<Curves> {
             }
         }
     }
-    for s in [&mut c.loss, &mut c.lr]
-        .into_iter()
-        .chain(c.tests.values_mut())
-    {
-        s.sort_by(|a, b| a.0.total_cmp(&b.0));
-    }
-    Ok(c)
+    c
 }
 
 /// Registers a TrueType font for the labels: `$CREMA_FONT`, else a common system font.
@@ -145,7 +171,34 @@ fn range(series: &[&Series]) -> Option<(f64, f64, f64, f64)> {
 }
 
 pub fn run(a: Args) -> Result<ExitCode, Failure> {
-    let curves = read_log(&a.log)?;
+    let lines = read_lines(&a.log)?;
+    let runs = split_runs(&lines.iter().map(|l| l.0).collect::<Vec<_>>());
+    let run = match a.run {
+        None => runs.len(),
+        Some(k) if (1..=runs.len()).contains(&k) => k,
+        Some(k) => {
+            return Err(Failure::User(anyhow!(
+                "{}: --run {k}, but the log holds {} run(s)",
+                a.log.display(),
+                runs.len()
+            )))
+        }
+    };
+    let chosen = runs.get(run.wrapping_sub(1)).cloned().unwrap_or(0..0);
+    if runs.len() > 1 {
+        let spans: Vec<String> = runs
+            .iter()
+            .map(|r| format!("{}-{}", lines[r.start].0, lines[r.end - 1].0))
+            .collect();
+        eprintln!(
+            "{} holds {} runs (iterations {}); drawing run {run}{} (choose with --run K)",
+            a.log.display(),
+            runs.len(),
+            spans.join(", "),
+            if a.run.is_none() { ", the last" } else { "" }
+        );
+    }
+    let curves = curves(&lines[chosen]);
     if curves.loss.is_empty() && curves.tests.is_empty() {
         return Err(Failure::User(anyhow!(
             "{}: no training or test lines (expected JSON lines with \"iter\" and \"loss\" or \
@@ -246,10 +299,32 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"out": a.out.display().to_string(), "series": names})
+            serde_json::json!({
+                "out": a.out.display().to_string(),
+                "series": names,
+                "runs": runs.len(),
+                "run": run
+            })
         );
     } else {
         eprintln!("wrote {} ({})", a.out.display(), names.join(", "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_split_where_the_iteration_goes_back() {
+        assert_eq!(split_runs(&[]), Vec::<Range<usize>>::new());
+        // One run: test and display lines share iterations.
+        assert_eq!(split_runs(&[0., 0., 10., 20., 20., 30.]), vec![0..6]);
+        // A second run appended from 0, a third resumed at 20.
+        assert_eq!(
+            split_runs(&[0., 10., 20., 0., 0., 10., 20., 30., 20., 30.]),
+            vec![0..3, 3..8, 8..10]
+        );
+    }
 }

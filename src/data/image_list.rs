@@ -1,10 +1,10 @@
-//! Images as Caffe sees them (decoded to BGR or grey, 0-255, CHW; optional resize to
-//! `new_height x new_width`), and Caffe's list files (`path label` per line, the label after the
-//! last space).
+//! Images as Caffe sees them (decoded to BGR or grey, 0-255, CHW; optional bilinear resize to
+//! `new_height x new_width`, through [`super::photo`], the same path `crema classify` takes), and
+//! Caffe's list files (`path label` per line, the label after the last space).
 
+use super::photo::{self, DecodeLimits};
 use super::{Dataset, Sample};
 use crate::{Error, Result};
-use image::imageops::FilterType;
 use image::{DynamicImage, GrayImage, RgbImage};
 use std::path::{Path, PathBuf};
 
@@ -18,89 +18,34 @@ pub struct Decode {
     pub resize: Option<(usize, usize)>,
 }
 
-/// Grey from RGB with OpenCV's weights (0.299 R + 0.587 G + 0.114 B).
-fn to_gray(rgb: &RgbImage) -> GrayImage {
-    GrayImage::from_fn(rgb.width(), rgb.height(), |x, y| {
-        let p = rgb.get_pixel(x, y).0;
-        let v = (p[0] as u32 * 4899 + p[1] as u32 * 9617 + p[2] as u32 * 1868 + 8192) >> 14;
-        image::Luma([v.min(255) as u8])
+/// A decoded photo as a sample: resized as `opts` asks, channel planes in Caffe's BGR order.
+fn to_sample(img: &photo::Image, opts: Decode) -> Result<Sample> {
+    let (h, w) = opts.resize.unwrap_or((img.height, img.width));
+    crate::ensure!(
+        h > 0 && w > 0,
+        "cannot resize an image to {h}x{w}; both sizes must be positive"
+    );
+    let order: &[usize] = if img.channels == 3 { &[2, 1, 0] } else { &[0] };
+    Ok(Sample {
+        channels: img.channels,
+        height: h,
+        width: w,
+        data: img.planes(h, w, order),
+        label: 0,
     })
 }
 
-/// Decodes an in-memory JPEG/PNG; `what` names the file or record in errors.
+/// Decodes an in-memory image (any format [`photo::decode`] reads, within its default limits);
+/// `what` names the file or record in errors.
 pub fn decode_image(bytes: &[u8], opts: Decode, what: &str) -> Result<Sample> {
-    // JPEG decoders fill a cut-off file with grey: the last scan (after the last SOS marker,
-    // which cannot occur inside entropy-coded data) must be followed by an end-of-image marker.
-    if bytes.starts_with(&[0xFF, 0xD8]) {
-        if let Some(sos) = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]) {
-            if !bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9]) {
-                return Err(Error::format(
-                    what,
-                    "truncated JPEG (no end-of-image marker after the last scan)",
-                ));
-            }
-        }
-    }
-    let img = image::load_from_memory(bytes)
-        .map_err(|e| Error::format(what, format!("cannot decode image: {e}")))?;
-    from_dynamic(img, opts, what)
+    let img = photo::decode(bytes, opts.color, DecodeLimits::default(), what)?;
+    to_sample(&img, opts)
 }
 
 /// Reads and decodes an image file.
 pub fn read_image(path: impl AsRef<Path>, opts: Decode) -> Result<Sample> {
-    let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    decode_image(&bytes, opts, &path.display().to_string())
-}
-
-fn from_dynamic(img: DynamicImage, opts: Decode, what: &str) -> Result<Sample> {
-    let color = opts.color.unwrap_or_else(|| img.color().has_color());
-    let resize = |w: u32, h: u32| -> Result<Option<(u32, u32)>> {
-        if w == 0 || h == 0 {
-            return Err(Error::format(what, "image has no pixels"));
-        }
-        Ok(opts
-            .resize
-            .filter(|&(rh, rw)| (rh as u32, rw as u32) != (h, w))
-            .map(|(rh, rw)| (rw as u32, rh as u32)))
-    };
-    if color {
-        let mut rgb = img.to_rgb8();
-        if let Some((w, h)) = resize(rgb.width(), rgb.height())? {
-            rgb = image::imageops::resize(&rgb, w, h, FilterType::Triangle);
-        }
-        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
-        let mut data = vec![0f32; 3 * h * w];
-        for (i, p) in rgb.pixels().enumerate() {
-            // BGR planes.
-            data[i] = p.0[2] as f32;
-            data[h * w + i] = p.0[1] as f32;
-            data[2 * h * w + i] = p.0[0] as f32;
-        }
-        Ok(Sample {
-            channels: 3,
-            height: h,
-            width: w,
-            data,
-            label: 0,
-        })
-    } else {
-        let mut g = if img.color().has_color() {
-            to_gray(&img.to_rgb8())
-        } else {
-            img.to_luma8()
-        };
-        if let Some((w, h)) = resize(g.width(), g.height())? {
-            g = image::imageops::resize(&g, w, h, FilterType::Triangle);
-        }
-        Ok(Sample {
-            channels: 1,
-            height: g.height() as usize,
-            width: g.width() as usize,
-            data: g.as_raw().iter().map(|&v| v as f32).collect(),
-            label: 0,
-        })
-    }
+    let img = photo::read(path, opts.color, DecodeLimits::default())?;
+    to_sample(&img, opts)
 }
 
 /// Encodes a sample (BGR or grey, values clamped to 0-255) as PNG (`"png"`) or JPEG (`"jpg"`).

@@ -10,6 +10,7 @@ pub mod idx;
 pub mod image_list;
 pub mod lmdb;
 pub mod mean;
+pub mod photo;
 pub mod prefetch;
 pub mod text;
 pub mod transform;

@@ -2,7 +2,8 @@
 //! each epoch when asked, after Caffe's `rand_skip`), decodes and transforms each batch (samples
 //! in parallel) and queues up to `prefetch` finished batches. Everything random comes from one
 //! seed, so a given seed gives the same batches on every run. An error on the thread arrives
-//! as the error of the next batch; dropping the loader stops the thread.
+//! as the error of the next batch; dropping the loader stops the thread. The layer that hands
+//! the batches to a net is `layers::loader::LoaderLayer`.
 
 use super::transform::Transformer;
 use super::{shape_text, Dataset, Sample};
@@ -241,6 +242,14 @@ impl Loader {
         Ok(())
     }
 
+    /// [`Loader::start`] for callers that cannot report an error now: a failure to start
+    /// becomes the error of the next batch.
+    pub fn restart(&mut self, seed: u64) {
+        if let Err(e) = self.start(seed) {
+            self.failure = Some(e.to_string());
+        }
+    }
+
     /// The next batch (waits for the thread if the queue is empty). Starts the thread with seed 0
     /// if `start` was never called.
     pub fn next_batch(&mut self) -> Result<Batch> {
@@ -270,130 +279,6 @@ impl Loader {
             }
         }
     }
-}
-
-/// The layer behind `IdxData`, `Data` and `ImageData`: tops `data` (`[N, C, H, W]`) and,
-/// optionally, `label` (`[N]`), filled from a [`Loader`]. The thread is seeded from the net's
-/// random generator at setup, so a solver's `random_seed` makes the batches reproducible.
-pub struct LoaderLayer {
-    ty: &'static str,
-    loader: Loader,
-    pending: Option<Batch>,
-}
-
-impl LoaderLayer {
-    /// Wraps a loader as the layer type `ty`.
-    pub fn new(ty: &'static str, loader: Loader) -> Self {
-        LoaderLayer {
-            ty,
-            loader,
-            pending: None,
-        }
-    }
-}
-
-impl crate::layers::Layer for LoaderLayer {
-    fn type_name(&self) -> &'static str {
-        self.ty
-    }
-
-    fn blob_counts(&self) -> crate::layers::BlobCounts {
-        crate::layers::BlobCounts {
-            exact_bottom: Some(0),
-            min_top: Some(1),
-            max_top: Some(2),
-            ..Default::default()
-        }
-    }
-
-    fn setup(
-        &mut self,
-        _: &[&crate::Blob],
-        ctx: &mut crate::layers::SetupCtx,
-    ) -> Result<Vec<crate::Blob>> {
-        self.pending = None;
-        self.loader.start(ctx.rng.gen())?;
-        Ok(Vec::new())
-    }
-
-    fn dataset_len(&self) -> Option<usize> {
-        Some(self.loader.dataset().len())
-    }
-
-    fn reseed(&mut self, seed: u64) {
-        self.pending = None;
-        // A failure to start shows up as the next batch's error.
-        if let Err(e) = self.loader.start(seed) {
-            self.loader.failure = Some(e.to_string());
-        }
-    }
-
-    fn reshape(&mut self, _: &[&crate::Blob], top: &mut [&mut crate::Blob]) -> Result<()> {
-        if self.pending.is_none() {
-            self.pending = Some(self.loader.next_batch()?);
-        }
-        if let Some(b) = &self.pending {
-            top[0].reshape(&b.shape);
-            if let Some(l) = top.get_mut(1) {
-                l.reshape(&[b.shape[0]]);
-            }
-        }
-        Ok(())
-    }
-
-    fn forward(
-        &mut self,
-        _: &[&crate::Blob],
-        top: &mut [&mut crate::Blob],
-        _: &mut [&mut crate::Blob],
-    ) -> Result<()> {
-        let b = match self.pending.take() {
-            Some(b) => b,
-            None => self.loader.next_batch()?,
-        };
-        top[0].reshape(&b.shape);
-        top[0].data.copy_from_slice(&b.data);
-        if let Some(l) = top.get_mut(1) {
-            l.reshape(&[b.shape[0]]);
-            l.data.copy_from_slice(&b.labels);
-        }
-        Ok(())
-    }
-
-    fn backward(
-        &mut self,
-        _: &[&crate::Blob],
-        _: &[bool],
-        _: &mut [&mut crate::Blob],
-        _: &mut [&mut crate::Blob],
-    ) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// `transform_param`, with the legacy copies some data parameters carry (`scale`, `mean_file`,
-/// `crop_size`, `mirror`) moved in where `transform_param` leaves them unset (Caffe's upgrade).
-pub fn merged_transform(
-    p: &crate::proto::LayerParameter,
-    scale: Option<f32>,
-    mean_file: Option<&String>,
-    crop_size: Option<u32>,
-    mirror: Option<bool>,
-) -> crate::proto::TransformationParameter {
-    let mut t = p.transform_param.clone().unwrap_or_default();
-    if t.scale.is_none() {
-        t.scale = scale;
-    }
-    if t.mean_file.is_none() && t.mean_value.is_empty() {
-        t.mean_file = mean_file.cloned();
-    }
-    if t.crop_size.is_none() {
-        t.crop_size = crop_size;
-    }
-    if t.mirror.is_none() {
-        t.mirror = mirror;
-    }
-    t
 }
 
 #[cfg(test)]
@@ -498,9 +383,11 @@ mod tests {
 
     #[test]
     fn dropping_a_loader_with_a_full_queue_returns() {
+        // The thread is running (a batch came) and goes on filling its queue of 2; whether it
+        // is blocked on the full queue or still working, dropping must stop it and return.
         let mut l = loader(1000, None, false, 0);
         l.start(0).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(l.next_batch().unwrap().data, [0., 1., 2., 3.]);
         drop(l);
     }
 }

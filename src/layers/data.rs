@@ -2,10 +2,11 @@
 //! JPEG/PNG), `data_param` (`source`, `batch_size`, `backend: LMDB`, `rand_skip`, `prefetch`,
 //! `force_encoded_color`) and `transform_param`. LevelDB is not supported.
 
+use super::loader::{merged_transform, LoaderLayer};
 use super::Layer;
 use crate::data::image_list::Decode;
 use crate::data::lmdb::LmdbDataset;
-use crate::data::prefetch::{merged_transform, Loader, LoaderConfig, LoaderLayer};
+use crate::data::prefetch::{Loader, LoaderConfig};
 use crate::data::transform::Transformer;
 use crate::proto::data_parameter::Db;
 use crate::proto::LayerParameter;

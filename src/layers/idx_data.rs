@@ -3,9 +3,10 @@
 //! `rand_skip`, `prefetch`), with `transform_param`. Tops: `data` `[N, C, H, W]` from the IDX
 //! dimensions (`[N, 1, 28, 28]` for MNIST) and `label` `[N]`.
 
+use super::loader::LoaderLayer;
 use super::Layer;
 use crate::data::idx::IdxDataset;
-use crate::data::prefetch::{Loader, LoaderConfig, LoaderLayer};
+use crate::data::prefetch::{Loader, LoaderConfig};
 use crate::data::transform::Transformer;
 use crate::proto::LayerParameter;
 use crate::{Error, Result};

@@ -2,9 +2,10 @@
 //! `batch_size`, `shuffle`, `new_height`/`new_width`, `is_color`, `rand_skip`), decoded with the
 //! `image` crate into Caffe's BGR order, then `transform_param`.
 
+use super::loader::{merged_transform, LoaderLayer};
 use super::Layer;
 use crate::data::image_list::{Decode, ImageListDataset};
-use crate::data::prefetch::{merged_transform, Loader, LoaderConfig, LoaderLayer};
+use crate::data::prefetch::{Loader, LoaderConfig};
 use crate::data::transform::Transformer;
 use crate::proto::LayerParameter;
 use crate::{Error, Result};

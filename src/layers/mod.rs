@@ -288,6 +288,7 @@ const VISION: &[(&str, Constructor)] = &[
 mod data;
 mod idx_data;
 mod image_data;
+mod loader;
 mod memory_data;
 pub use memory_data::{memory_data, MemoryData};
 
