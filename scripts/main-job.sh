@@ -28,8 +28,8 @@ rm -rf "$out/png"
 "$crema" convert --idx-to-png "$ds/t10k-images-idx3-ubyte.gz" \
   --idx-labels "$ds/t10k-labels-idx1-ubyte.gz" --count 8 --out "$out/png"
 echo "== top-2 of 8 Fashion-MNIST test images (file names carry the true label)" >&2
-# The net was trained on pixels scaled by 1/256 (transform_param.scale), so classify scales too.
+# deploy.yaml's Input layer carries the training transform (scale 1/256), so no --scale here.
 "$crema" classify --model models/lenet/deploy.yaml --weights "$weights" \
-  --labels models/lenet/labels.txt --scale 0.00390625 --top-k 2 "$out"/png/0*.png
+  --labels models/lenet/labels.txt --top-k 2 "$out"/png/0*.png
 
 echo "trained LeNet on Fashion-MNIST: 10000 iterations in ${seconds} s, final test accuracy ${final}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages crema needs, if any is missing (apt-get update once, then install).
 set -euo pipefail
-packages=(libopenblas-dev libssl-dev pkg-config dataset-fashion-mnist graphviz fonts-dejavu-core)
+packages=(libopenblas-dev libssl-dev pkg-config dataset-fashion-mnist graphviz fonts-dejavu-core
+  bible-kjv bible-kjv-text)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
