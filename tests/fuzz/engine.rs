@@ -1,5 +1,6 @@
 //! A small deterministic mutation fuzzer on stable Rust, with no dependency: seeds from real
 //! files, mutations (bit flips, byte and word overwrites with interesting values, varints,
+//! protobuf fields rewritten in place,
 //! truncation, chunk duplication and deletion, splicing two seeds, inserted tokens), every input
 //! run under `catch_unwind`, a global allocator that stops the run on any single allocation
 //! above [`MAX_ALLOC`] (saving the input first), and a watchdog that stops it when one input
@@ -180,7 +181,7 @@ pub fn input(name: &str, seeds: &[Vec<u8>], i: usize) -> Vec<u8> {
 fn mutate(b: &mut Vec<u8>, seeds: &[Vec<u8>], r: &mut Rng) {
     let len = b.len();
     let pos = r.below(len + 1);
-    match r.below(11) {
+    match r.below(13) {
         0 if len > 0 => b[pos.min(len - 1)] ^= 1 << r.below(8),
         1 if len > 0 => b[pos.min(len - 1)] = INTERESTING[r.below(6)] as u8,
         2 | 3 => {
@@ -202,19 +203,19 @@ fn mutate(b: &mut Vec<u8>, seeds: &[Vec<u8>], r: &mut Rng) {
             overwrite(b, pos, w);
         }
         4 => {
-            // A protobuf varint (lengths, sizes, dimensions, field keys).
-            let mut v = INTERESTING[r.below(INTERESTING.len())];
-            let mut enc = Vec::new();
-            loop {
-                let byte = (v & 0x7f) as u8;
-                v >>= 7;
-                if v == 0 {
-                    enc.push(byte);
-                    break;
-                }
-                enc.push(byte | 0x80);
-            }
+            // A protobuf varint anywhere (lengths, sizes, dimensions, field keys).
+            let enc = encode_varint(INTERESTING[r.below(INTERESTING.len())]);
             overwrite(b, pos, &enc);
+        }
+        10 | 11 => {
+            // Structure-aware: one varint field of the message (a dimension, a count, a
+            // length) replaced by an interesting value.
+            let mut spots = Vec::new();
+            varint_spots(b, 0, 0, &mut spots);
+            if let Some(&(at, n)) = spots.get(r.below(spots.len())) {
+                let enc = encode_varint(INTERESTING[r.below(INTERESTING.len())]);
+                b.splice(at..at + n, enc);
+            }
         }
         5 => b.truncate(pos),
         6 if len > 0 => {
@@ -245,6 +246,70 @@ fn mutate(b: &mut Vec<u8>, seeds: &[Vec<u8>], r: &mut Rng) {
             let junk: Vec<u8> = (0..n).map(|_| r.next() as u8).collect();
             overwrite(b, pos, &junk);
         }
+    }
+}
+
+/// The varint fields (values and lengths) of a protobuf message, nested messages included,
+/// as `(offset, length)`: what a structure-aware mutation rewrites. Bytes that are not a
+/// message end the walk.
+fn varint_spots(b: &[u8], base: usize, depth: u32, out: &mut Vec<(usize, usize)>) {
+    let mut i = 0;
+    let varint = |i: &mut usize| -> Option<(u64, usize)> {
+        let start = *i;
+        let mut v = 0u64;
+        for k in 0..10 {
+            let byte = *b.get(*i)?;
+            *i += 1;
+            v |= ((byte & 0x7f) as u64) << (7 * k);
+            if byte & 0x80 == 0 {
+                return Some((v, *i - start));
+            }
+        }
+        None
+    };
+    while i < b.len() && out.len() < 10_000 {
+        let Some((key, _)) = varint(&mut i) else {
+            return;
+        };
+        let at = i;
+        match key & 7 {
+            0 => match varint(&mut i) {
+                Some((_, n)) => out.push((base + at, n)),
+                None => return,
+            },
+            1 => i += 8,
+            5 => i += 4,
+            2 => {
+                let Some((len, n)) = varint(&mut i) else {
+                    return;
+                };
+                out.push((base + at, n));
+                let Some(body) = usize::try_from(len)
+                    .ok()
+                    .and_then(|l| b.get(i..i.checked_add(l)?))
+                else {
+                    return;
+                };
+                if depth < 3 {
+                    varint_spots(body, base + i, depth + 1, out);
+                }
+                i += body.len();
+            }
+            _ => return,
+        }
+    }
+}
+
+fn encode_varint(mut v: u64) -> Vec<u8> {
+    let mut enc = Vec::new();
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            enc.push(byte);
+            return enc;
+        }
+        enc.push(byte | 0x80);
     }
 }
 
