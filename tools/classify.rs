@@ -8,7 +8,7 @@ use crema::data::photo::{self, DecodeLimits, Image};
 use crema::proto::Phase;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
