@@ -9,7 +9,8 @@
 
 use super::BlobCounts;
 use crate::proto::{FillerParameter, LayerParameter};
-use crate::{math, Blob, Result};
+use crate::{filler, math, Blob, Result};
+use rand::rngs::StdRng;
 
 /// Parsed `recurrent_param`.
 #[derive(Clone)]
@@ -140,6 +141,97 @@ impl RecurrentConfig {
             t.reshape(&[1, d.n, self.hidden]);
         }
     }
+
+    /// The learnable blobs in Caffe's order, filled in that order: `W_x [width, I]`,
+    /// `b [width]`, `[W_static [width, S]]`, `W_rec [width, H]`, then `extra` (shape, and
+    /// whether it is a weight rather than a bias).
+    pub fn make_params(
+        &self,
+        d: &Dims,
+        width: usize,
+        extra: &[(Vec<usize>, bool)],
+        rng: &mut StdRng,
+    ) -> Result<Vec<Blob>> {
+        let mut shapes = vec![(vec![width, d.input], true), (vec![width], false)];
+        if let Some(s) = d.stat {
+            shapes.push((vec![width, s], true));
+        }
+        shapes.push((vec![width, self.hidden], true));
+        shapes.extend_from_slice(extra);
+        let (wf, bf) = (&self.weight_filler, &self.bias_filler);
+        let mut params = Vec::new();
+        for (shape, is_weight) in shapes {
+            let mut b = Blob::new(&shape);
+            filler::fill(if is_weight { wf } else { bf }, &mut b, rng)?;
+            params.push(b);
+        }
+        Ok(params)
+    }
+
+    /// Sets the initial states: the exposed bottoms, or else the states carried from the
+    /// previous forward.
+    pub fn initial_states<const S: usize>(
+        &self,
+        bottom: &[&Blob],
+        init: [&mut Vec<f32>; S],
+        carried: [&[f32]; S],
+    ) {
+        let sb = self.state_bottom(bottom.len());
+        for (k, (v, c)) in init.into_iter().zip(carried).enumerate() {
+            v.copy_from_slice(if self.expose_hidden {
+                &bottom[sb + k].data
+            } else {
+                c
+            });
+        }
+    }
+
+    /// Hands on the final states: to the exposed tops (1, 2, ...), or else to `carry` for the
+    /// next forward.
+    pub fn final_states<const S: usize>(
+        &self,
+        last: [&[f32]; S],
+        rest: &mut [&mut Blob],
+        carry: [&mut Vec<f32>; S],
+    ) {
+        for (k, (l, c)) in last.into_iter().zip(carry).enumerate() {
+            if self.expose_hidden {
+                rest[k].data.copy_from_slice(l);
+            } else {
+                c.copy_from_slice(l);
+            }
+        }
+    }
+
+    /// Starts backward's running state diffs: the exposed final states' top diffs, else 0
+    /// (no gradient crosses batches).
+    pub fn final_state_diffs<const S: usize>(&self, top: &[&Blob], d: [&mut Vec<f32>; S]) {
+        for (k, v) in d.into_iter().enumerate() {
+            if self.expose_hidden {
+                v.copy_from_slice(&top[1 + k].diff);
+            } else {
+                v.iter_mut().for_each(|v| *v = 0.0);
+            }
+        }
+    }
+
+    /// Ends backward: adds the running state diffs into the exposed initial-state bottoms.
+    pub fn add_initial_state_diffs<const S: usize>(
+        &self,
+        down: &[bool],
+        bottom: &mut [&mut Blob],
+        d: [&[f32]; S],
+    ) {
+        if !self.expose_hidden {
+            return;
+        }
+        let sb = self.state_bottom(bottom.len());
+        for (k, v) in d.into_iter().enumerate() {
+            if down[sb + k] {
+                math::axpy(1.0, v, &mut bottom[sb + k].diff);
+            }
+        }
+    }
 }
 
 /// Sizes read from the bottoms.
@@ -161,7 +253,6 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// Adds `b` to every row of the row-major `rows x b.len()` matrix `m`.
 /// The time-parallel part of a recurrent layer's forward pass: for all `m = T*N` rows,
 /// `out = x W^T + b`, plus `x_static W_static^T` (an `N x width` block) added to every step when
 /// a static input is given as `(x_static, W_static, its width)`.
@@ -188,6 +279,7 @@ pub(crate) fn project_inputs(
     }
 }
 
+/// Adds `b` to every row of the row-major `rows x b.len()` matrix `m`.
 pub(crate) fn add_rows(m: &mut [f32], b: &[f32]) {
     for row in m.chunks_exact_mut(b.len()) {
         row.iter_mut().zip(b).for_each(|(v, bi)| *v += bi);
@@ -198,6 +290,105 @@ pub(crate) fn add_rows(m: &mut [f32], b: &[f32]) {
 pub(crate) fn add_col_sums(m: &[f32], acc: &mut [f32]) {
     for row in m.chunks_exact(acc.len()) {
         acc.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+    }
+}
+
+/// `hm[j] = cont[j] * hprev[j]` for each stream `j` (rows of `h` values): the previous states
+/// as the recurrent weight sees them, flushed where a sequence starts.
+pub(crate) fn mask_states(hm: &mut [f32], hprev: &[f32], cont: &[f32], h: usize) {
+    for ((m, p), &c) in hm.chunks_exact_mut(h).zip(hprev.chunks_exact(h)).zip(cont) {
+        m.iter_mut().zip(p).for_each(|(m, &p)| *m = c * p);
+    }
+}
+
+/// `dh[j] *= cont[j]` for each stream `j`: no gradient flows into a flushed previous state.
+pub(crate) fn mask_diffs(dh: &mut [f32], cont: &[f32], h: usize) {
+    for (row, &c) in dh.chunks_exact_mut(h).zip(cont) {
+        row.iter_mut().for_each(|v| *v *= c);
+    }
+}
+
+/// Where a recurrent layer's backward finds its blobs: `params` holds `W_x` (0), `b` (1),
+/// `W_static` (2, with a static input) and the recurrent weight at `w_rec`; the bottoms are
+/// `x`, `cont`, `[x_static]`.
+pub(crate) struct ProjectionGrads<'a> {
+    /// T*N x width pre-activation diffs of every step.
+    pub dpre: &'a [f32],
+    /// T*N x H masked previous states (the recurrent weight's inputs).
+    pub hm: &'a [f32],
+    pub w_rec: usize,
+    pub dims: Dims,
+    pub hidden: usize,
+    pub width: usize,
+}
+
+impl ProjectionGrads<'_> {
+    /// Adds the gradients of the recurrent weight, of the input projection (`W_x`, `b`,
+    /// `W_static`) and, where `down` asks, of `x` and `x_static`; `dsum` (N x width) is scratch.
+    pub fn add(
+        &self,
+        down: &[bool],
+        bottom: &mut [&mut Blob],
+        params: &mut [&mut Blob],
+        dsum: &mut [f32],
+    ) {
+        let Dims { t, n, input, stat } = self.dims;
+        let (m, w, dpre) = (t * n, self.width, self.dpre);
+        let (h, wr) = (self.hidden, self.w_rec);
+        math::gemm(
+            true,
+            false,
+            w,
+            h,
+            m,
+            1.0,
+            dpre,
+            self.hm,
+            1.0,
+            &mut params[wr].diff,
+        );
+        let x = &bottom[0].data;
+        math::gemm(
+            true,
+            false,
+            w,
+            input,
+            m,
+            1.0,
+            dpre,
+            x,
+            1.0,
+            &mut params[0].diff,
+        );
+        add_col_sums(dpre, &mut params[1].diff);
+        if down[0] {
+            let (wx, dx) = (&params[0].data, &mut bottom[0].diff);
+            math::gemm(false, false, m, input, w, 1.0, dpre, wx, 1.0, dx);
+        }
+        if let Some(s) = stat {
+            // The static input feeds every step: sum the diffs over time.
+            dsum.copy_from_slice(&dpre[..n * w]);
+            for block in dpre.chunks_exact(n * w).skip(1) {
+                math::axpy(1.0, block, dsum);
+            }
+            let xs = &bottom[2].data;
+            math::gemm(
+                true,
+                false,
+                w,
+                s,
+                n,
+                1.0,
+                dsum,
+                xs,
+                1.0,
+                &mut params[2].diff,
+            );
+            if down[2] {
+                let (ws, dxs) = (&params[2].data, &mut bottom[2].diff);
+                math::gemm(false, false, n, s, w, 1.0, dsum, ws, 1.0, dxs);
+            }
+        }
     }
 }
 
