@@ -18,11 +18,9 @@ use crate::proto::LayerParameter;
 use crate::{math, Blob, Result};
 
 /// `LSTM` layer.
+#[derive(Default)]
 pub struct Lstm {
     cfg: RecurrentConfig,
-    /// Input size per step and static input size, fixed by the weights at setup.
-    input: usize,
-    stat: Option<usize>,
     dims: Dims,
     /// T*N x 4H activated gates (i, f, o, g) of the last forward.
     gates: Vec<f32>,
@@ -49,27 +47,13 @@ pub struct Lstm {
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     Ok(Box::new(Lstm {
         cfg: RecurrentConfig::parse(p, 2)?,
-        input: 0,
-        stat: None,
-        dims: Dims::default(),
-        gates: Vec::new(),
-        cell: Vec::new(),
-        tanh_c: Vec::new(),
-        hm: Vec::new(),
-        h0: Vec::new(),
-        c0: Vec::new(),
-        carry_h: Vec::new(),
-        carry_c: Vec::new(),
-        stat_proj: Vec::new(),
-        dgates: Vec::new(),
-        dh: Vec::new(),
-        dc: Vec::new(),
+        ..Default::default()
     }))
 }
 
 impl Lstm {
     fn wh_index(&self) -> usize {
-        if self.stat.is_some() {
+        if self.cfg.stat.is_some() {
             3
         } else {
             2
@@ -85,13 +69,11 @@ impl Layer for Lstm {
         self.cfg.blob_counts()
     }
     fn setup(&mut self, bottom: &[&Blob], ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
-        let d = self.cfg.dims(bottom)?;
-        self.input = d.input;
-        self.stat = d.stat;
+        let d = self.cfg.set_up(bottom)?;
         self.cfg.make_params(&d, 4 * self.cfg.hidden, &[], ctx.rng)
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        let d = self.cfg.dims_as_set_up(bottom, self.input, self.stat)?;
+        let d = self.cfg.dims_as_set_up(bottom)?;
         let h = self.cfg.hidden;
         let (m, n) = (d.t * d.n, d.n);
         sized(&mut self.gates, m * 4 * h);
@@ -122,7 +104,7 @@ impl Layer for Lstm {
     ) -> Result<()> {
         let Dims { t: steps, n, .. } = self.dims;
         let h = self.cfg.hidden;
-        let (g4, m, nh) = (4 * h, steps * n, n * h);
+        let (g4, nh) = (4 * h, n * h);
         let cont = &bottom[1].data;
         self.cfg.initial_states(
             bottom,
@@ -130,21 +112,8 @@ impl Layer for Lstm {
             [&self.carry_h, &self.carry_c],
         );
         // Input projections of all steps at once.
-        let stat = self
-            .stat
-            .map(|s| (bottom[2].data.as_slice(), params[2].data.as_slice(), s));
-        project_inputs(
-            &bottom[0].data,
-            &params[0].data,
-            &params[1].data,
-            stat,
-            m,
-            n,
-            self.input,
-            g4,
-            &mut self.gates,
-            &mut self.stat_proj,
-        );
+        let out = &mut self.gates;
+        project_inputs(bottom, params, self.dims, g4, out, &mut self.stat_proj);
         let wh = &params[self.wh_index()].data;
         let (htop, rest) = top.split_at_mut(1);
         let hout = &mut htop[0].data;
@@ -265,7 +234,7 @@ impl Layer for Lstm {
         let (h, m) = (self.cfg.hidden, (d.t * d.n) as f64);
         let g4 = (4 * h) as f64;
         let stat = d.stat.map_or(0.0, |s| 2.0 * (d.n * s) as f64 * g4);
-        Some(2.0 * m * g4 * (self.input + h) as f64 + stat + 10.0 * m * h as f64)
+        Some(2.0 * m * g4 * (self.cfg.input + h) as f64 + stat + 10.0 * m * h as f64)
     }
 }
 

@@ -12,8 +12,8 @@ use crate::proto::{FillerParameter, LayerParameter};
 use crate::{filler, math, Blob, Result};
 use rand::rngs::StdRng;
 
-/// Parsed `recurrent_param`.
-#[derive(Clone)]
+/// Parsed `recurrent_param`, and the input sizes the weights were made for.
+#[derive(Clone, Default)]
 pub(crate) struct RecurrentConfig {
     /// Hidden (and output) size `H`.
     pub hidden: usize,
@@ -22,6 +22,9 @@ pub(crate) struct RecurrentConfig {
     pub expose_hidden: bool,
     /// Recurrent state blobs: 2 for LSTM (h, c), 1 for RNN (h).
     pub num_states: usize,
+    /// Input size per step and static input size, fixed by the weights at setup.
+    pub input: usize,
+    pub stat: Option<usize>,
 }
 
 impl RecurrentConfig {
@@ -38,6 +41,8 @@ impl RecurrentConfig {
             bias_filler: r.bias_filler.clone().unwrap_or_default(),
             expose_hidden: r.expose_hidden(),
             num_states,
+            input: 0,
+            stat: None,
         })
     }
 
@@ -112,14 +117,17 @@ impl RecurrentConfig {
         Ok(Dims { t, n, input, stat })
     }
 
-    /// Shapes the tops: h (T x N x H) and the exposed final states (1 x N x H).
-    /// [`Self::dims`], checked against the input and static widths the weights were made for.
-    pub fn dims_as_set_up(
-        &self,
-        bottom: &[&Blob],
-        input: usize,
-        stat: Option<usize>,
-    ) -> Result<Dims> {
+    /// [`Self::dims`] at setup: remembers the input and static sizes the weights are made for.
+    pub fn set_up(&mut self, bottom: &[&Blob]) -> Result<Dims> {
+        let d = self.dims(bottom)?;
+        self.input = d.input;
+        self.stat = d.stat;
+        Ok(d)
+    }
+
+    /// [`Self::dims`], checked against the input and static sizes the weights were made for.
+    pub fn dims_as_set_up(&self, bottom: &[&Blob]) -> Result<Dims> {
+        let (input, stat) = (self.input, self.stat);
         let d = self.dims(bottom)?;
         crate::ensure!(
             d.input == input,
@@ -135,6 +143,7 @@ impl RecurrentConfig {
         Ok(d)
     }
 
+    /// Shapes the tops: h (T x N x H) and the exposed final states (1 x N x H).
     pub fn reshape_tops(&self, d: &Dims, top: &mut [&mut Blob]) {
         top[0].reshape(&[d.t, d.n, self.hidden]);
         for t in top.iter_mut().skip(1) {
@@ -253,25 +262,23 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// The time-parallel part of a recurrent layer's forward pass: for all `m = T*N` rows,
-/// `out = x W^T + b`, plus `x_static W_static^T` (an `N x width` block) added to every step when
-/// a static input is given as `(x_static, W_static, its width)`.
-#[allow(clippy::too_many_arguments)]
+/// The time-parallel part of a recurrent layer's forward pass: for all `T*N` rows of `x`
+/// (bottom 0), `out = x W_x^T + b` (params 0 and 1), plus `x_static W_static^T` (bottom 2 and
+/// param 2, an `N x width` block kept in `stat_proj`) added to every step when there is a
+/// static input.
 pub(crate) fn project_inputs(
-    x: &[f32],
-    w: &[f32],
-    b: &[f32],
-    stat: Option<(&[f32], &[f32], usize)>,
-    m: usize,
-    n: usize,
-    input: usize,
+    bottom: &[&Blob],
+    params: &[&mut Blob],
+    d: Dims,
     width: usize,
     out: &mut [f32],
     stat_proj: &mut [f32],
 ) {
-    math::gemm(false, true, m, width, input, 1.0, x, w, 0.0, out);
-    add_rows(out, b);
-    if let Some((xs, ws, s)) = stat {
+    let (x, w, m, n) = (&bottom[0].data, &params[0].data, d.t * d.n, d.n);
+    math::gemm(false, true, m, width, d.input, 1.0, x, w, 0.0, out);
+    add_rows(out, &params[1].data);
+    if let Some(s) = d.stat {
+        let (xs, ws) = (&bottom[2].data, &params[2].data);
         math::gemm(false, true, n, width, s, 1.0, xs, ws, 0.0, stat_proj);
         for block in out.chunks_exact_mut(n * width) {
             math::axpy(1.0, stat_proj, block);

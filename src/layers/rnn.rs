@@ -13,10 +13,9 @@ use crate::proto::LayerParameter;
 use crate::{math, Blob, Result};
 
 /// `RNN` layer.
+#[derive(Default)]
 pub struct Rnn {
     cfg: RecurrentConfig,
-    input: usize,
-    stat: Option<usize>,
     dims: Dims,
     /// T*N x H hidden states of the last forward (after tanh).
     hidden: Vec<f32>,
@@ -37,24 +36,14 @@ pub struct Rnn {
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     Ok(Box::new(Rnn {
         cfg: RecurrentConfig::parse(p, 1)?,
-        input: 0,
-        stat: None,
-        dims: Dims::default(),
-        hidden: Vec::new(),
-        hm: Vec::new(),
-        h0: Vec::new(),
-        carry: Vec::new(),
-        stat_proj: Vec::new(),
-        dout: Vec::new(),
-        dpre: Vec::new(),
-        dh: Vec::new(),
+        ..Default::default()
     }))
 }
 
 impl Rnn {
     /// Indices of W_hh, W_ho, b_o.
     fn idx(&self) -> (usize, usize, usize) {
-        let o = usize::from(self.stat.is_some());
+        let o = usize::from(self.cfg.stat.is_some());
         (2 + o, 3 + o, 4 + o)
     }
 }
@@ -67,16 +56,14 @@ impl Layer for Rnn {
         self.cfg.blob_counts()
     }
     fn setup(&mut self, bottom: &[&Blob], ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
-        let d = self.cfg.dims(bottom)?;
+        let d = self.cfg.set_up(bottom)?;
         let h = self.cfg.hidden;
-        self.input = d.input;
-        self.stat = d.stat;
         // W_ho and b_o follow W_hh.
         let extra = [(vec![h, h], true), (vec![h], false)];
         self.cfg.make_params(&d, h, &extra, ctx.rng)
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        let d = self.cfg.dims_as_set_up(bottom, self.input, self.stat)?;
+        let d = self.cfg.dims_as_set_up(bottom)?;
         let h = self.cfg.hidden;
         let (m, n) = (d.t * d.n, d.n);
         for v in [
@@ -112,21 +99,8 @@ impl Layer for Rnn {
         let cont = &bottom[1].data;
         self.cfg
             .initial_states(bottom, [&mut self.h0], [&self.carry]);
-        let stat = self
-            .stat
-            .map(|s| (bottom[2].data.as_slice(), params[2].data.as_slice(), s));
-        project_inputs(
-            &bottom[0].data,
-            &params[0].data,
-            &params[1].data,
-            stat,
-            m,
-            n,
-            self.input,
-            h,
-            &mut self.hidden,
-            &mut self.stat_proj,
-        );
+        let out = &mut self.hidden;
+        project_inputs(bottom, params, self.dims, h, out, &mut self.stat_proj);
         for t in 0..steps {
             let (done, cur) = self.hidden.split_at_mut(t * nh);
             let hprev = if t == 0 {
@@ -238,7 +212,7 @@ impl Layer for Rnn {
         let d = self.dims;
         let (h, m) = (self.cfg.hidden as f64, (d.t * d.n) as f64);
         let stat = d.stat.map_or(0.0, |s| 2.0 * (d.n * s) as f64 * h);
-        Some(2.0 * m * h * (self.input as f64 + 2.0 * h) + stat)
+        Some(2.0 * m * h * (self.cfg.input as f64 + 2.0 * h) + stat)
     }
 }
 
