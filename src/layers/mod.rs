@@ -252,6 +252,7 @@ mod pooling;
 mod argmax;
 mod batch_norm;
 mod bias;
+mod broadcast;
 mod concat;
 mod crop;
 mod drop_connect;

@@ -20,6 +20,22 @@ impl Inplace {
         }
     }
 
+    /// The input blob: `bottom[0]`, or `top[0]` in place (before forward overwrites it).
+    pub fn input_blob<'a>(bottom: &[&'a Blob], top: &'a [&mut Blob]) -> &'a Blob {
+        match bottom.first() {
+            Some(b) => b,
+            None => &*top[0],
+        }
+    }
+
+    /// The top's diff in backward: `top[0].diff`, or `bottom[0].diff` in place.
+    pub fn top_diff<'a>(top: &[&'a Blob], bottom: &'a [&mut Blob]) -> &'a [f32] {
+        match top.first() {
+            Some(t) => &t.diff,
+            None => &bottom[0].diff,
+        }
+    }
+
     /// The input values: `bottom[0].data`, or `top[0].data` in place (before it is overwritten).
     pub fn input<'a>(bottom: &'a [&Blob], top: &'a [&mut Blob]) -> &'a [f32] {
         match bottom.first() {
