@@ -40,8 +40,7 @@ impl Layer for Bias {
         if !self.op.learned {
             return Ok(Vec::new());
         }
-        let mut b = Blob::new(&shape);
-        filler::fill(&self.filler, &mut b, ctx.rng)?;
+        let b = ctx.filled(&shape, &self.filler)?;
         Ok(vec![b])
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {

@@ -70,7 +70,7 @@ impl Layer for Lstm {
     }
     fn setup(&mut self, bottom: &[&Blob], ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
         let d = self.cfg.set_up(bottom)?;
-        self.cfg.make_params(&d, 4 * self.cfg.hidden, &[], ctx.rng)
+        self.cfg.make_params(&d, 4 * self.cfg.hidden, &[], ctx)
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
         let d = self.cfg.dims_as_set_up(bottom)?;

@@ -30,6 +30,19 @@ pub struct SetupCtx<'a> {
     pub rng: &'a mut StdRng,
 }
 
+impl SetupCtx<'_> {
+    /// A learnable blob of `shape`, filled by `filler` from the net's generator.
+    pub fn filled(
+        &mut self,
+        shape: &[usize],
+        filler: &crate::proto::FillerParameter,
+    ) -> Result<Blob> {
+        let mut b = Blob::new(shape);
+        crate::filler::fill(filler, &mut b, self.rng)?;
+        Ok(b)
+    }
+}
+
 /// How many bottoms and tops a layer takes; `None` means any number.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BlobCounts {
@@ -347,6 +360,16 @@ pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
 mod tests {
     use crate::testing::layer_param_from_yaml;
     use crate::Error;
+    use rand::SeedableRng;
+
+    #[test]
+    fn setup_ctx_fills_a_blob_of_the_shape() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut ctx = super::SetupCtx { rng: &mut rng };
+        let b = ctx.filled(&[2, 3], &crate::filler::constant(0.5)).unwrap();
+        assert_eq!(b.shape, vec![2, 3]);
+        assert_eq!(b.data, vec![0.5; 6]);
+    }
 
     #[test]
     fn unknown_type_is_a_structured_error_with_the_nearest_type() {

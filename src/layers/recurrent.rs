@@ -7,10 +7,9 @@
 //! the final states of one forward pass become the initial states of the next; `cont` decides
 //! whether they are used, and no gradient crosses batches.
 
-use super::BlobCounts;
+use super::{BlobCounts, SetupCtx};
 use crate::proto::{FillerParameter, LayerParameter};
-use crate::{filler, math, Blob, Result};
-use rand::rngs::StdRng;
+use crate::{math, Blob, Result};
 
 /// Parsed `recurrent_param`, and the input sizes the weights were made for.
 #[derive(Clone, Default)]
@@ -159,7 +158,7 @@ impl RecurrentConfig {
         d: &Dims,
         width: usize,
         extra: &[(Vec<usize>, bool)],
-        rng: &mut StdRng,
+        ctx: &mut SetupCtx,
     ) -> Result<Vec<Blob>> {
         let mut shapes = vec![(vec![width, d.input], true), (vec![width], false)];
         if let Some(s) = d.stat {
@@ -168,13 +167,10 @@ impl RecurrentConfig {
         shapes.push((vec![width, self.hidden], true));
         shapes.extend_from_slice(extra);
         let (wf, bf) = (&self.weight_filler, &self.bias_filler);
-        let mut params = Vec::new();
-        for (shape, is_weight) in shapes {
-            let mut b = Blob::new(&shape);
-            filler::fill(if is_weight { wf } else { bf }, &mut b, rng)?;
-            params.push(b);
-        }
-        Ok(params)
+        shapes
+            .iter()
+            .map(|(shape, is_weight)| ctx.filled(shape, if *is_weight { wf } else { bf }))
+            .collect()
     }
 
     /// Sets the initial states: the exposed bottoms, or else the states carried from the

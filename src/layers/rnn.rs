@@ -60,7 +60,7 @@ impl Layer for Rnn {
         let h = self.cfg.hidden;
         // W_ho and b_o follow W_hh.
         let extra = [(vec![h, h], true), (vec![h], false)];
-        self.cfg.make_params(&d, h, &extra, ctx.rng)
+        self.cfg.make_params(&d, h, &extra, ctx)
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
         let d = self.cfg.dims_as_set_up(bottom)?;

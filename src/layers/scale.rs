@@ -49,13 +49,11 @@ impl Layer for Scale {
         let shape = self.op.set_up(bottom)?;
         let mut params = Vec::new();
         if self.op.learned {
-            let mut s = Blob::new(&shape);
-            filler::fill(&self.filler, &mut s, ctx.rng)?;
+            let s = ctx.filled(&shape, &self.filler)?;
             params.push(s);
         }
         if self.bias_term {
-            let mut b = Blob::new(&shape);
-            filler::fill(&self.bias_filler, &mut b, ctx.rng)?;
+            let b = ctx.filled(&shape, &self.bias_filler)?;
             params.push(b);
         }
         Ok(params)
