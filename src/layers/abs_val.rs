@@ -1,60 +1,38 @@
 //! `AbsVal`: `y = |x|`. Not in place: the derivative `sign(x)` is lost in `y`.
 
-use super::{BlobCounts, Inplace, Layer};
+use super::neuron::{boxed, Derivative, Elementwise};
+use super::Layer;
 use crate::proto::LayerParameter;
-use crate::{Blob, Result};
+use crate::Result;
 
 /// `AbsVal` layer.
 pub struct AbsVal;
 
 /// Creates an `AbsVal` (no parameters).
 pub fn create(_: &LayerParameter) -> Result<Box<dyn Layer>> {
-    Ok(Box::new(AbsVal))
+    boxed(AbsVal)
 }
 
-impl Layer for AbsVal {
-    fn type_name(&self) -> &'static str {
-        "AbsVal"
+impl Elementwise for AbsVal {
+    const TYPE: &'static str = "AbsVal";
+    fn f(&self, x: f32) -> f32 {
+        x.abs()
     }
-    fn blob_counts(&self) -> BlobCounts {
-        BlobCounts::exact(1, 1)
+    /// Caffe's sign: 0 at 0.
+    fn df(&self, x: f32, _: f32, dy: f32) -> f32 {
+        if x > 0.0 {
+            dy
+        } else if x < 0.0 {
+            -dy
+        } else {
+            0.0
+        }
+    }
+    fn derivative(&self) -> Derivative {
+        Derivative::FromInput
     }
     fn kink(&self) -> Option<(f32, f32)> {
         Some((0.0, 0.011))
-    }
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        Inplace::reshape(bottom, top);
-        Ok(())
-    }
-    fn forward(
-        &mut self,
-        bottom: &[&Blob],
-        top: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        Inplace::map(bottom, top, f32::abs);
-        Ok(())
-    }
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        down: &[bool],
-        bottom: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        if down[0] {
-            // Caffe's sign: 0 at 0.
-            Inplace::backward(top, bottom, |x, _, dy| {
-                if x > 0.0 {
-                    dy
-                } else if x < 0.0 {
-                    -dy
-                } else {
-                    0.0
-                }
-            });
-        }
-        Ok(())
     }
 }
 
@@ -68,5 +46,11 @@ mod tests {
         let y = run_forward(&mut *l, &[(&[4], &[-2.5, 0.0, 3.0, -0.0])]);
         assert_eq!(y[0].data, vec![2.5, 0.0, 3.0, 0.0]);
         check_layer_from("type: AbsVal", &[&[2, 3, 4]]);
+    }
+
+    #[test]
+    fn abs_val_does_not_run_in_place() {
+        // The derivative needs the sign of `x`.
+        assert!(!crate::testing::layer_from_yaml("type: AbsVal").allows_inplace());
     }
 }

@@ -123,15 +123,6 @@ impl Layer for Accuracy {
         }
         Ok(())
     }
-    fn backward(
-        &mut self,
-        _: &[&Blob],
-        _: &[bool],
-        _: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! forward updates `s = s*maf + 1`, `mean_sum = mean_sum*maf + mean`,
 //! `var_sum = var_sum*maf + m/(m-1) * var` (m = values per channel).
 
-use super::{BlobCounts, Layer, SetupCtx};
+use super::{BlobCounts, Inplace, Layer, SetupCtx};
 use crate::proto::{LayerParameter, Phase};
 use crate::{Blob, Result};
 
@@ -84,16 +84,14 @@ impl Layer for BatchNorm {
         ])
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        let x = bottom.first().copied().unwrap_or(&*top[0]);
+        let x = Inplace::input_blob(bottom, top);
         crate::ensure!(
             channels_of(x) == self.channels,
             "BatchNorm was set up for {} channels, bottom now has shape {}",
             self.channels,
             x.shape_string()
         );
-        if let Some(b) = bottom.first() {
-            top[0].reshape(&b.shape);
-        }
+        Inplace::reshape(bottom, top);
         Ok(())
     }
     fn forward(
@@ -102,7 +100,7 @@ impl Layer for BatchNorm {
         top: &mut [&mut Blob],
         params: &mut [&mut Blob],
     ) -> Result<()> {
-        let (n, c, s) = geom(bottom.first().copied().unwrap_or(&*top[0]));
+        let (n, c, s) = geom(Inplace::input_blob(bottom, top));
         let m = n * s;
         let mut mean = vec![0f32; c];
         let mut var = vec![0f32; c];

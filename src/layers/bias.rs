@@ -1,29 +1,27 @@
 //! `Bias`: adds a blob broadcast over axes `[axis, axis + num_axes)` of bottom 0; the blob is
 //! learned (one bottom, `bias_param.filler`, default constant 0) or is bottom 1.
 
-use super::scale::{add_bias, bias_grad, geometry, param_shape, Bcast};
-use super::{BlobCounts, Layer, SetupCtx};
+use super::broadcast::{add_bias, bias_grad, Operand};
+use super::{BlobCounts, Inplace, Layer, SetupCtx};
 use crate::proto::{FillerParameter, LayerParameter};
 use crate::{filler, Blob, Result};
 
 /// `Bias` layer.
 pub struct Bias {
-    axis: i32,
-    num_axes: i32,
+    op: Operand,
     filler: FillerParameter,
-    learned: bool,
-    g: Bcast,
 }
 
 /// Creates `Bias` from `bias_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     let b = p.bias_param.clone().unwrap_or_default();
     Ok(Box::new(Bias {
-        axis: b.axis(),
-        num_axes: b.num_axes(),
+        op: Operand {
+            axis: b.axis(),
+            num_axes: b.num_axes(),
+            ..Default::default()
+        },
         filler: b.filler.clone().unwrap_or_else(|| filler::constant(0.0)),
-        learned: true,
-        g: Bcast::default(),
     }))
 }
 
@@ -32,37 +30,21 @@ impl Layer for Bias {
         "Bias"
     }
     fn blob_counts(&self) -> BlobCounts {
-        BlobCounts {
-            min_bottom: Some(1),
-            max_bottom: Some(2),
-            exact_top: Some(1),
-            ..Default::default()
-        }
+        Operand::blob_counts()
     }
     fn allows_inplace(&self) -> bool {
         true
     }
     fn setup(&mut self, bottom: &[&Blob], ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
-        self.learned = bottom.len() == 1;
-        if !self.learned {
+        let shape = self.op.set_up(bottom)?;
+        if !self.op.learned {
             return Ok(Vec::new());
         }
-        let mut b = Blob::new(&param_shape(bottom[0], self.axis, self.num_axes)?);
-        filler::fill(&self.filler, &mut b, ctx.rng)?;
+        let b = ctx.filled(&shape, &self.filler)?;
         Ok(vec![b])
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        let x = bottom.first().copied().unwrap_or(&*top[0]);
-        let p_shape = if self.learned {
-            param_shape(x, self.axis, self.num_axes)?
-        } else {
-            bottom[1].shape.clone()
-        };
-        self.g = geometry(x, &p_shape, self.axis)?;
-        if let Some(b) = bottom.first() {
-            top[0].reshape(&b.shape);
-        }
-        Ok(())
+        self.op.reshape(bottom, top)
     }
     fn forward(
         &mut self,
@@ -73,12 +55,7 @@ impl Layer for Bias {
         if let Some(b) = bottom.first() {
             top[0].data.copy_from_slice(&b.data);
         }
-        let bias = if self.learned {
-            &params[0].data
-        } else {
-            &bottom[1].data
-        };
-        add_bias(self.g, bias, &mut top[0].data);
+        add_bias(self.op.g, self.op.values(bottom, params), &mut top[0].data);
         Ok(())
     }
     fn backward(
@@ -88,16 +65,10 @@ impl Layer for Bias {
         bottom: &mut [&mut Blob],
         params: &mut [&mut Blob],
     ) -> Result<()> {
-        let g = self.g;
         // In place: bottom[0].diff already holds dy, which is also dx.
-        let dy: Vec<f32> = match top.first() {
-            Some(t) => t.diff.clone(),
-            None => bottom[0].diff.clone(),
-        };
-        if self.learned {
-            bias_grad(g, &dy, &mut params[0].diff);
-        } else if down.get(1).copied().unwrap_or(false) {
-            bias_grad(g, &dy, &mut bottom[1].diff);
+        let dy = Inplace::top_diff(top, bottom).to_vec();
+        if let Some(db) = self.op.diff(down, bottom, params) {
+            bias_grad(self.op.g, &dy, db);
         }
         if down[0] && !top.is_empty() {
             bottom[0]

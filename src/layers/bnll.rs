@@ -1,16 +1,17 @@
 //! `BNLL` (binomial normal log-likelihood, softplus): `y = ln(1 + e^x)`, computed without
 //! overflow. Runs in place: the derivative `sigmoid(x) = 1 - e^-y` needs only `y`.
 
-use super::{BlobCounts, Inplace, Layer};
+use super::neuron::{boxed, Derivative, Elementwise};
+use super::Layer;
 use crate::proto::LayerParameter;
-use crate::{Blob, Result};
+use crate::Result;
 
 /// `BNLL` layer.
 pub struct Bnll;
 
 /// Creates a `BNLL` (no parameters).
 pub fn create(_: &LayerParameter) -> Result<Box<dyn Layer>> {
-    Ok(Box::new(Bnll))
+    boxed(Bnll)
 }
 
 /// `ln(1 + e^x)` for any `x`.
@@ -22,41 +23,17 @@ fn softplus(x: f32) -> f32 {
     }
 }
 
-impl Layer for Bnll {
-    fn type_name(&self) -> &'static str {
-        "BNLL"
+impl Elementwise for Bnll {
+    const TYPE: &'static str = "BNLL";
+    fn f(&self, x: f32) -> f32 {
+        softplus(x)
     }
-    fn blob_counts(&self) -> BlobCounts {
-        BlobCounts::exact(1, 1)
+    /// `e^y = 1 + e^x`, so `sigmoid(x) = 1 - e^-y = -expm1(-y)` (accurate for small `y`).
+    fn df(&self, _: f32, y: f32, dy: f32) -> f32 {
+        -dy * (-y).exp_m1()
     }
-    fn allows_inplace(&self) -> bool {
-        true
-    }
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        Inplace::reshape(bottom, top);
-        Ok(())
-    }
-    fn forward(
-        &mut self,
-        bottom: &[&Blob],
-        top: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        Inplace::map(bottom, top, softplus);
-        Ok(())
-    }
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        down: &[bool],
-        bottom: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        if down[0] {
-            // e^y = 1 + e^x, so sigmoid(x) = 1 - e^-y = -expm1(-y) (accurate for small y).
-            Inplace::backward(top, bottom, |_, y, dy| -dy * (-y).exp_m1());
-        }
-        Ok(())
+    fn derivative(&self) -> Derivative {
+        Derivative::FromOutput
     }
 }
 

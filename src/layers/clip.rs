@@ -1,9 +1,10 @@
 //! `Clip`: `y = min(max(x, min), max)`; gradient passes where `min <= x <= max` (Caffe's rule)
 //! and is 0 outside. Not in place: a clipped `y` cannot tell whether `x` was outside.
 
-use super::{BlobCounts, Inplace, Layer};
+use super::neuron::{boxed, Derivative, Elementwise};
+use super::Layer;
 use crate::proto::LayerParameter;
-use crate::{Blob, Error, Result};
+use crate::{Error, Result};
 
 /// `Clip` layer.
 pub struct Clip {
@@ -21,52 +22,23 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     if min > max || min.is_nan() || max.is_nan() {
         crate::bail!("clip_param.min ({min}) must not exceed max ({max})");
     }
-    Ok(Box::new(Clip { min, max }))
+    boxed(Clip { min, max })
 }
 
-impl Layer for Clip {
-    fn type_name(&self) -> &'static str {
-        "Clip"
+impl Elementwise for Clip {
+    const TYPE: &'static str = "Clip";
+    fn f(&self, x: f32) -> f32 {
+        x.max(self.min).min(self.max)
     }
-    fn blob_counts(&self) -> BlobCounts {
-        BlobCounts::exact(1, 1)
-    }
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        Inplace::reshape(bottom, top);
-        Ok(())
-    }
-    fn forward(
-        &mut self,
-        bottom: &[&Blob],
-        top: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        let (lo, hi) = (self.min, self.max);
-        Inplace::map(bottom, top, |x| x.max(lo).min(hi));
-        Ok(())
-    }
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        down: &[bool],
-        bottom: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        if down[0] {
-            let (lo, hi) = (self.min, self.max);
-            Inplace::backward(
-                top,
-                bottom,
-                |x, _, dy| {
-                    if x >= lo && x <= hi {
-                        dy
-                    } else {
-                        0.0
-                    }
-                },
-            );
+    fn df(&self, x: f32, _: f32, dy: f32) -> f32 {
+        if x >= self.min && x <= self.max {
+            dy
+        } else {
+            0.0
         }
-        Ok(())
+    }
+    fn derivative(&self) -> Derivative {
+        Derivative::FromInput
     }
 }
 
@@ -95,5 +67,14 @@ mod tests {
         assert!(err_text(super::create(&p)).contains("max"));
         let p = layer_param_from_yaml("type: Clip").unwrap();
         assert!(err_text(super::create(&p)).contains("clip_param"));
+    }
+
+    #[test]
+    fn clip_does_not_run_in_place() {
+        // A clipped `y` hides `x`.
+        assert!(
+            !crate::testing::layer_from_yaml("type: Clip\nclip_param: { min: -1, max: 1 }")
+                .allows_inplace()
+        );
     }
 }

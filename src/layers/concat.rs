@@ -1,5 +1,6 @@
 //! `Concat`: joins the bottoms along `axis` (legacy `concat_dim`); every other axis must agree.
 
+use super::runs::{add_runs, copy_runs, Runs};
 use super::{BlobCounts, Layer};
 use crate::proto::LayerParameter;
 use crate::{Blob, Result};
@@ -57,16 +58,12 @@ impl Layer for Concat {
         _: &mut [&mut Blob],
     ) -> Result<()> {
         let a = bottom[0].canonical_axis(self.axis)?;
-        let outer = bottom[0].count_range(0, a);
-        let top_block = top[0].count_from(a);
-        let y = &mut top[0].data;
+        let (outer, whole) = (bottom[0].count_range(0, a), top[0].count_from(a));
         let mut off = 0;
         for b in bottom {
             let blk = b.count_from(a);
-            for o in 0..outer {
-                y[o * top_block + off..o * top_block + off + blk]
-                    .copy_from_slice(&b.data[o * blk..(o + 1) * blk]);
-            }
+            let to = Runs::at(whole, off);
+            copy_runs(outer, blk, &b.data, Runs::packed(blk), &mut top[0].data, to);
             off += blk;
         }
         Ok(())
@@ -79,20 +76,20 @@ impl Layer for Concat {
         _: &mut [&mut Blob],
     ) -> Result<()> {
         let a = bottom[0].canonical_axis(self.axis)?;
-        let outer = bottom[0].count_range(0, a);
-        let top_block = top[0].count_from(a);
-        let dy = &top[0].diff;
+        let (outer, whole) = (bottom[0].count_range(0, a), top[0].count_from(a));
         let mut off = 0;
-        for (i, b) in bottom.iter_mut().enumerate() {
+        for (b, &wanted) in bottom.iter_mut().zip(down) {
             let blk = b.count_from(a);
-            if down[i] {
-                for o in 0..outer {
-                    let src = &dy[o * top_block + off..o * top_block + off + blk];
-                    b.diff[o * blk..(o + 1) * blk]
-                        .iter_mut()
-                        .zip(src)
-                        .for_each(|(d, s)| *d += s);
-                }
+            if wanted {
+                let from = Runs::at(whole, off);
+                add_runs(
+                    outer,
+                    blk,
+                    &top[0].diff,
+                    from,
+                    &mut b.diff,
+                    Runs::packed(blk),
+                );
             }
             off += blk;
         }

@@ -117,15 +117,6 @@ impl Layer for DummyData {
         self.filled = self.fillers.iter().all(|f| f.r#type() == "constant");
         Ok(())
     }
-    fn backward(
-        &mut self,
-        _: &[&Blob],
-        _: &[bool],
-        _: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! `ELU`: `y = x` for `x > 0`, else `alpha (e^x - 1)`. Runs in place when `alpha >= 0` (then
 //! `y > 0` exactly when `x > 0`, and the derivative `alpha e^x = y + alpha` needs only `y`).
 
-use super::{BlobCounts, Inplace, Layer};
+use super::neuron::{boxed, Derivative, Elementwise};
+use super::Layer;
 use crate::proto::LayerParameter;
-use crate::{Blob, Result};
+use crate::Result;
 
 /// `ELU` layer.
 pub struct Elu {
@@ -13,52 +14,32 @@ pub struct Elu {
 /// Creates an `ELU` from `elu_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     let alpha = p.elu_param.as_ref().map(|e| e.alpha()).unwrap_or(1.0);
-    Ok(Box::new(Elu { alpha }))
+    boxed(Elu { alpha })
 }
 
-impl Layer for Elu {
-    fn type_name(&self) -> &'static str {
-        "ELU"
+impl Elementwise for Elu {
+    const TYPE: &'static str = "ELU";
+    fn f(&self, x: f32) -> f32 {
+        if x > 0.0 {
+            x
+        } else {
+            self.alpha * x.exp_m1()
+        }
     }
-    fn blob_counts(&self) -> BlobCounts {
-        BlobCounts::exact(1, 1)
+    fn df(&self, x: f32, y: f32, dy: f32) -> f32 {
+        if x > 0.0 {
+            dy
+        } else {
+            dy * (y + self.alpha)
+        }
     }
-    fn allows_inplace(&self) -> bool {
-        self.alpha >= 0.0
+    fn derivative(&self) -> Derivative {
+        Derivative::FromBoth {
+            in_place: self.alpha >= 0.0,
+        }
     }
     fn kink(&self) -> Option<(f32, f32)> {
         Some((0.0, 0.011))
-    }
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        Inplace::reshape(bottom, top);
-        Ok(())
-    }
-    fn forward(
-        &mut self,
-        bottom: &[&Blob],
-        top: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        let a = self.alpha;
-        Inplace::map(bottom, top, |x| if x > 0.0 { x } else { a * x.exp_m1() });
-        Ok(())
-    }
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        down: &[bool],
-        bottom: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        if down[0] {
-            let a = self.alpha;
-            Inplace::backward(
-                top,
-                bottom,
-                |x, y, dy| if x > 0.0 { dy } else { dy * (y + a) },
-            );
-        }
-        Ok(())
     }
 }
 

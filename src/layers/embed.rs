@@ -4,7 +4,7 @@
 
 use super::{BlobCounts, Layer, SetupCtx};
 use crate::proto::{FillerParameter, LayerParameter};
-use crate::{filler, Blob, Error, Result};
+use crate::{Blob, Error, Result};
 
 /// `Embed` layer. Blobs: `W [input_dim, num_output]`, optional `b [num_output]`.
 pub struct Embed {
@@ -61,12 +61,10 @@ impl Layer for Embed {
         BlobCounts::exact(1, 1)
     }
     fn setup(&mut self, _bottom: &[&Blob], ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
-        let mut w = Blob::new(&[self.input_dim, self.num_output]);
-        filler::fill(&self.weight_filler, &mut w, ctx.rng)?;
+        let w = ctx.filled(&[self.input_dim, self.num_output], &self.weight_filler)?;
         let mut params = vec![w];
         if self.bias_term {
-            let mut b = Blob::new(&[self.num_output]);
-            filler::fill(&self.bias_filler, &mut b, ctx.rng)?;
+            let b = ctx.filled(&[self.num_output], &self.bias_filler)?;
             params.push(b);
         }
         Ok(params)

@@ -1,9 +1,10 @@
 //! `Exp`: `y = base^(shift + scale x)` (`base: -1` means e). Runs in place: the derivative
 //! `ln(base) scale y` needs only `y`.
 
-use super::{BlobCounts, Inplace, Layer};
+use super::neuron::{boxed, Derivative, Elementwise};
+use super::Layer;
 use crate::proto::LayerParameter;
-use crate::{Blob, Result};
+use crate::Result;
 
 /// `Exp` layer, stored as `y = outer e^(inner x)`.
 pub struct Exp {
@@ -20,48 +21,22 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
         "exp_param.base must be positive or -1 (meaning e), got {base}"
     );
     let ln_base = if base == -1.0 { 1.0 } else { base.ln() };
-    Ok(Box::new(Exp {
+    boxed(Exp {
         inner: ln_base * ep.scale(),
         outer: (ln_base * ep.shift()).exp(),
-    }))
+    })
 }
 
-impl Layer for Exp {
-    fn type_name(&self) -> &'static str {
-        "Exp"
+impl Elementwise for Exp {
+    const TYPE: &'static str = "Exp";
+    fn f(&self, x: f32) -> f32 {
+        self.outer * (self.inner * x).exp()
     }
-    fn blob_counts(&self) -> BlobCounts {
-        BlobCounts::exact(1, 1)
+    fn df(&self, _: f32, y: f32, dy: f32) -> f32 {
+        dy * y * self.inner
     }
-    fn allows_inplace(&self) -> bool {
-        true
-    }
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        Inplace::reshape(bottom, top);
-        Ok(())
-    }
-    fn forward(
-        &mut self,
-        bottom: &[&Blob],
-        top: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        let (i, o) = (self.inner, self.outer);
-        Inplace::map(bottom, top, |x| o * (i * x).exp());
-        Ok(())
-    }
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        down: &[bool],
-        bottom: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        if down[0] {
-            let i = self.inner;
-            Inplace::backward(top, bottom, |_, y, dy| dy * y * i);
-        }
-        Ok(())
+    fn derivative(&self) -> Derivative {
+        Derivative::FromOutput
     }
 }
 

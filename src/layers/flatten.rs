@@ -1,9 +1,10 @@
 //! `Flatten`: merges axes `axis..=end_axis` into one (a copy; not in place, as in Caffe).
 
-use super::{BlobCounts, Layer};
+use super::same_data::{boxed, NewShape};
+use super::Layer;
 use crate::blob::canonical_axis;
 use crate::proto::LayerParameter;
-use crate::{Blob, Result};
+use crate::Result;
 
 /// `Flatten` layer.
 pub struct Flatten {
@@ -14,10 +15,10 @@ pub struct Flatten {
 /// Creates a `Flatten` from `flatten_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     let fp = p.flatten_param.unwrap_or_default();
-    Ok(Box::new(Flatten {
+    boxed(Flatten {
         axis: fp.axis(),
         end_axis: fp.end_axis(),
-    }))
+    })
 }
 
 /// The flattened shape of `shape` for Caffe's `axis` and `end_axis`.
@@ -35,38 +36,10 @@ pub fn flat_shape(shape: &[usize], axis: i32, end_axis: i32) -> Result<Vec<usize
     Ok(out)
 }
 
-impl Layer for Flatten {
-    fn type_name(&self) -> &'static str {
-        "Flatten"
-    }
-    fn blob_counts(&self) -> BlobCounts {
-        BlobCounts::exact(1, 1)
-    }
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        let s = flat_shape(&bottom[0].shape, self.axis, self.end_axis)?;
-        top[0].reshape(&s);
-        Ok(())
-    }
-    fn forward(
-        &mut self,
-        bottom: &[&Blob],
-        top: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        top[0].data.copy_from_slice(&bottom[0].data);
-        Ok(())
-    }
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        down: &[bool],
-        bottom: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        if down[0] {
-            crate::math::axpy(1.0, &top[0].diff, &mut bottom[0].diff);
-        }
-        Ok(())
+impl NewShape for Flatten {
+    const TYPE: &'static str = "Flatten";
+    fn top_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        flat_shape(shape, self.axis, self.end_axis)
     }
 }
 

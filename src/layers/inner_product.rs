@@ -2,7 +2,7 @@
 
 use super::{BlobCounts, Layer, SetupCtx};
 use crate::proto::LayerParameter;
-use crate::{filler, math, Blob, Result};
+use crate::{math, Blob, Result};
 
 /// `InnerProduct` layer. Weight is `N x K` (or `K x N` with `transpose`), bias `N`.
 pub struct InnerProduct {
@@ -63,12 +63,10 @@ impl Layer for InnerProduct {
         } else {
             [self.num_output, self.k]
         };
-        let mut w = Blob::new(&wshape);
-        filler::fill(&self.weight_filler, &mut w, ctx.rng)?;
+        let w = ctx.filled(&wshape, &self.weight_filler)?;
         let mut params = vec![w];
         if self.bias_term {
-            let mut b = Blob::new(&[self.num_output]);
-            filler::fill(&self.bias_filler, &mut b, ctx.rng)?;
+            let b = ctx.filled(&[self.num_output], &self.bias_filler)?;
             params.push(b);
         }
         Ok(params)

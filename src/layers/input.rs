@@ -72,15 +72,6 @@ impl Layer for Input {
     fn forward(&mut self, _: &[&Blob], _: &mut [&mut Blob], _: &mut [&mut Blob]) -> Result<()> {
         Ok(())
     }
-    fn backward(
-        &mut self,
-        _: &[&Blob],
-        _: &[bool],
-        _: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

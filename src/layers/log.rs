@@ -1,9 +1,10 @@
 //! `Log`: `y = log_base(shift + scale x)` (`base: -1` means e). Not in place: the derivative
 //! needs `x`.
 
-use super::{BlobCounts, Inplace, Layer};
+use super::neuron::{boxed, Derivative, Elementwise};
+use super::Layer;
 use crate::proto::LayerParameter;
-use crate::{Blob, Result};
+use crate::Result;
 
 /// `Log` layer.
 pub struct Log {
@@ -21,46 +22,24 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
         "log_param.base must be positive and not 1, or -1 (meaning e), got {base}"
     );
     let ln_base = if base == -1.0 { 1.0 } else { base.ln() };
-    Ok(Box::new(Log {
+    boxed(Log {
         inv_ln_base: 1.0 / ln_base,
         scale: lp.scale(),
         shift: lp.shift(),
-    }))
+    })
 }
 
-impl Layer for Log {
-    fn type_name(&self) -> &'static str {
-        "Log"
+impl Elementwise for Log {
+    const TYPE: &'static str = "Log";
+    fn f(&self, x: f32) -> f32 {
+        (self.shift + self.scale * x).ln() * self.inv_ln_base
     }
-    fn blob_counts(&self) -> BlobCounts {
-        BlobCounts::exact(1, 1)
-    }
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        Inplace::reshape(bottom, top);
-        Ok(())
-    }
-    fn forward(
-        &mut self,
-        bottom: &[&Blob],
-        top: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
+    fn df(&self, x: f32, _: f32, dy: f32) -> f32 {
         let (k, a, b) = (self.inv_ln_base, self.scale, self.shift);
-        Inplace::map(bottom, top, |x| (b + a * x).ln() * k);
-        Ok(())
+        dy * a * k / (b + a * x)
     }
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        down: &[bool],
-        bottom: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        if down[0] {
-            let (k, a, b) = (self.inv_ln_base, self.scale, self.shift);
-            Inplace::backward(top, bottom, |x, _, dy| dy * a * k / (b + a * x));
-        }
-        Ok(())
+    fn derivative(&self) -> Derivative {
+        Derivative::FromInput
     }
 }
 
@@ -81,5 +60,11 @@ mod tests {
             "type: Log\nlog_param: { base: 10, scale: 0.5, shift: 4 }",
             &[&[2, 3, 4]],
         );
+    }
+
+    #[test]
+    fn log_does_not_run_in_place() {
+        // The derivative needs `x`.
+        assert!(!crate::testing::layer_from_yaml("type: Log").allows_inplace());
     }
 }

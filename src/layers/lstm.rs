@@ -11,17 +11,16 @@
 //! previous states are kept for backward, which runs BPTT over the whole sequence with one
 //! sgemm per step and one sgemm per weight at the end. See `recurrent.rs` for bottoms and tops.
 
-use super::recurrent::{add_col_sums, project_inputs, sigmoid, sized, tanh, Dims, RecurrentConfig};
+use super::recurrent::{mask_diffs, mask_states, project_inputs, sigmoid, sized, tanh};
+use super::recurrent::{Dims, ProjectionGrads, RecurrentConfig};
 use super::{BlobCounts, Layer, SetupCtx};
 use crate::proto::LayerParameter;
-use crate::{filler, math, Blob, Result};
+use crate::{math, Blob, Result};
 
 /// `LSTM` layer.
+#[derive(Default)]
 pub struct Lstm {
     cfg: RecurrentConfig,
-    /// Input size per step and static input size, fixed by the weights at setup.
-    input: usize,
-    stat: Option<usize>,
     dims: Dims,
     /// T*N x 4H activated gates (i, f, o, g) of the last forward.
     gates: Vec<f32>,
@@ -48,27 +47,13 @@ pub struct Lstm {
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     Ok(Box::new(Lstm {
         cfg: RecurrentConfig::parse(p, 2)?,
-        input: 0,
-        stat: None,
-        dims: Dims::default(),
-        gates: Vec::new(),
-        cell: Vec::new(),
-        tanh_c: Vec::new(),
-        hm: Vec::new(),
-        h0: Vec::new(),
-        c0: Vec::new(),
-        carry_h: Vec::new(),
-        carry_c: Vec::new(),
-        stat_proj: Vec::new(),
-        dgates: Vec::new(),
-        dh: Vec::new(),
-        dc: Vec::new(),
+        ..Default::default()
     }))
 }
 
 impl Lstm {
     fn wh_index(&self) -> usize {
-        if self.stat.is_some() {
+        if self.cfg.stat.is_some() {
             3
         } else {
             2
@@ -84,29 +69,11 @@ impl Layer for Lstm {
         self.cfg.blob_counts()
     }
     fn setup(&mut self, bottom: &[&Blob], ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
-        let d = self.cfg.dims(bottom)?;
-        let g4 = 4 * self.cfg.hidden;
-        self.input = d.input;
-        self.stat = d.stat;
-        let mut params = Vec::new();
-        let mut w = Blob::new(&[g4, d.input]);
-        filler::fill(&self.cfg.weight_filler, &mut w, ctx.rng)?;
-        params.push(w);
-        let mut b = Blob::new(&[g4]);
-        filler::fill(&self.cfg.bias_filler, &mut b, ctx.rng)?;
-        params.push(b);
-        if let Some(s) = d.stat {
-            let mut ws = Blob::new(&[g4, s]);
-            filler::fill(&self.cfg.weight_filler, &mut ws, ctx.rng)?;
-            params.push(ws);
-        }
-        let mut wh = Blob::new(&[g4, self.cfg.hidden]);
-        filler::fill(&self.cfg.weight_filler, &mut wh, ctx.rng)?;
-        params.push(wh);
-        Ok(params)
+        let d = self.cfg.set_up(bottom)?;
+        self.cfg.make_params(&d, 4 * self.cfg.hidden, &[], ctx)
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        let d = self.cfg.dims_as_set_up(bottom, self.input, self.stat)?;
+        let d = self.cfg.dims_as_set_up(bottom)?;
         let h = self.cfg.hidden;
         let (m, n) = (d.t * d.n, d.n);
         sized(&mut self.gates, m * 4 * h);
@@ -137,32 +104,16 @@ impl Layer for Lstm {
     ) -> Result<()> {
         let Dims { t: steps, n, .. } = self.dims;
         let h = self.cfg.hidden;
-        let (g4, m, nh) = (4 * h, steps * n, n * h);
+        let (g4, nh) = (4 * h, n * h);
         let cont = &bottom[1].data;
-        if self.cfg.expose_hidden {
-            let sb = self.cfg.state_bottom(bottom.len());
-            self.h0.copy_from_slice(&bottom[sb].data);
-            self.c0.copy_from_slice(&bottom[sb + 1].data);
-        } else {
-            self.h0.copy_from_slice(&self.carry_h);
-            self.c0.copy_from_slice(&self.carry_c);
-        }
-        // Input projections of all steps at once.
-        let stat = self
-            .stat
-            .map(|s| (bottom[2].data.as_slice(), params[2].data.as_slice(), s));
-        project_inputs(
-            &bottom[0].data,
-            &params[0].data,
-            &params[1].data,
-            stat,
-            m,
-            n,
-            self.input,
-            g4,
-            &mut self.gates,
-            &mut self.stat_proj,
+        self.cfg.initial_states(
+            bottom,
+            [&mut self.h0, &mut self.c0],
+            [&self.carry_h, &self.carry_c],
         );
+        // Input projections of all steps at once.
+        let out = &mut self.gates;
+        project_inputs(bottom, params, self.dims, g4, out, &mut self.stat_proj);
         let wh = &params[self.wh_index()].data;
         let (htop, rest) = top.split_at_mut(1);
         let hout = &mut htop[0].data;
@@ -173,12 +124,7 @@ impl Layer for Lstm {
             } else {
                 &hout[(t - 1) * nh..t * nh]
             };
-            for j in 0..n {
-                let c = cont[t * n + j];
-                for k in 0..h {
-                    hm[j * h + k] = c * hprev[j * h + k];
-                }
-            }
+            mask_states(hm, hprev, &cont[t * n..(t + 1) * n], h);
             let gt = &mut self.gates[t * n * g4..(t + 1) * n * g4];
             math::gemm(false, true, n, g4, h, 1.0, hm, wh, 1.0, gt);
             for j in 0..n {
@@ -208,13 +154,11 @@ impl Layer for Lstm {
             }
         }
         let last = (steps - 1) * nh..steps * nh;
-        if self.cfg.expose_hidden {
-            rest[0].data.copy_from_slice(&hout[last.clone()]);
-            rest[1].data.copy_from_slice(&self.cell[last]);
-        } else {
-            self.carry_h.copy_from_slice(&hout[last.clone()]);
-            self.carry_c.copy_from_slice(&self.cell[last]);
-        }
+        self.cfg.final_states(
+            [&hout[last.clone()], &self.cell[last]],
+            rest,
+            [&mut self.carry_h, &mut self.carry_c],
+        );
         Ok(())
     }
     fn backward(
@@ -226,15 +170,10 @@ impl Layer for Lstm {
     ) -> Result<()> {
         let Dims { t: steps, n, .. } = self.dims;
         let h = self.cfg.hidden;
-        let (g4, m, nh) = (4 * h, steps * n, n * h);
+        let (g4, nh) = (4 * h, n * h);
         let whi = self.wh_index();
-        if self.cfg.expose_hidden {
-            self.dh.copy_from_slice(&top[1].diff);
-            self.dc.copy_from_slice(&top[2].diff);
-        } else {
-            self.dh.iter_mut().for_each(|v| *v = 0.0);
-            self.dc.iter_mut().for_each(|v| *v = 0.0);
-        }
+        self.cfg
+            .final_state_diffs(top, [&mut self.dh, &mut self.dc]);
         let dtop = &top[0].diff;
         let cont = &bottom[1].data;
         for t in (0..steps).rev() {
@@ -262,108 +201,21 @@ impl Layer for Lstm {
             }
             // dh_{t-1} = cont_t * (W_hc^T da_t).
             let dgt = &self.dgates[t * n * g4..(t + 1) * n * g4];
-            math::gemm(
-                false,
-                false,
-                n,
-                h,
-                g4,
-                1.0,
-                dgt,
-                &params[whi].data,
-                0.0,
-                &mut self.dh,
-            );
-            for j in 0..n {
-                let cn = cont[t * n + j];
-                self.dh[j * h..(j + 1) * h]
-                    .iter_mut()
-                    .for_each(|v| *v *= cn);
-            }
+            let wh = &params[whi].data;
+            math::gemm(false, false, n, h, g4, 1.0, dgt, wh, 0.0, &mut self.dh);
+            mask_diffs(&mut self.dh, &cont[t * n..(t + 1) * n], h);
         }
-        // Weight gradients over all steps at once.
-        math::gemm(
-            true,
-            false,
-            g4,
-            h,
-            m,
-            1.0,
-            &self.dgates,
-            &self.hm,
-            1.0,
-            &mut params[whi].diff,
-        );
-        math::gemm(
-            true,
-            false,
-            g4,
-            self.input,
-            m,
-            1.0,
-            &self.dgates,
-            &bottom[0].data,
-            1.0,
-            &mut params[0].diff,
-        );
-        add_col_sums(&self.dgates, &mut params[1].diff);
-        if down[0] {
-            math::gemm(
-                false,
-                false,
-                m,
-                self.input,
-                g4,
-                1.0,
-                &self.dgates,
-                &params[0].data,
-                1.0,
-                &mut bottom[0].diff,
-            );
-        }
-        if let Some(s) = self.stat {
-            // The static input feeds every step: sum the gate diffs over time.
-            let dsum = &mut self.stat_proj;
-            dsum.copy_from_slice(&self.dgates[..n * g4]);
-            for block in self.dgates.chunks_exact(n * g4).skip(1) {
-                math::axpy(1.0, block, dsum);
-            }
-            math::gemm(
-                true,
-                false,
-                g4,
-                s,
-                n,
-                1.0,
-                dsum,
-                &bottom[2].data,
-                1.0,
-                &mut params[2].diff,
-            );
-            if down[2] {
-                math::gemm(
-                    false,
-                    false,
-                    n,
-                    s,
-                    g4,
-                    1.0,
-                    dsum,
-                    &params[2].data,
-                    1.0,
-                    &mut bottom[2].diff,
-                );
-            }
-        }
-        if self.cfg.expose_hidden {
-            let sb = self.cfg.state_bottom(bottom.len());
-            if down[sb] {
-                math::axpy(1.0, &self.dh, &mut bottom[sb].diff);
-            }
-            if down[sb + 1] {
-                math::axpy(1.0, &self.dc, &mut bottom[sb + 1].diff);
-            }
-        }
+        let grads = ProjectionGrads {
+            dpre: &self.dgates,
+            hm: &self.hm,
+            w_rec: whi,
+            dims: self.dims,
+            hidden: h,
+            width: g4,
+        };
+        grads.add(down, bottom, params, &mut self.stat_proj);
+        self.cfg
+            .add_initial_state_diffs(down, bottom, [&self.dh, &self.dc]);
         Ok(())
     }
     fn allow_force_backward(&self, bottom: usize) -> bool {
@@ -382,7 +234,7 @@ impl Layer for Lstm {
         let (h, m) = (self.cfg.hidden, (d.t * d.n) as f64);
         let g4 = (4 * h) as f64;
         let stat = d.stat.map_or(0.0, |s| 2.0 * (d.n * s) as f64 * g4);
-        Some(2.0 * m * g4 * (self.input + h) as f64 + stat + 10.0 * m * h as f64)
+        Some(2.0 * m * g4 * (self.cfg.input + h) as f64 + stat + 10.0 * m * h as f64)
     }
 }
 

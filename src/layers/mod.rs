@@ -30,6 +30,19 @@ pub struct SetupCtx<'a> {
     pub rng: &'a mut StdRng,
 }
 
+impl SetupCtx<'_> {
+    /// A learnable blob of `shape`, filled by `filler` from the net's generator.
+    pub fn filled(
+        &mut self,
+        shape: &[usize],
+        filler: &crate::proto::FillerParameter,
+    ) -> Result<Blob> {
+        let mut b = Blob::new(shape);
+        crate::filler::fill(filler, &mut b, self.rng)?;
+        Ok(b)
+    }
+}
+
 /// How many bottoms and tops a layer takes; `None` means any number.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BlobCounts {
@@ -128,13 +141,17 @@ pub trait Layer: Send {
     ) -> Result<()>;
 
     /// Adds the gradients into `bottom[i].diff` (where `propagate_down[i]`) and `params[j].diff`.
+    /// The default adds nothing: layers with no gradient to give (data layers, `Accuracy`,
+    /// `Silence`) keep it.
     fn backward(
         &mut self,
-        top: &[&Blob],
-        propagate_down: &[bool],
-        bottom: &mut [&mut Blob],
-        params: &mut [&mut Blob],
-    ) -> Result<()>;
+        _top: &[&Blob],
+        _propagate_down: &[bool],
+        _bottom: &mut [&mut Blob],
+        _params: &mut [&mut Blob],
+    ) -> Result<()> {
+        Ok(())
+    }
 
     /// True when top 0 may be the same blob as bottom 0.
     fn allows_inplace(&self) -> bool {
@@ -200,7 +217,10 @@ mod flatten;
 mod log;
 mod power;
 mod prelu;
+mod relu;
 mod reshape;
+mod runs;
+mod same_data;
 mod sigmoid;
 mod sigmoid_cross_entropy_loss;
 mod silence;
@@ -214,7 +234,7 @@ const CORE: &[(&str, Constructor)] = &[
     ("Input", input::create),
     ("DummyData", dummy_data::create),
     ("InnerProduct", inner_product::create),
-    ("ReLU", neuron::create_relu),
+    ("ReLU", relu::create),
     ("Softmax", softmax::create),
     ("SoftmaxWithLoss", softmax_loss::create),
     ("Accuracy", accuracy::create),
@@ -251,6 +271,7 @@ mod pooling;
 mod argmax;
 mod batch_norm;
 mod bias;
+mod broadcast;
 mod concat;
 mod crop;
 mod drop_connect;
@@ -333,15 +354,47 @@ pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
     let ty = param.r#type();
     match registry().find(|(n, _)| *n == ty) {
         Some((_, ctor)) => ctor(param),
-        None => {
-            let near = crate::spec::nearest(ty, known_types().into_iter());
-            Err(Error::Net(format!(
-                "layer `{}`: unknown layer type `{ty}`{}; known types: {}",
-                param.name(),
-                near.map(|n| format!(" (did you mean `{n}`?)"))
-                    .unwrap_or_default(),
-                known_types().join(", ")
-            )))
+        None => Err(Error::UnknownLayerType {
+            layer: param.name().to_string(),
+            ty: ty.to_string(),
+            suggestion: crate::spec::nearest(ty, known_types().into_iter()).map(str::to_string),
+            known: known_types().join(", "),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::layer_param_from_yaml;
+    use crate::Error;
+    use rand::SeedableRng;
+
+    #[test]
+    fn setup_ctx_fills_a_blob_of_the_shape() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut ctx = super::SetupCtx { rng: &mut rng };
+        let b = ctx.filled(&[2, 3], &crate::filler::constant(0.5)).unwrap();
+        assert_eq!(b.shape, vec![2, 3]);
+        assert_eq!(b.data, vec![0.5; 6]);
+    }
+
+    #[test]
+    fn unknown_type_is_a_structured_error_with_the_nearest_type() {
+        let p = layer_param_from_yaml("name: ip\ntype: InnerProdcut").unwrap();
+        match super::create(&p) {
+            Err(Error::UnknownLayerType {
+                layer,
+                ty,
+                suggestion,
+                known,
+            }) => {
+                assert_eq!(layer, "ip");
+                assert_eq!(ty, "InnerProdcut");
+                assert_eq!(suggestion.as_deref(), Some("InnerProduct"));
+                assert!(known.contains("EuclideanLoss, Exp"));
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("an unknown type was accepted"),
         }
     }
 }

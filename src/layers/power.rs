@@ -1,8 +1,9 @@
 //! `Power`: `y = (shift + scale x)^power`. Not in place: the derivative needs `x`.
 
-use super::{BlobCounts, Inplace, Layer};
+use super::neuron::{boxed, Derivative, Elementwise};
+use super::Layer;
 use crate::proto::LayerParameter;
-use crate::{Blob, Result};
+use crate::Result;
 
 /// `Power` layer.
 pub struct Power {
@@ -14,61 +15,40 @@ pub struct Power {
 /// Creates a `Power` from `power_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     let pp = p.power_param.unwrap_or_default();
-    Ok(Box::new(Power {
+    boxed(Power {
         power: pp.power(),
         scale: pp.scale(),
         shift: pp.shift(),
-    }))
+    })
 }
 
-impl Layer for Power {
-    fn type_name(&self) -> &'static str {
-        "Power"
-    }
-    fn blob_counts(&self) -> BlobCounts {
-        BlobCounts::exact(1, 1)
-    }
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        Inplace::reshape(bottom, top);
-        Ok(())
-    }
-    fn forward(
-        &mut self,
-        bottom: &[&Blob],
-        top: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
+impl Elementwise for Power {
+    const TYPE: &'static str = "Power";
+    fn f(&self, x: f32) -> f32 {
         let (p, a, b) = (self.power, self.scale, self.shift);
         if p == 1.0 {
-            Inplace::map(bottom, top, |x| b + a * x);
+            b + a * x
         } else {
-            Inplace::map(bottom, top, |x| (b + a * x).powf(p));
+            (b + a * x).powf(p)
         }
-        Ok(())
     }
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        down: &[bool],
-        bottom: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        if !down[0] {
-            return Ok(());
-        }
+    fn df(&self, x: f32, _: f32, dy: f32) -> f32 {
         let (p, a, b) = (self.power, self.scale, self.shift);
-        if p == 0.0 || a == 0.0 {
-            // Constant output: nothing to add.
-        } else if p == 1.0 {
-            Inplace::backward(top, bottom, |_, _, dy| dy * a);
+        if p == 1.0 {
+            dy * a
         } else if p == 2.0 {
-            Inplace::backward(top, bottom, |x, _, dy| dy * 2.0 * a * (b + a * x));
+            dy * 2.0 * a * (b + a * x)
         } else {
-            Inplace::backward(top, bottom, |x, _, dy| {
-                dy * p * a * (b + a * x).powf(p - 1.0)
-            });
+            dy * p * a * (b + a * x).powf(p - 1.0)
         }
-        Ok(())
+    }
+    /// A constant output (`power: 0` or `scale: 0`) has no gradient to add.
+    fn derivative(&self) -> Derivative {
+        if self.power == 0.0 || self.scale == 0.0 {
+            Derivative::Zero
+        } else {
+            Derivative::FromInput
+        }
     }
 }
 
@@ -100,5 +80,15 @@ mod tests {
             "type: Power\npower_param: { scale: 2.5, shift: 1 }",
             &[&[4, 3]],
         );
+    }
+
+    #[test]
+    fn power_does_not_run_in_place_and_a_constant_has_no_gradient() {
+        // The derivative needs `x`; a constant output adds no gradient.
+        for p in ["power: 2", "power: 0", "scale: 0"] {
+            let yaml = format!("type: Power\npower_param: {{ {p}, shift: 2 }}");
+            assert!(!crate::testing::layer_from_yaml(&yaml).allows_inplace());
+            check_layer_from(&yaml, &[&[3, 4]]);
+        }
     }
 }

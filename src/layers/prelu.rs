@@ -51,8 +51,7 @@ impl Layer for PReLU {
             "PReLU needs an input with at least 2 axes (N x C x ...), got {}",
             bottom[0].shape_string()
         );
-        let mut a = Blob::new(&[if self.shared { 1 } else { shape[1] }]);
-        filler::fill(&self.filler, &mut a, ctx.rng)?;
+        let a = ctx.filled(&[if self.shared { 1 } else { shape[1] }], &self.filler)?;
         Ok(vec![a])
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {

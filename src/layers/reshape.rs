@@ -2,10 +2,11 @@
 //! replaces the input axes `[axis, axis + num_axes)` (all from `axis` when `num_axes` is -1);
 //! a dim of 0 copies the corresponding input dim, one dim of -1 is inferred.
 
-use super::{BlobCounts, Layer};
+use super::same_data::{boxed, NewShape};
+use super::Layer;
 use crate::blob::shape_str;
 use crate::proto::LayerParameter;
-use crate::{Blob, Result};
+use crate::Result;
 
 /// `Reshape` layer.
 pub struct Reshape {
@@ -31,11 +32,11 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
         "reshape_param.num_axes must be >= -1, got {}",
         rp.num_axes()
     );
-    Ok(Box::new(Reshape {
+    boxed(Reshape {
         dims,
         axis: rp.axis(),
         num_axes: rp.num_axes(),
-    }))
+    })
 }
 
 /// The output shape for input `shape` (Caffe's rules).
@@ -102,38 +103,10 @@ pub fn reshaped(shape: &[usize], dims: &[i64], axis: i32, num_axes: i32) -> Resu
     Ok(out)
 }
 
-impl Layer for Reshape {
-    fn type_name(&self) -> &'static str {
-        "Reshape"
-    }
-    fn blob_counts(&self) -> BlobCounts {
-        BlobCounts::exact(1, 1)
-    }
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        let s = reshaped(&bottom[0].shape, &self.dims, self.axis, self.num_axes)?;
-        top[0].reshape(&s);
-        Ok(())
-    }
-    fn forward(
-        &mut self,
-        bottom: &[&Blob],
-        top: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        top[0].data.copy_from_slice(&bottom[0].data);
-        Ok(())
-    }
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        down: &[bool],
-        bottom: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        if down[0] {
-            crate::math::axpy(1.0, &top[0].diff, &mut bottom[0].diff);
-        }
-        Ok(())
+impl NewShape for Reshape {
+    const TYPE: &'static str = "Reshape";
+    fn top_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        reshaped(shape, &self.dims, self.axis, self.num_axes)
     }
 }
 

@@ -6,18 +6,16 @@
 //! With `expose_hidden` the extra bottom is h_0 and the extra top h_T (1 x N x H).
 //! See `recurrent.rs` for the shared bottoms, tops and carried state.
 
-use super::recurrent::{
-    add_col_sums, add_rows, project_inputs, sized, tanh, Dims, RecurrentConfig,
-};
+use super::recurrent::{add_col_sums, add_rows, mask_diffs, mask_states, project_inputs};
+use super::recurrent::{sized, tanh, Dims, ProjectionGrads, RecurrentConfig};
 use super::{BlobCounts, Layer, SetupCtx};
 use crate::proto::LayerParameter;
-use crate::{filler, math, Blob, Result};
+use crate::{math, Blob, Result};
 
 /// `RNN` layer.
+#[derive(Default)]
 pub struct Rnn {
     cfg: RecurrentConfig,
-    input: usize,
-    stat: Option<usize>,
     dims: Dims,
     /// T*N x H hidden states of the last forward (after tanh).
     hidden: Vec<f32>,
@@ -38,24 +36,14 @@ pub struct Rnn {
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     Ok(Box::new(Rnn {
         cfg: RecurrentConfig::parse(p, 1)?,
-        input: 0,
-        stat: None,
-        dims: Dims::default(),
-        hidden: Vec::new(),
-        hm: Vec::new(),
-        h0: Vec::new(),
-        carry: Vec::new(),
-        stat_proj: Vec::new(),
-        dout: Vec::new(),
-        dpre: Vec::new(),
-        dh: Vec::new(),
+        ..Default::default()
     }))
 }
 
 impl Rnn {
     /// Indices of W_hh, W_ho, b_o.
     fn idx(&self) -> (usize, usize, usize) {
-        let o = usize::from(self.stat.is_some());
+        let o = usize::from(self.cfg.stat.is_some());
         (2 + o, 3 + o, 4 + o)
     }
 }
@@ -68,26 +56,14 @@ impl Layer for Rnn {
         self.cfg.blob_counts()
     }
     fn setup(&mut self, bottom: &[&Blob], ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
-        let d = self.cfg.dims(bottom)?;
+        let d = self.cfg.set_up(bottom)?;
         let h = self.cfg.hidden;
-        self.input = d.input;
-        self.stat = d.stat;
-        let (wf, bf) = (&self.cfg.weight_filler, &self.cfg.bias_filler);
-        let mut shapes: Vec<(Vec<usize>, bool)> = vec![(vec![h, d.input], true), (vec![h], false)];
-        if let Some(s) = d.stat {
-            shapes.push((vec![h, s], true));
-        }
-        shapes.extend([(vec![h, h], true), (vec![h, h], true), (vec![h], false)]);
-        let mut params = Vec::new();
-        for (shape, is_weight) in shapes {
-            let mut b = Blob::new(&shape);
-            filler::fill(if is_weight { wf } else { bf }, &mut b, ctx.rng)?;
-            params.push(b);
-        }
-        Ok(params)
+        // W_ho and b_o follow W_hh.
+        let extra = [(vec![h, h], true), (vec![h], false)];
+        self.cfg.make_params(&d, h, &extra, ctx)
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        let d = self.cfg.dims_as_set_up(bottom, self.input, self.stat)?;
+        let d = self.cfg.dims_as_set_up(bottom)?;
         let h = self.cfg.hidden;
         let (m, n) = (d.t * d.n, d.n);
         for v in [
@@ -121,27 +97,10 @@ impl Layer for Rnn {
         let (m, nh) = (steps * n, n * h);
         let (whh, who, bo) = self.idx();
         let cont = &bottom[1].data;
-        if self.cfg.expose_hidden {
-            let sb = self.cfg.state_bottom(bottom.len());
-            self.h0.copy_from_slice(&bottom[sb].data);
-        } else {
-            self.h0.copy_from_slice(&self.carry);
-        }
-        let stat = self
-            .stat
-            .map(|s| (bottom[2].data.as_slice(), params[2].data.as_slice(), s));
-        project_inputs(
-            &bottom[0].data,
-            &params[0].data,
-            &params[1].data,
-            stat,
-            m,
-            n,
-            self.input,
-            h,
-            &mut self.hidden,
-            &mut self.stat_proj,
-        );
+        self.cfg
+            .initial_states(bottom, [&mut self.h0], [&self.carry]);
+        let out = &mut self.hidden;
+        project_inputs(bottom, params, self.dims, h, out, &mut self.stat_proj);
         for t in 0..steps {
             let (done, cur) = self.hidden.split_at_mut(t * nh);
             let hprev = if t == 0 {
@@ -150,12 +109,7 @@ impl Layer for Rnn {
                 &done[(t - 1) * nh..]
             };
             let hm = &mut self.hm[t * nh..(t + 1) * nh];
-            for j in 0..n {
-                let c = cont[t * n + j];
-                for k in 0..h {
-                    hm[j * h + k] = c * hprev[j * h + k];
-                }
-            }
+            mask_states(hm, hprev, &cont[t * n..(t + 1) * n], h);
             let cur = &mut cur[..nh];
             math::gemm(false, true, n, h, h, 1.0, hm, &params[whh].data, 1.0, cur);
             cur.iter_mut().for_each(|v| *v = tanh(*v));
@@ -176,11 +130,8 @@ impl Layer for Rnn {
         add_rows(out, &params[bo].data);
         out.iter_mut().for_each(|v| *v = tanh(*v));
         let last = &self.hidden[(steps - 1) * nh..];
-        if self.cfg.expose_hidden {
-            top[1].data.copy_from_slice(last);
-        } else {
-            self.carry.copy_from_slice(last);
-        }
+        self.cfg
+            .final_states([last], &mut top[1..], [&mut self.carry]);
         Ok(())
     }
     fn backward(
@@ -224,11 +175,7 @@ impl Layer for Rnn {
             0.0,
             &mut self.dpre,
         );
-        if self.cfg.expose_hidden {
-            self.dh.copy_from_slice(&top[1].diff);
-        } else {
-            self.dh.iter_mut().for_each(|v| *v = 0.0);
-        }
+        self.cfg.final_state_diffs(top, [&mut self.dh]);
         let cont = &bottom[1].data;
         for t in (0..steps).rev() {
             let dp = &mut self.dpre[t * nh..(t + 1) * nh];
@@ -236,101 +183,20 @@ impl Layer for Rnn {
             for ((d, &hv), &carry) in dp.iter_mut().zip(hs).zip(&self.dh) {
                 *d = (*d + carry) * (1.0 - hv * hv);
             }
-            math::gemm(
-                false,
-                false,
-                n,
-                h,
-                h,
-                1.0,
-                dp,
-                &params[whh].data,
-                0.0,
-                &mut self.dh,
-            );
-            for j in 0..n {
-                let c = cont[t * n + j];
-                self.dh[j * h..(j + 1) * h].iter_mut().for_each(|v| *v *= c);
-            }
+            let w = &params[whh].data;
+            math::gemm(false, false, n, h, h, 1.0, dp, w, 0.0, &mut self.dh);
+            mask_diffs(&mut self.dh, &cont[t * n..(t + 1) * n], h);
         }
-        math::gemm(
-            true,
-            false,
-            h,
-            h,
-            m,
-            1.0,
-            &self.dpre,
-            &self.hm,
-            1.0,
-            &mut params[whh].diff,
-        );
-        math::gemm(
-            true,
-            false,
-            h,
-            self.input,
-            m,
-            1.0,
-            &self.dpre,
-            &bottom[0].data,
-            1.0,
-            &mut params[0].diff,
-        );
-        add_col_sums(&self.dpre, &mut params[1].diff);
-        if down[0] {
-            math::gemm(
-                false,
-                false,
-                m,
-                self.input,
-                h,
-                1.0,
-                &self.dpre,
-                &params[0].data,
-                1.0,
-                &mut bottom[0].diff,
-            );
-        }
-        if let Some(s) = self.stat {
-            let dsum = &mut self.stat_proj;
-            dsum.copy_from_slice(&self.dpre[..nh]);
-            for block in self.dpre.chunks_exact(nh).skip(1) {
-                math::axpy(1.0, block, dsum);
-            }
-            math::gemm(
-                true,
-                false,
-                h,
-                s,
-                n,
-                1.0,
-                dsum,
-                &bottom[2].data,
-                1.0,
-                &mut params[2].diff,
-            );
-            if down[2] {
-                math::gemm(
-                    false,
-                    false,
-                    n,
-                    s,
-                    h,
-                    1.0,
-                    dsum,
-                    &params[2].data,
-                    1.0,
-                    &mut bottom[2].diff,
-                );
-            }
-        }
-        if self.cfg.expose_hidden {
-            let sb = self.cfg.state_bottom(bottom.len());
-            if down[sb] {
-                math::axpy(1.0, &self.dh, &mut bottom[sb].diff);
-            }
-        }
+        let grads = ProjectionGrads {
+            dpre: &self.dpre,
+            hm: &self.hm,
+            w_rec: whh,
+            dims: self.dims,
+            hidden: h,
+            width: h,
+        };
+        grads.add(down, bottom, params, &mut self.stat_proj);
+        self.cfg.add_initial_state_diffs(down, bottom, [&self.dh]);
         Ok(())
     }
     fn allow_force_backward(&self, bottom: usize) -> bool {
@@ -346,7 +212,7 @@ impl Layer for Rnn {
         let d = self.dims;
         let (h, m) = (self.cfg.hidden as f64, (d.t * d.n) as f64);
         let stat = d.stat.map_or(0.0, |s| 2.0 * (d.n * s) as f64 * h);
-        Some(2.0 * m * h * (self.input as f64 + 2.0 * h) + stat)
+        Some(2.0 * m * h * (self.cfg.input as f64 + 2.0 * h) + stat)
     }
 }
 

@@ -1,94 +1,17 @@
 //! `Scale`: multiplies bottom 0 by a blob broadcast over axes `[axis, axis + num_axes)` of it;
 //! the blob is learned (one bottom) or is bottom 1. Optional learned bias (`bias_term`).
 
-use super::{BlobCounts, Layer, SetupCtx};
+use super::broadcast::{add_bias, bias_grad, Operand};
+use super::{BlobCounts, Inplace, Layer, SetupCtx};
 use crate::proto::{FillerParameter, LayerParameter};
 use crate::{filler, Blob, Result};
 
-/// Broadcast geometry shared by `Scale` and `Bias`: bottom 0 is `outer x dim x inner`.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Bcast {
-    pub outer: usize,
-    pub dim: usize,
-    pub inner: usize,
-}
-
-/// The shape of the learned blob for `axis`/`num_axes` on bottom `x`.
-pub(super) fn param_shape(x: &Blob, axis: i32, num_axes: i32) -> Result<Vec<usize>> {
-    crate::ensure!(
-        num_axes >= -1,
-        "num_axes must be non-negative, or -1 to extend to the end of bottom[0], got {num_axes}"
-    );
-    // A scalar (num_axes 0) may use any axis, even one past the end.
-    let a = if num_axes == 0 && axis as usize == x.num_axes() {
-        x.num_axes()
-    } else {
-        x.canonical_axis(axis)?
-    };
-    let end = if num_axes == -1 {
-        x.num_axes()
-    } else {
-        a + num_axes as usize
-    };
-    crate::ensure!(
-        end <= x.num_axes(),
-        "axis {axis} + num_axes {num_axes} runs past the end of bottom[0] (shape {})",
-        x.shape_string()
-    );
-    Ok(x.shape[a..end].to_vec())
-}
-
-/// Checks that `p` (shape of the factor) matches `x` from `axis` on and returns the geometry.
-pub(super) fn geometry(x: &Blob, p_shape: &[usize], axis: i32) -> Result<Bcast> {
-    let a = if p_shape.is_empty() {
-        0
-    } else {
-        x.canonical_axis(axis)?
-    };
-    crate::ensure!(
-        a + p_shape.len() <= x.num_axes() && x.shape[a..a + p_shape.len()] == *p_shape,
-        "the broadcast blob of shape {} does not match bottom[0] (shape {}) from axis {a}",
-        crate::blob::shape_str(p_shape),
-        x.shape_string()
-    );
-    let dim: usize = p_shape.iter().product();
-    Ok(Bcast {
-        outer: x.count_range(0, a),
-        dim,
-        inner: x.count_from(a + p_shape.len()),
-    })
-}
-
-/// `db[d] += sum over outer, inner of dy`.
-pub(super) fn bias_grad(g: Bcast, dy: &[f32], db: &mut [f32]) {
-    for o in 0..g.outer {
-        for (d, acc) in db.iter_mut().enumerate().take(g.dim) {
-            let base = (o * g.dim + d) * g.inner;
-            *acc += dy[base..base + g.inner].iter().sum::<f32>();
-        }
-    }
-}
-
-/// `y[o, d, i] = x[o, d, i] + b[d]` (`x` may be `y`'s old contents).
-pub(super) fn add_bias(g: Bcast, b: &[f32], y: &mut [f32]) {
-    for o in 0..g.outer {
-        for (d, &bv) in b.iter().enumerate().take(g.dim) {
-            let base = (o * g.dim + d) * g.inner;
-            y[base..base + g.inner].iter_mut().for_each(|v| *v += bv);
-        }
-    }
-}
-
 /// `Scale` layer.
 pub struct Scale {
-    axis: i32,
-    num_axes: i32,
+    op: Operand,
     filler: FillerParameter,
     bias_term: bool,
     bias_filler: FillerParameter,
-    /// True when the factor is learned (one bottom).
-    learned: bool,
-    g: Bcast,
     /// Copy of the input when running in place (backward needs `x` for the factor's gradient).
     x_saved: Vec<f32>,
 }
@@ -97,16 +20,17 @@ pub struct Scale {
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     let s = p.scale_param.clone().unwrap_or_default();
     Ok(Box::new(Scale {
-        axis: s.axis(),
-        num_axes: s.num_axes(),
+        op: Operand {
+            axis: s.axis(),
+            num_axes: s.num_axes(),
+            ..Default::default()
+        },
         filler: s.filler.clone().unwrap_or_else(|| filler::constant(1.0)),
         bias_term: s.bias_term(),
         bias_filler: s
             .bias_filler
             .clone()
             .unwrap_or_else(|| filler::constant(0.0)),
-        learned: true,
-        g: Bcast::default(),
         x_saved: Vec::new(),
     }))
 }
@@ -116,49 +40,26 @@ impl Layer for Scale {
         "Scale"
     }
     fn blob_counts(&self) -> BlobCounts {
-        BlobCounts {
-            min_bottom: Some(1),
-            max_bottom: Some(2),
-            exact_top: Some(1),
-            ..Default::default()
-        }
+        Operand::blob_counts()
     }
     fn allows_inplace(&self) -> bool {
         true
     }
     fn setup(&mut self, bottom: &[&Blob], ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
-        self.learned = bottom.len() == 1;
-        let shape = if self.learned {
-            param_shape(bottom[0], self.axis, self.num_axes)?
-        } else {
-            bottom[1].shape.clone()
-        };
+        let shape = self.op.set_up(bottom)?;
         let mut params = Vec::new();
-        if self.learned {
-            let mut s = Blob::new(&shape);
-            filler::fill(&self.filler, &mut s, ctx.rng)?;
+        if self.op.learned {
+            let s = ctx.filled(&shape, &self.filler)?;
             params.push(s);
         }
         if self.bias_term {
-            let mut b = Blob::new(&shape);
-            filler::fill(&self.bias_filler, &mut b, ctx.rng)?;
+            let b = ctx.filled(&shape, &self.bias_filler)?;
             params.push(b);
         }
         Ok(params)
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        let x = bottom.first().copied().unwrap_or(&*top[0]);
-        // The factor's shape is fixed by setup; find it from bottom 1 or from the axis rule.
-        let p_shape = if self.learned {
-            param_shape(x, self.axis, self.num_axes)?
-        } else {
-            bottom[1].shape.clone()
-        };
-        self.g = geometry(x, &p_shape, self.axis)?;
-        if let Some(b) = bottom.first() {
-            top[0].reshape(&b.shape);
-        }
-        Ok(())
+        self.op.reshape(bottom, top)
     }
     fn forward(
         &mut self,
@@ -166,12 +67,8 @@ impl Layer for Scale {
         top: &mut [&mut Blob],
         params: &mut [&mut Blob],
     ) -> Result<()> {
-        let g = self.g;
-        let s: Vec<f32> = if self.learned {
-            params[0].data.clone()
-        } else {
-            bottom[1].data.clone()
-        };
+        let g = self.op.g;
+        let s = self.op.values(bottom, params);
         if bottom.is_empty() {
             self.x_saved.clone_from(&top[0].data);
         }
@@ -189,7 +86,7 @@ impl Layer for Scale {
             }
         }
         if self.bias_term {
-            let bi = usize::from(self.learned);
+            let bi = usize::from(self.op.learned);
             add_bias(g, &params[bi].data, y);
         }
         Ok(())
@@ -201,42 +98,33 @@ impl Layer for Scale {
         bottom: &mut [&mut Blob],
         params: &mut [&mut Blob],
     ) -> Result<()> {
-        let g = self.g;
+        let g = self.op.g;
         let inplace = top.is_empty();
-        let dy: Vec<f32> = match top.first() {
-            Some(t) => t.diff.clone(),
-            None => bottom[0].diff.clone(),
-        };
+        let dy = Inplace::top_diff(top, bottom).to_vec();
         if self.bias_term {
-            let bi = usize::from(self.learned);
+            let bi = usize::from(self.op.learned);
             bias_grad(g, &dy, &mut params[bi].diff);
         }
         // Gradient of the factor: sum of dy * x.
-        let want_s = self.learned || down.get(1).copied().unwrap_or(false);
-        if want_s {
-            let mut ds = vec![0f32; g.dim];
-            {
-                let x: &[f32] = if inplace {
-                    &self.x_saved
-                } else {
-                    &bottom[0].data
-                };
-                for o in 0..g.outer {
-                    for (d, acc) in ds.iter_mut().enumerate() {
-                        let base = (o * g.dim + d) * g.inner;
-                        *acc += (base..base + g.inner).map(|i| dy[i] * x[i]).sum::<f32>();
-                    }
+        let mut ds = vec![0f32; g.dim];
+        {
+            let x: &[f32] = if inplace {
+                &self.x_saved
+            } else {
+                &bottom[0].data
+            };
+            for o in 0..g.outer {
+                for (d, acc) in ds.iter_mut().enumerate() {
+                    let base = (o * g.dim + d) * g.inner;
+                    *acc += (base..base + g.inner).map(|i| dy[i] * x[i]).sum::<f32>();
                 }
             }
-            let target = if self.learned {
-                &mut params[0].diff
-            } else {
-                &mut bottom[1].diff
-            };
+        }
+        if let Some(target) = self.op.diff(down, bottom, params) {
             target.iter_mut().zip(&ds).for_each(|(t, v)| *t += v);
         }
         if down[0] {
-            let s: Vec<f32> = if self.learned {
+            let s = if self.op.learned {
                 params[0].data.clone()
             } else {
                 bottom[1].data.clone()

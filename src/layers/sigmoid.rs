@@ -1,8 +1,9 @@
 //! `Sigmoid`: `y = 1 / (1 + e^-x)`; runs in place (the derivative `y (1 - y)` needs only `y`).
 
-use super::{BlobCounts, Inplace, Layer};
+use super::neuron::{boxed, Derivative, Elementwise};
+use super::Layer;
 use crate::proto::LayerParameter;
-use crate::{Blob, Result};
+use crate::Result;
 
 /// The logistic function, written so that neither branch overflows.
 pub fn sigmoid(x: f32) -> f32 {
@@ -19,43 +20,19 @@ pub struct Sigmoid;
 
 /// Creates a `Sigmoid` (no parameters).
 pub fn create(_: &LayerParameter) -> Result<Box<dyn Layer>> {
-    Ok(Box::new(Sigmoid))
+    boxed(Sigmoid)
 }
 
-impl Layer for Sigmoid {
-    fn type_name(&self) -> &'static str {
-        "Sigmoid"
+impl Elementwise for Sigmoid {
+    const TYPE: &'static str = "Sigmoid";
+    fn f(&self, x: f32) -> f32 {
+        sigmoid(x)
     }
-    fn blob_counts(&self) -> BlobCounts {
-        BlobCounts::exact(1, 1)
+    fn df(&self, _: f32, y: f32, dy: f32) -> f32 {
+        dy * y * (1.0 - y)
     }
-    fn allows_inplace(&self) -> bool {
-        true
-    }
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        Inplace::reshape(bottom, top);
-        Ok(())
-    }
-    fn forward(
-        &mut self,
-        bottom: &[&Blob],
-        top: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        Inplace::map(bottom, top, sigmoid);
-        Ok(())
-    }
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        down: &[bool],
-        bottom: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        if down[0] {
-            Inplace::backward(top, bottom, |_, y, dy| dy * y * (1.0 - y));
-        }
-        Ok(())
+    fn derivative(&self) -> Derivative {
+        Derivative::FromOutput
     }
 }
 

@@ -30,15 +30,6 @@ impl Layer for Silence {
     fn forward(&mut self, _: &[&Blob], _: &mut [&mut Blob], _: &mut [&mut Blob]) -> Result<()> {
         Ok(())
     }
-    fn backward(
-        &mut self,
-        _: &[&Blob],
-        _: &[bool],
-        _: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `Slice`: cuts bottom 0 along `axis` (legacy `slice_dim`) at `slice_point`s, or into equal
 //! parts, one per top.
 
+use super::runs::{add_runs, copy_runs, Runs};
 use super::{BlobCounts, Layer};
 use crate::proto::LayerParameter;
 use crate::{Blob, Result};
@@ -29,6 +30,14 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
         points: s.slice_point.iter().map(|&v| v as usize).collect(),
         sizes: Vec::new(),
     }))
+}
+
+impl Slice {
+    /// `(outer, whole, inner)`: runs before the axis, values per run, values per axis step.
+    fn geometry(&self, x: &Blob) -> Result<(usize, usize, usize)> {
+        let a = x.canonical_axis(self.axis)?;
+        Ok((x.count_range(0, a), x.count_from(a), x.count_from(a + 1)))
+    }
 }
 
 impl Layer for Slice {
@@ -88,18 +97,19 @@ impl Layer for Slice {
         top: &mut [&mut Blob],
         _: &mut [&mut Blob],
     ) -> Result<()> {
-        let a = bottom[0].canonical_axis(self.axis)?;
-        let outer = bottom[0].count_range(0, a);
-        let inner = bottom[0].count_from(a + 1);
-        let bblk = bottom[0].count_from(a);
-        let x = &bottom[0].data;
+        let (outer, whole, inner) = self.geometry(bottom[0])?;
         let mut off = 0;
         for (t, &s) in top.iter_mut().zip(&self.sizes) {
             let blk = s * inner;
-            for o in 0..outer {
-                t.data[o * blk..(o + 1) * blk]
-                    .copy_from_slice(&x[o * bblk + off..o * bblk + off + blk]);
-            }
+            let from = Runs::at(whole, off);
+            copy_runs(
+                outer,
+                blk,
+                &bottom[0].data,
+                from,
+                &mut t.data,
+                Runs::packed(blk),
+            );
             off += blk;
         }
         Ok(())
@@ -114,20 +124,19 @@ impl Layer for Slice {
         if !down[0] {
             return Ok(());
         }
-        let a = bottom[0].canonical_axis(self.axis)?;
-        let outer = bottom[0].count_range(0, a);
-        let inner = bottom[0].count_from(a + 1);
-        let bblk = bottom[0].count_from(a);
-        let dx = &mut bottom[0].diff;
+        let (outer, whole, inner) = self.geometry(bottom[0])?;
         let mut off = 0;
         for (t, &s) in top.iter().zip(&self.sizes) {
             let blk = s * inner;
-            for o in 0..outer {
-                dx[o * bblk + off..o * bblk + off + blk]
-                    .iter_mut()
-                    .zip(&t.diff[o * blk..(o + 1) * blk])
-                    .for_each(|(d, v)| *d += v);
-            }
+            let to = Runs::at(whole, off);
+            add_runs(
+                outer,
+                blk,
+                &t.diff,
+                Runs::packed(blk),
+                &mut bottom[0].diff,
+                to,
+            );
             off += blk;
         }
         Ok(())

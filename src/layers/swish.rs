@@ -1,9 +1,10 @@
 //! `Swish`: `y = x sigmoid(beta x)`. Not in place: the derivative needs `x`.
 
+use super::neuron::{boxed, Derivative, Elementwise};
 use super::sigmoid::sigmoid;
-use super::{BlobCounts, Inplace, Layer};
+use super::Layer;
 use crate::proto::LayerParameter;
-use crate::{Blob, Result};
+use crate::Result;
 
 /// `Swish` layer.
 pub struct Swish {
@@ -13,45 +14,21 @@ pub struct Swish {
 /// Creates a `Swish` from `swish_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     let beta = p.swish_param.as_ref().map(|s| s.beta()).unwrap_or(1.0);
-    Ok(Box::new(Swish { beta }))
+    boxed(Swish { beta })
 }
 
-impl Layer for Swish {
-    fn type_name(&self) -> &'static str {
-        "Swish"
+impl Elementwise for Swish {
+    const TYPE: &'static str = "Swish";
+    fn f(&self, x: f32) -> f32 {
+        x * sigmoid(self.beta * x)
     }
-    fn blob_counts(&self) -> BlobCounts {
-        BlobCounts::exact(1, 1)
-    }
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        Inplace::reshape(bottom, top);
-        Ok(())
-    }
-    fn forward(
-        &mut self,
-        bottom: &[&Blob],
-        top: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
+    fn df(&self, x: f32, _: f32, dy: f32) -> f32 {
         let b = self.beta;
-        Inplace::map(bottom, top, |x| x * sigmoid(b * x));
-        Ok(())
+        let s = sigmoid(b * x);
+        dy * (s + b * x * s * (1.0 - s))
     }
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        down: &[bool],
-        bottom: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        if down[0] {
-            let b = self.beta;
-            Inplace::backward(top, bottom, |x, _, dy| {
-                let s = sigmoid(b * x);
-                dy * (s + b * x * s * (1.0 - s))
-            });
-        }
-        Ok(())
+    fn derivative(&self) -> Derivative {
+        Derivative::FromInput
     }
 }
 
@@ -66,5 +43,11 @@ mod tests {
         assert_close(&y[0].data, &[0.0, 0.880_797, -0.119_203], 1e-6);
         check_layer_from("type: Swish", &[&[2, 3, 4]]);
         check_layer_from("type: Swish\nswish_param: { beta: 1.5 }", &[&[2, 3, 4]]);
+    }
+
+    #[test]
+    fn swish_does_not_run_in_place() {
+        // The derivative needs `x`.
+        assert!(!crate::testing::layer_from_yaml("type: Swish").allows_inplace());
     }
 }

@@ -1,51 +1,28 @@
 //! `TanH`: `y = tanh(x)`; runs in place (the derivative `1 - y^2` needs only `y`).
 
-use super::{BlobCounts, Inplace, Layer};
+use super::neuron::{boxed, Derivative, Elementwise};
+use super::Layer;
 use crate::proto::LayerParameter;
-use crate::{Blob, Result};
+use crate::Result;
 
 /// `TanH` layer.
 pub struct TanH;
 
 /// Creates a `TanH` (no parameters).
 pub fn create(_: &LayerParameter) -> Result<Box<dyn Layer>> {
-    Ok(Box::new(TanH))
+    boxed(TanH)
 }
 
-impl Layer for TanH {
-    fn type_name(&self) -> &'static str {
-        "TanH"
+impl Elementwise for TanH {
+    const TYPE: &'static str = "TanH";
+    fn f(&self, x: f32) -> f32 {
+        x.tanh()
     }
-    fn blob_counts(&self) -> BlobCounts {
-        BlobCounts::exact(1, 1)
+    fn df(&self, _: f32, y: f32, dy: f32) -> f32 {
+        dy * (1.0 - y * y)
     }
-    fn allows_inplace(&self) -> bool {
-        true
-    }
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        Inplace::reshape(bottom, top);
-        Ok(())
-    }
-    fn forward(
-        &mut self,
-        bottom: &[&Blob],
-        top: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        Inplace::map(bottom, top, f32::tanh);
-        Ok(())
-    }
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        down: &[bool],
-        bottom: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        if down[0] {
-            Inplace::backward(top, bottom, |_, y, dy| dy * (1.0 - y * y));
-        }
-        Ok(())
+    fn derivative(&self) -> Derivative {
+        Derivative::FromOutput
     }
 }
 

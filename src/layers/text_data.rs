@@ -131,15 +131,6 @@ impl Layer for TextData {
         }
         Ok(())
     }
-    fn backward(
-        &mut self,
-        _top: &[&Blob],
-        _down: &[bool],
-        _bottom: &mut [&mut Blob],
-        _params: &mut [&mut Blob],
-    ) -> Result<()> {
-        Ok(())
-    }
     fn reseed(&mut self, seed: u64) {
         self.seed = seed;
         if !self.text.is_empty() {

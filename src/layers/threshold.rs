@@ -2,9 +2,10 @@
 //! so backward adds nothing (Caffe has no backward for it). Not in place: leaving the diff alone
 //! in place would pass `dy` through as if it were `dx`.
 
-use super::{BlobCounts, Inplace, Layer};
+use super::neuron::{boxed, Derivative, Elementwise};
+use super::Layer;
 use crate::proto::LayerParameter;
-use crate::{Blob, Result};
+use crate::Result;
 
 /// `Threshold` layer.
 pub struct Threshold {
@@ -18,42 +19,26 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
         .as_ref()
         .map(|t| t.threshold())
         .unwrap_or(0.0);
-    Ok(Box::new(Threshold { threshold }))
+    boxed(Threshold { threshold })
 }
 
-impl Layer for Threshold {
-    fn type_name(&self) -> &'static str {
-        "Threshold"
+impl Elementwise for Threshold {
+    const TYPE: &'static str = "Threshold";
+    fn f(&self, x: f32) -> f32 {
+        if x > self.threshold {
+            1.0
+        } else {
+            0.0
+        }
     }
-    fn blob_counts(&self) -> BlobCounts {
-        BlobCounts::exact(1, 1)
+    fn df(&self, _: f32, _: f32, _: f32) -> f32 {
+        0.0
+    }
+    fn derivative(&self) -> Derivative {
+        Derivative::Zero
     }
     fn kink(&self) -> Option<(f32, f32)> {
         Some((self.threshold, 0.011))
-    }
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        Inplace::reshape(bottom, top);
-        Ok(())
-    }
-    fn forward(
-        &mut self,
-        bottom: &[&Blob],
-        top: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        let t = self.threshold;
-        Inplace::map(bottom, top, |x| if x > t { 1.0 } else { 0.0 });
-        Ok(())
-    }
-    fn backward(
-        &mut self,
-        _: &[&Blob],
-        _: &[bool],
-        _: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        // The gradient is zero almost everywhere: adding it changes nothing.
-        Ok(())
     }
 }
 
@@ -70,5 +55,11 @@ mod tests {
             "type: Threshold\nthreshold_param: { threshold: 0.3 }",
             &[&[2, 3, 4]],
         );
+    }
+
+    #[test]
+    fn threshold_does_not_run_in_place() {
+        // Leaving the diff alone would pass `dy` on.
+        assert!(!crate::testing::layer_from_yaml("type: Threshold").allows_inplace());
     }
 }

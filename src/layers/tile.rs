@@ -1,5 +1,6 @@
 //! `Tile`: repeats bottom 0 `tiles` times along `axis`.
 
+use super::runs::{add_runs, copy_runs, Runs};
 use super::{BlobCounts, Layer};
 use crate::proto::LayerParameter;
 use crate::{Blob, Result};
@@ -23,6 +24,14 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     }))
 }
 
+impl Tile {
+    /// `(outer, inner)`: runs before the axis and values per run.
+    fn geometry(&self, x: &Blob) -> Result<(usize, usize)> {
+        let a = x.canonical_axis(self.axis)?;
+        Ok((x.count_range(0, a), x.count_from(a)))
+    }
+}
+
 impl Layer for Tile {
     fn type_name(&self) -> &'static str {
         "Tile"
@@ -43,14 +52,17 @@ impl Layer for Tile {
         top: &mut [&mut Blob],
         _: &mut [&mut Blob],
     ) -> Result<()> {
-        let a = bottom[0].canonical_axis(self.axis)?;
-        let (outer, inner) = (bottom[0].count_range(0, a), bottom[0].count_from(a));
-        let (x, y) = (&bottom[0].data, &mut top[0].data);
-        for o in 0..outer {
-            for t in 0..self.tiles {
-                let dst = (o * self.tiles + t) * inner;
-                y[dst..dst + inner].copy_from_slice(&x[o * inner..(o + 1) * inner]);
-            }
+        let (outer, inner) = self.geometry(bottom[0])?;
+        for t in 0..self.tiles {
+            let to = Runs::at(self.tiles * inner, t * inner);
+            copy_runs(
+                outer,
+                inner,
+                &bottom[0].data,
+                Runs::packed(inner),
+                &mut top[0].data,
+                to,
+            );
         }
         Ok(())
     }
@@ -64,18 +76,17 @@ impl Layer for Tile {
         if !down[0] {
             return Ok(());
         }
-        let a = bottom[0].canonical_axis(self.axis)?;
-        let (outer, inner) = (bottom[0].count_range(0, a), bottom[0].count_from(a));
-        let dy = &top[0].diff;
-        let dx = &mut bottom[0].diff;
-        for o in 0..outer {
-            for t in 0..self.tiles {
-                let src = (o * self.tiles + t) * inner;
-                dx[o * inner..(o + 1) * inner]
-                    .iter_mut()
-                    .zip(&dy[src..src + inner])
-                    .for_each(|(d, g)| *d += g);
-            }
+        let (outer, inner) = self.geometry(bottom[0])?;
+        for t in 0..self.tiles {
+            let from = Runs::at(self.tiles * inner, t * inner);
+            add_runs(
+                outer,
+                inner,
+                &top[0].diff,
+                from,
+                &mut bottom[0].diff,
+                Runs::packed(inner),
+            );
         }
         Ok(())
     }
