@@ -83,15 +83,6 @@ impl Layer for LoaderLayer {
         Ok(())
     }
 
-    fn backward(
-        &mut self,
-        _: &[&Blob],
-        _: &[bool],
-        _: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        Ok(())
-    }
 }
 
 /// `transform_param`, with the legacy copies some data parameters carry (`scale`, `mean_file`,

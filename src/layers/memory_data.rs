@@ -164,15 +164,6 @@ impl Layer for MemoryData {
         }
         Ok(())
     }
-    fn backward(
-        &mut self,
-        _: &[&Blob],
-        _: &[bool],
-        _: &mut [&mut Blob],
-        _: &mut [&mut Blob],
-    ) -> Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
