@@ -1,5 +1,5 @@
 //! `crema check`: build a model, print blob shapes and the parameter count; optionally run the
-//! numeric gradient check on every layer.
+//! numeric gradient check on every layer and on the whole net (the row `(net)`).
 
 use crate::Failure;
 use crema::proto::Phase;
@@ -11,10 +11,10 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model file (YAML).
+    /// Model file (YAML, or a Caffe `.prototxt`).
     #[arg(long)]
     model: String,
-    /// Run a numeric gradient check of every layer.
+    /// Run a numeric gradient check of every layer and of the whole net.
     #[arg(long)]
     gradients: bool,
     /// Phase to build (TRAIN or TEST).
@@ -38,7 +38,11 @@ pub fn parse_phase(s: &str) -> Result<Phase, String> {
 }
 
 pub fn run(a: Args) -> Result<ExitCode, Failure> {
-    let param = crema::spec::load_net(&a.model)?;
+    let param = if a.model.ends_with(".prototxt") {
+        crema::caffe::load_net_prototxt(&a.model)?
+    } else {
+        crema::spec::load_net(&a.model)?
+    };
     let mut rng = StdRng::seed_from_u64(1701);
     let mut net = crema::Net::for_phase(&param, a.phase, &mut rng)?;
     let blobs: Vec<(String, Vec<usize>)> = net
@@ -54,11 +58,17 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
             max_per_blob: Some(a.max_per_blob),
             ..Default::default()
         };
-        for (layer, report) in net.check_gradients(&checker)? {
+        let mut reports = net.check_gradients(&checker)?;
+        reports.push(("(net)".to_string(), net.check_net_gradients(&checker)?));
+        for (layer, report) in reports {
             ok &= report.ok();
             if !a.json {
+                let skipped = match report.skipped {
+                    0 => String::new(),
+                    n => format!(" ({n} skipped: step straddles a kink)"),
+                };
                 eprintln!(
-                    "{:<24} max relative error {:.3e} over {} values: {}",
+                    "{:<24} max relative error {:.3e} over {} values{skipped}: {}",
                     layer,
                     report.max_rel_error,
                     report.checked,
@@ -100,7 +110,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
 pub fn fill_inputs(net: &mut crema::Net, rng: &mut StdRng) {
     let inputs: Vec<String> = net.input_names().iter().map(|s| s.to_string()).collect();
     for name in inputs {
-        let Some(idx) = net.blob_index(&name) else {
+        let Some(idx) = net.input_index(&name) else {
             continue;
         };
         let mut bound = None;
