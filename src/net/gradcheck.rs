@@ -104,7 +104,6 @@ impl Net {
         }
         self.backward_layers()?;
         let mut report = GradientReport::default();
-        let h = checker.step;
         for k in self.checked_slots(&point, &seeds) {
             let (slot, count) = (point[k].0, point[k].1.len());
             let (what, analytic) = match slot {
@@ -123,13 +122,15 @@ impl Net {
             let analytic = analytic.clone();
             for i in checker.pick(count, &mut rng) {
                 let x = point[k].1[i];
-                point[k].1[i] = x + h;
-                let plus = self.objective_at(&point, &running, &seeds, checker.seed)?;
-                point[k].1[i] = x - h;
-                let minus = self.objective_at(&point, &running, &seeds, checker.seed)?;
-                point[k].1[i] = x;
                 let what = format!("{what}[{i}]");
-                checker.compare(&mut report, &what, analytic[i], plus - base, base - minus);
+                checker.judge(&mut report, &what, analytic[i], |step| {
+                    point[k].1[i] = x + step;
+                    let plus = self.objective_at(&point, &running, &seeds, checker.seed)?;
+                    point[k].1[i] = x - step;
+                    let minus = self.objective_at(&point, &running, &seeds, checker.seed)?;
+                    point[k].1[i] = x;
+                    Ok((plus - base, base - minus))
+                })?;
             }
         }
         self.objective_at(&point, &running, &seeds, checker.seed)?;
