@@ -261,6 +261,9 @@ fn rel_error(a: f32, n: f32) -> f32 {
     (a - n).abs() / a.abs().max(n.abs()).max(1.0)
 }
 
+/// One gradient per blob.
+type Gradients = Vec<Vec<f32>>;
+
 /// Runs `layer`'s backward with every bottom and param diff pre-filled with noise (the `+=`
 /// contract) and returns the gradients it added: `(per bottom, per param)`.
 fn backward_with_noise(
@@ -270,7 +273,7 @@ fn backward_with_noise(
     bottom: &mut [Blob],
     params: &mut [Blob],
     rng: &mut StdRng,
-) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+) -> Result<(Gradients, Gradients)> {
     let mut noise = |blobs: &mut [Blob]| -> Vec<Vec<f32>> {
         blobs
             .iter_mut()
