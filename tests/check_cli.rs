@@ -194,7 +194,6 @@ layer:
     // which the TanH after it overwrites in place, so `data` gets a wrong gradient (Caffe
     // computes the same). The whole-net check is what tells; without the TanH it passes.
     assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
-    assert!(stderr.contains("input `data`"), "{stderr}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let grads = v["gradients"].as_array().unwrap();
     assert_eq!(grads.len(), 19);

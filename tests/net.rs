@@ -783,6 +783,6 @@ layer:{INPUT}
     assert_close(&net.blob("c").unwrap().data, &negated, 1e-6);
     let report = net_check(&mut net);
     assert!(report.ok(), "{:?}", report.failures);
-    // The input's 8 values and the 3x12 + 3 parameters.
-    assert_eq!(report.checked + report.skipped, 8 + 36 + 3);
+    // The 8 input values, the 6 targets and the 3x12 + 3 parameters.
+    assert_eq!(report.checked + report.skipped, 8 + 6 + 36 + 3);
 }
