@@ -145,46 +145,32 @@ impl GradientChecker {
         };
         let mut report = GradientReport::default();
         let kink = layer.kink();
-        // Bottoms.
-        for bi in 0..bottom.len() {
-            if !down[bi] {
-                continue;
-            }
+        // The elements to perturb: bottoms off a declared kink, then params.
+        let mut work: Vec<(Perturbed, usize, f32)> = Vec::new();
+        for bi in (0..bottom.len()).filter(|&bi| down[bi]) {
             for i in self.pick(bottom[bi].count(), &mut rng) {
                 let x = bottom[bi].data[i];
-                if kink.is_some_and(|(at, range)| (x - at).abs() < range) {
-                    continue;
+                if !kink.is_some_and(|(at, range)| (x - at).abs() < range) {
+                    work.push((Perturbed::Bottom(bi), i, analytic_bottom[bi][i]));
                 }
-                let what = format!("bottom {bi}[{i}]");
-                self.judge(&mut report, &what, analytic_bottom[bi][i], |step| {
-                    bottom[bi].data[i] = x + step;
-                    run(layer, bottom, &saved, params, &mut top)?;
-                    let up = objective(&top);
-                    bottom[bi].data[i] = x - step;
-                    run(layer, bottom, &saved, params, &mut top)?;
-                    bottom[bi].data[i] = x;
-                    Ok((up, -objective(&top)))
-                })?;
             }
         }
-        // Params.
-        for pi in 0..params.len() {
-            if layer.frozen_params() {
-                break;
-            }
+        for pi in (0..params.len()).filter(|_| !layer.frozen_params()) {
             for i in self.pick(params[pi].count(), &mut rng) {
-                let w = saved[pi].data[i];
-                let what = format!("param {pi}[{i}]");
-                self.judge(&mut report, &what, analytic_params[pi][i], |step| {
-                    saved[pi].data[i] = w + step;
-                    run(layer, bottom, &saved, params, &mut top)?;
-                    let up = objective(&top);
-                    saved[pi].data[i] = w - step;
-                    run(layer, bottom, &saved, params, &mut top)?;
-                    saved[pi].data[i] = w;
-                    Ok((up, -objective(&top)))
-                })?;
+                work.push((Perturbed::Param(pi), i, analytic_params[pi][i]));
             }
+        }
+        for (which, i, analytic) in work {
+            let x = *which.value(i, bottom, &mut saved);
+            self.judge(&mut report, &which.describe(i), analytic, |step| {
+                *which.value(i, bottom, &mut saved) = x + step;
+                run(layer, bottom, &saved, params, &mut top)?;
+                let up = objective(&top);
+                *which.value(i, bottom, &mut saved) = x - step;
+                run(layer, bottom, &saved, params, &mut top)?;
+                *which.value(i, bottom, &mut saved) = x;
+                Ok((up, -objective(&top)))
+            })?;
         }
         for (p, s) in params.iter_mut().zip(&saved) {
             p.data.copy_from_slice(&s.data);
@@ -253,6 +239,30 @@ impl GradientChecker {
                 .push(format!("{what}: analytic {analytic} vs numeric {numeric}"));
         }
         Ok(())
+    }
+}
+
+/// Which blob of a layer check an element belongs to.
+#[derive(Clone, Copy)]
+enum Perturbed {
+    Bottom(usize),
+    Param(usize),
+}
+
+impl Perturbed {
+    /// Element `i` of this blob (params are perturbed in the copy the check restores).
+    fn value<'a>(self, i: usize, bottom: &'a mut [Blob], saved: &'a mut [Blob]) -> &'a mut f32 {
+        match self {
+            Perturbed::Bottom(b) => &mut bottom[b].data[i],
+            Perturbed::Param(p) => &mut saved[p].data[i],
+        }
+    }
+
+    fn describe(self, i: usize) -> String {
+        match self {
+            Perturbed::Bottom(b) => format!("bottom {b}[{i}]"),
+            Perturbed::Param(p) => format!("param {p}[{i}]"),
+        }
     }
 }
 
