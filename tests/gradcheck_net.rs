@@ -86,7 +86,6 @@ fn max_net_passes_through_the_binary_with_a_net_row() {
             "--gradients",
             "--json",
         ])
-        .args(["--max-per-blob", "2000"])
         .output()
         .expect("run crema");
     let stdout = String::from_utf8_lossy(&out.stdout);
