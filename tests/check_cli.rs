@@ -190,11 +190,53 @@ layer:
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    // Every layer passes on its own. The whole net does not: Sigmoid's backward reads its top,
+    // which the TanH after it overwrites in place, so `data` gets a wrong gradient (Caffe
+    // computes the same). The whole-net check is what tells; without the TanH it passes.
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let grads = v["gradients"].as_array().unwrap();
-    assert_eq!(grads.len(), 18);
-    assert!(grads.iter().all(|g| g["ok"] == serde_json::json!(true)));
+    assert_eq!(grads.len(), 19);
+    let (net_row, layers) = grads.split_last().unwrap();
+    assert!(layers.iter().all(|g| g["ok"] == serde_json::json!(true)));
+    assert_eq!(net_row["layer"], "(net)");
+    assert_eq!(net_row["ok"], serde_json::json!(false));
     assert_eq!(v["blobs"]["r"], serde_json::json!([2, 12]));
     assert_eq!(v["params"], serde_json::json!(3));
+}
+
+#[test]
+fn a_caffe_prototxt_with_legacy_inputs_is_checked_with_a_net_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deploy.prototxt");
+    std::fs::write(
+        &path,
+        r#"name: "legacy"
+input: "data"
+input_dim: 2 input_dim: 3 input_dim: 4 input_dim: 4
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 2 kernel_size: 3 weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+layer { name: "prob" type: "Softmax" bottom: "conv" top: "prob" }
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crema"))
+        .args(["check", "--gradients", "--json", "--model"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["blobs"]["data"], serde_json::json!([2, 3, 4, 4]));
+    assert_eq!(v["blobs"]["prob"], serde_json::json!([2, 2, 2, 2]));
+    assert_eq!(v["params"], serde_json::json!(2 * 3 * 9 + 2));
+    let grads = v["gradients"].as_array().unwrap();
+    let layers: Vec<&str> = grads.iter().map(|g| g["layer"].as_str().unwrap()).collect();
+    assert_eq!(layers, ["conv", "relu", "prob", "(net)"]);
+    assert!(
+        grads.iter().all(|g| g["ok"] == serde_json::json!(true)),
+        "{grads:?}"
+    );
 }

@@ -569,3 +569,220 @@ fn repeated_layer_names_are_accepted_unless_one_has_weights() {
     assert!(e.contains("two layers are named `fc`"), "{e}");
     assert!(e.contains("rename one of them"), "{e}");
 }
+
+fn build_error(yaml: &str) -> crema::Error {
+    let mut rng = StdRng::seed_from_u64(5);
+    match Net::for_phase(&param(yaml), Phase::Train, &mut rng) {
+        Ok(_) => panic!("expected the net to be rejected"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn wiring_errors_are_structured() {
+    let e = build_error(
+        "layer:
+  - { name: data, type: Input, top: data, input_param: { shape: { dim: [2, 3] } } }
+  - { name: ip, type: InnerProduct, bottom: dta, top: ip, inner_product_param: { num_output: 2 } }",
+    );
+    assert!(
+        matches!(&e, crema::Error::MissingBottom { layer, blob, suggestion, .. }
+            if layer == "ip" && blob == "dta" && suggestion.as_deref() == Some("data")),
+        "{e:?}"
+    );
+    let e = build_error(
+        "layer:
+  - { name: data, type: Input, top: data, input_param: { shape: { dim: [2, 3] } } }
+  - { name: a, type: InnerProduct, bottom: data, top: out, inner_product_param: { num_output: 2 } }
+  - { name: b, type: InnerProduct, bottom: data, top: out, inner_product_param: { num_output: 2 } }",
+    );
+    assert!(
+        matches!(&e, crema::Error::DuplicateTop { layer, blob, producer, .. }
+            if layer == "b" && blob == "out" && producer == "a"),
+        "{e:?}"
+    );
+    let e = build_error(
+        "layer:
+  - { name: data, type: Input, top: data, input_param: { shape: { dim: [2, 3] } } }
+  - { name: soft, type: Softmax, bottom: data, top: data }",
+    );
+    assert!(
+        matches!(&e, crema::Error::BadInPlace { layer, ty, blob, reason }
+            if layer == "soft" && ty == "Softmax" && blob == "data"
+                && reason.contains("give the top a new name")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn legacy_input_fields_in_memory_get_the_fix() {
+    let mut p = param("input: data\ninput_dim: [2, 3, 1, 1]\nlayer:\n  - { name: relu, type: ReLU, bottom: data, top: r }");
+    let mut rng = StdRng::seed_from_u64(5);
+    let e = Net::for_phase(&p, Phase::Train, &mut rng)
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("upgrade_inputs"), "{e}");
+    crema::spec::upgrade_inputs(&mut p).unwrap();
+    let net = Net::for_phase(&p, Phase::Train, &mut rng).unwrap();
+    assert_eq!(net.blob("r").unwrap().shape, vec![2, 3, 1, 1]);
+}
+
+/// `h` is read by `ip1`, then a ReLU runs "in place" on it, then `ip2` reads it. `relu_top`
+/// names the ReLU's top (`h` for in place, `r` for the explicit copy) and `ip2` reads it.
+fn reader_before_inplace(relu_top: &str) -> String {
+    format!(
+        "layer:{INPUT}
+  - {{ name: ip0, type: InnerProduct, bottom: data, top: h,
+      inner_product_param: {{ num_output: 5, weight_filler: {{ type: gaussian }}, bias_filler: {{ type: gaussian }} }} }}
+  - {{ name: ip1, type: InnerProduct, bottom: h, top: a,
+      inner_product_param: {{ num_output: 3, weight_filler: {{ type: gaussian }} }} }}
+  - {{ name: relu, type: ReLU, bottom: h, top: {relu_top} }}
+  - {{ name: ip2, type: InnerProduct, bottom: {relu_top}, top: b,
+      inner_product_param: {{ num_output: 3, weight_filler: {{ type: gaussian }} }} }}
+  - {{ name: sum, type: Eltwise, bottom: [a, b], top: y }}
+  - {{ name: loss, type: EuclideanLoss, bottom: [y, target], top: loss }}"
+    )
+}
+
+fn layer_index(net: &Net, name: &str) -> usize {
+    net.layers()
+        .iter()
+        .position(|l| l.name == name)
+        .unwrap_or_else(|| panic!("no layer {name}"))
+}
+
+fn net_check(net: &mut Net) -> crema::testing::GradientReport {
+    let checker = crema::testing::GradientChecker::default();
+    net.check_net_gradients(&checker).unwrap()
+}
+
+#[test]
+fn in_place_after_an_earlier_reader_writes_a_new_version() {
+    let mut a = build(&reader_before_inplace("h"), Phase::Train);
+    let mut b = build(&reader_before_inplace("r"), Phase::Train);
+    let (ip1, relu, ip2) = (
+        layer_index(&a, "ip1"),
+        layer_index(&a, "relu"),
+        layer_index(&a, "ip2"),
+    );
+    // The ReLU writes a second blob called `h`: ip1 keeps the first, ip2 reads the second.
+    let l = a.layers();
+    assert!(!l[relu].inplace);
+    assert_eq!(l[relu].bottom, l[ip1].bottom);
+    assert_eq!(l[relu].top, l[ip2].bottom);
+    assert_ne!(l[ip1].bottom, l[ip2].bottom);
+    assert_eq!(a.blobs().filter(|(n, _)| *n == "h").count(), 2);
+    assert_eq!(a.blobs().count(), b.blobs().count());
+    // Exactly the numbers of the net that names the copy.
+    for n in [&mut a, &mut b] {
+        feed(n, "data", 1.0);
+        feed(n, "target", 0.5);
+        n.clear_param_diffs();
+    }
+    assert_eq!(a.forward_backward().unwrap(), b.forward_backward().unwrap());
+    assert!(a.params().iter().all(|p| p.asum_diff() > 0.0));
+    for (pa, pb) in a.params().iter().zip(b.params()) {
+        assert_eq!(pa.diff, pb.diff);
+    }
+    let report = net_check(&mut a);
+    assert!(report.ok(), "{:?}", report.failures);
+    assert!(
+        report.max_rel_error < 1e-3 && report.checked > 60,
+        "{report:?}"
+    );
+}
+
+#[test]
+fn the_whole_net_check_catches_the_old_in_place_wiring() {
+    // Re-create by hand the wiring the builder used to produce for this net: the ReLU
+    // overwrites the blob ip1 read, so ip1's backward sees post-ReLU data.
+    let mut net = build(&reader_before_inplace("h"), Phase::Train);
+    feed(&mut net, "data", 1.0);
+    feed(&mut net, "target", 0.5);
+    let (relu, ip2) = (layer_index(&net, "relu"), layer_index(&net, "ip2"));
+    let old = net.layers()[relu].bottom.clone();
+    let l = net.layers_mut();
+    l[relu].top = old.clone();
+    l[relu].inplace = true;
+    l[ip2].bottom = old;
+    let report = net_check(&mut net);
+    assert!(!report.ok());
+    assert!(report.max_rel_error > 0.05, "{report:?}");
+    assert!(
+        report.failures.iter().any(|f| f.contains("param `ip1` 0")),
+        "{:?}",
+        report.failures
+    );
+}
+
+#[test]
+fn in_place_chains_stay_in_place() {
+    let yaml = "layer:
+  - { name: data, type: Input, top: [data, target], input_param: { shape: [ { dim: [2, 2, 5, 5] }, { dim: [2, 3, 5, 5] } ] } }
+  - { name: conv, type: Convolution, bottom: data, top: c,
+      convolution_param: { num_output: 3, kernel_size: 3, pad: 1, weight_filler: { type: gaussian } } }
+  - { name: relu, type: ReLU, bottom: c, top: c }
+  - { name: drop, type: Dropout, bottom: c, top: c }
+  - { name: loss, type: EuclideanLoss, bottom: [c, target], top: loss }";
+    let mut net = build(yaml, Phase::Train);
+    let l = net.layers();
+    let conv = layer_index(&net, "conv");
+    for name in ["relu", "drop"] {
+        let i = layer_index(&net, name);
+        assert!(l[i].inplace, "{name}");
+        assert_eq!(l[i].top, l[conv].top, "{name}");
+    }
+    // data, target, c, loss: no extra buffer.
+    assert_eq!(net.blobs().count(), 4);
+    feed(&mut net, "data", 1.0);
+    feed(&mut net, "target", 0.3);
+    let report = net_check(&mut net);
+    assert!(report.ok(), "{:?}", report.failures);
+    assert!(report.checked > 100, "{report:?}");
+}
+
+#[test]
+fn in_place_after_two_readers_keeps_both_on_the_old_version() {
+    let yaml = format!(
+        "force_backward: true
+layer:{INPUT}
+  - {{ name: pa, type: Power, bottom: data, top: a, power_param: {{ scale: 2 }} }}
+  - {{ name: pb, type: Power, bottom: data, top: b, power_param: {{ power: 2 }} }}
+  - {{ name: tanh, type: TanH, bottom: data, top: data }}
+  - {{ name: pc, type: Power, bottom: data, top: c, power_param: {{ scale: -1 }} }}
+  - {{ name: cat, type: Concat, bottom: [a, b, c], top: y, concat_param: {{ axis: 1 }} }}
+  - {{ name: ip, type: InnerProduct, bottom: y, top: z,
+      inner_product_param: {{ num_output: 3, weight_filler: {{ type: gaussian }} }} }}
+  - {{ name: loss, type: EuclideanLoss, bottom: [z, target], top: loss }}"
+    );
+    let mut net = build(&yaml, Phase::Train);
+    let l = net.layers();
+    let (pa, pb, tanh, pc) = (
+        layer_index(&net, "pa"),
+        layer_index(&net, "pb"),
+        layer_index(&net, "tanh"),
+        layer_index(&net, "pc"),
+    );
+    assert_eq!(l[pa].bottom, l[pb].bottom);
+    assert_eq!(l[tanh].bottom, l[pa].bottom);
+    assert_eq!(l[pc].bottom, l[tanh].top);
+    assert_ne!(l[pc].bottom, l[pa].bottom);
+    // Feeding `data` by name reaches the input, reading it by name gives the current version.
+    assert_eq!(net.input_index("data"), Some(l[pa].bottom[0]));
+    assert_eq!(net.blob_index("data"), Some(l[pc].bottom[0]));
+    feed(&mut net, "data", 1.0);
+    feed(&mut net, "target", 0.5);
+    net.forward().unwrap();
+    // `a` is 2 * the input, not 2 * tanh(input).
+    let input: Vec<f32> = (0..8)
+        .map(|i| ((i * 7 + 3) % 11) as f32 / 5.0 - 1.0)
+        .collect();
+    let doubled: Vec<f32> = input.iter().map(|x| 2.0 * x).collect();
+    assert_close(&net.blob("a").unwrap().data, &doubled, 1e-6);
+    let negated: Vec<f32> = input.iter().map(|x| -x.tanh()).collect();
+    assert_close(&net.blob("c").unwrap().data, &negated, 1e-6);
+    let report = net_check(&mut net);
+    assert!(report.ok(), "{:?}", report.failures);
+    // The 8 input values, the 6 targets and the 3x12 + 3 parameters.
+    assert_eq!(report.checked + report.skipped, 8 + 6 + 36 + 3);
+}

@@ -1,5 +1,5 @@
 //! `crema check`: build a model, print blob shapes and the parameter count; optionally run the
-//! numeric gradient check on every layer.
+//! numeric gradient check on every layer and on the whole net (the row `(net)`).
 
 use crate::Failure;
 use crema::proto::Phase;
@@ -14,7 +14,7 @@ pub struct Args {
     /// Model file (YAML or Caffe prototxt).
     #[arg(long)]
     model: String,
-    /// Run a numeric gradient check of every layer.
+    /// Run a numeric gradient check of every layer and of the whole net.
     #[arg(long)]
     gradients: bool,
     /// Phase to build (TRAIN or TEST).
@@ -54,11 +54,17 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
             max_per_blob: Some(a.max_per_blob),
             ..Default::default()
         };
-        for (layer, report) in net.check_gradients(&checker)? {
+        let mut reports = net.check_gradients(&checker)?;
+        reports.push(("(net)".to_string(), net.check_net_gradients(&checker)?));
+        for (layer, report) in reports {
             ok &= report.ok();
             if !a.json {
+                let skipped = match report.skipped {
+                    0 => String::new(),
+                    n => format!(" ({n} skipped: step straddles a kink)"),
+                };
                 eprintln!(
-                    "{:<24} max relative error {:.3e} over {} values: {}",
+                    "{:<24} max relative error {:.3e} over {} values{skipped}: {}",
                     layer,
                     report.max_rel_error,
                     report.checked,
@@ -100,7 +106,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
 pub fn fill_inputs(net: &mut crema::Net, rng: &mut StdRng) {
     let inputs: Vec<String> = net.input_names().iter().map(|s| s.to_string()).collect();
     for name in inputs {
-        let Some(idx) = net.blob_index(&name) else {
+        let Some(idx) = net.input_index(&name) else {
             continue;
         };
         let mut bound = None;

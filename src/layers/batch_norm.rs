@@ -18,7 +18,8 @@ pub struct BatchNorm {
     channels: usize,
     /// `1 / sqrt(var + eps)` per channel from the last forward.
     inv_std: Vec<f32>,
-    /// The normalised output of the last forward (needed when running in place).
+    /// The normalised output of the last forward, for backward (a layer in place after this
+    /// one may overwrite the top).
     y_saved: Vec<f32>,
 }
 
@@ -171,9 +172,9 @@ impl Layer for BatchNorm {
                 *s = *s * maf + corr * v;
             }
         }
-        if bottom.is_empty() {
-            self.y_saved.clone_from(&top[0].data);
-        }
+        // Backward reads y from this copy (Caffe's `x_norm_`): a layer in place after this one
+        // (Scale, ReLU) overwrites the top.
+        self.y_saved.clone_from(&top[0].data);
         Ok(())
     }
     fn backward(
@@ -193,10 +194,7 @@ impl Layer for BatchNorm {
             Some(t) => t.diff.clone(),
             None => bottom[0].diff.clone(),
         };
-        let y: &[f32] = match top.first() {
-            Some(t) => &t.data,
-            None => &self.y_saved,
-        };
+        let y: &[f32] = &self.y_saved;
         // Global stats: dx = dy * inv_std. Batch stats:
         // dx = inv_std * (dy - mean(dy) - y * mean(dy * y)) per channel.
         let mut dx = vec![0f32; dy.len()];

@@ -1,10 +1,15 @@
 //! The blob-based forward/backward executor. The `Net` owns every blob and every learnable
 //! parameter and lends them to one layer call at a time.
 
+mod analysis;
 mod builder;
+mod filter;
+mod gradcheck;
+mod params;
 mod weights;
+mod wiring;
 
-pub use builder::{filter_net, state_meets_rule};
+pub use filter::{filter_net, state_meets_rule};
 pub use weights::CopyReport;
 
 use crate::layers::Layer;
@@ -105,6 +110,22 @@ fn gather_params<'a>(params: &'a mut [Blob], ids: &[usize]) -> Vec<&'a mut Blob>
 }
 
 impl Net {
+    /// A net with no layers (the builder's starting point).
+    fn empty(name: &str, phase: Phase) -> Net {
+        Net {
+            name: name.to_string(),
+            phase,
+            blobs: Vec::new(),
+            blob_names: Vec::new(),
+            layers: Vec::new(),
+            params: Vec::new(),
+            param_info: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            blob_loss_weight: Vec::new(),
+        }
+    }
+
     /// Builds a net for `state` from a model (see `builder` for Caffe's rules).
     pub fn new(param: &NetParameter, state: &NetState, rng: &mut StdRng) -> Result<Net> {
         builder::build(param, state, rng)
@@ -126,23 +147,30 @@ impl Net {
     pub fn forward_range(&mut self, start: usize, end: usize) -> Result<f32> {
         let mut loss = 0.0f64;
         for li in start..end {
-            let t0 = Instant::now();
-            let l = &mut self.layers[li];
-            let bottoms: &[usize] = if l.inplace { &[] } else { &l.bottom };
-            let (b, mut t) = gather(&mut self.blobs, bottoms, &l.top);
-            let mut p = gather_params(&mut self.params, &l.params);
-            l.layer
-                .reshape(&b, &mut t)
-                .and_then(|_| l.layer.forward(&b, &mut t, &mut p))
-                .map_err(|e| e.in_layer(&l.name, &l.ty))?;
-            for (tb, w) in t.iter().zip(&l.loss_weight) {
-                if *w != 0.0 {
-                    loss += *w as f64 * tb.data.iter().map(|&v| v as f64).sum::<f64>();
-                }
-            }
-            l.forward_time += t0.elapsed().as_secs_f64();
+            loss += self.forward_layer(li)?;
         }
         Ok(loss as f32)
+    }
+
+    /// Runs layer `li` forward; returns the weighted loss of its tops.
+    fn forward_layer(&mut self, li: usize) -> Result<f64> {
+        let t0 = Instant::now();
+        let l = &mut self.layers[li];
+        let bottoms: &[usize] = if l.inplace { &[] } else { &l.bottom };
+        let (b, mut t) = gather(&mut self.blobs, bottoms, &l.top);
+        let mut p = gather_params(&mut self.params, &l.params);
+        l.layer
+            .reshape(&b, &mut t)
+            .and_then(|_| l.layer.forward(&b, &mut t, &mut p))
+            .map_err(|e| e.in_layer(&l.name, &l.ty))?;
+        let mut loss = 0.0f64;
+        for (tb, w) in t.iter().zip(&l.loss_weight) {
+            if *w != 0.0 {
+                loss += *w as f64 * tb.data.iter().map(|&v| v as f64).sum::<f64>();
+            }
+        }
+        l.forward_time += t0.elapsed().as_secs_f64();
+        Ok(loss)
     }
 
     /// Zeroes activation diffs, seeds the loss tops with their weights and runs backward.
@@ -155,6 +183,11 @@ impl Net {
                 b.diff.iter_mut().for_each(|d| *d = w);
             }
         }
+        self.backward_layers()
+    }
+
+    /// Runs every layer's backward, last to first, from the diffs already in the blobs.
+    fn backward_layers(&mut self) -> Result<()> {
         for li in (0..self.layers.len()).rev() {
             self.backward_layer(li)?;
         }
@@ -201,9 +234,21 @@ impl Net {
         self.blob_index(name).map(|i| &self.blobs[i])
     }
 
-    /// The blob called `name`, mutably (to feed inputs).
+    /// Index of the net input called `name` (a top of an Input layer). It differs from
+    /// [`Net::blob_index`] only where a layer in place writes a new version of an input that
+    /// an earlier layer reads.
+    pub fn input_index(&self, name: &str) -> Option<usize> {
+        self.inputs
+            .iter()
+            .copied()
+            .find(|&i| self.blob_names[i] == name)
+    }
+
+    /// The blob called `name`, mutably, to feed it: the net input of that name, else the blob
+    /// currently called so.
     pub fn blob_mut(&mut self, name: &str) -> Option<&mut Blob> {
-        self.blob_index(name).map(move |i| &mut self.blobs[i])
+        let i = self.input_index(name).or_else(|| self.blob_index(name))?;
+        Some(&mut self.blobs[i])
     }
 
     /// Every blob with its name, in creation order.
@@ -346,45 +391,5 @@ impl Net {
             l.forward_time = 0.0;
             l.backward_time = 0.0;
         }
-    }
-
-    /// Runs the numeric gradient check on every layer at the inputs it sees in one forward pass.
-    /// Returns `(layer name, report)` for each layer that has something to check.
-    pub fn check_gradients(
-        &mut self,
-        checker: &crate::testing::GradientChecker,
-    ) -> Result<Vec<(String, crate::testing::GradientReport)>> {
-        let mut out = Vec::new();
-        for li in 0..self.layers.len() {
-            let (name, ty, bottom_ids, top_count, param_ids) = {
-                let l = &self.layers[li];
-                (
-                    l.name.clone(),
-                    l.ty.clone(),
-                    l.bottom.clone(),
-                    l.top.len(),
-                    l.params.clone(),
-                )
-            };
-            let mut bottoms: Vec<Blob> =
-                bottom_ids.iter().map(|&b| self.blobs[b].clone()).collect();
-            let mut params: Vec<Blob> = param_ids.iter().map(|&p| self.params[p].clone()).collect();
-            let shapes: Vec<Vec<usize>> = bottoms.iter().map(|b| b.shape.clone()).collect();
-            let l = &mut self.layers[li];
-            let down: Vec<bool> = (0..bottoms.len())
-                .map(|i| {
-                    l.layer.index_bound(i, &shapes).is_none() && l.layer.allow_force_backward(i)
-                })
-                .collect();
-            if !bottoms.is_empty() && (down.iter().any(|&d| d) || !params.is_empty()) {
-                let report = checker
-                    .check(&mut *l.layer, &mut bottoms, &mut params, top_count, &down)
-                    .map_err(|e| e.in_layer(&name, &ty))?;
-                out.push((name.clone(), report));
-            }
-            // Restore the layer's own state for the real forward pass.
-            self.forward_range(li, li + 1)?;
-        }
-        Ok(out)
     }
 }
