@@ -236,6 +236,7 @@ const CORE: &[(&str, Constructor)] = &[
 ];
 
 mod base_conv;
+mod conv_engine;
 mod convolution;
 mod deconvolution;
 mod im2col;
