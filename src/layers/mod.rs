@@ -241,6 +241,7 @@ mod convolution;
 mod deconvolution;
 mod im2col;
 mod lrn;
+mod pool_kernels;
 mod pooling;
 // vision-b layers
 mod argmax;
