@@ -123,17 +123,10 @@ fn scale_out_body(s: &mut [f32], x: &[f32], y: &mut [f32], k: f32, a: f32, beta:
     }
 }
 
-/// `dx += dy * p(s) - coef * x * acc`.
+/// `dx += dy * p(s) - coef * x * acc` with `ins = [dy, s, x, acc]`.
 #[inline(always)]
-fn grad_in_with(
-    p: impl Fn(f32) -> f32,
-    dx: &mut [f32],
-    dy: &[f32],
-    s: &[f32],
-    x: &[f32],
-    acc: &[f32],
-    coef: f32,
-) {
+fn grad_in_with(p: impl Fn(f32) -> f32, dx: &mut [f32], ins: [&[f32]; 4], coef: f32) {
+    let [dy, s, x, acc] = ins;
     let it = dx.iter_mut().zip(dy).zip(s).zip(x).zip(acc);
     for ((((dx, dy), s), x), acc) in it {
         *dx += dy * p(*s) - coef * x * acc;
@@ -141,24 +134,16 @@ fn grad_in_with(
 }
 
 #[inline(always)]
-fn grad_in_body(
-    dx: &mut [f32],
-    dy: &[f32],
-    s: &[f32],
-    x: &[f32],
-    acc: &[f32],
-    coef: f32,
-    beta: f32,
-) {
+fn grad_in_body(dx: &mut [f32], ins: [&[f32]; 4], coef: f32, beta: f32) {
     if beta == 0.75 {
-        grad_in_with(neg_pow_075, dx, dy, s, x, acc, coef)
+        grad_in_with(neg_pow_075, dx, ins, coef)
     } else {
-        grad_in_with(|v| v.powf(-beta), dx, dy, s, x, acc, coef)
+        grad_in_with(|v| v.powf(-beta), dx, ins, coef)
     }
 }
 
 multiversion!(fn scale_out(s: &mut [f32], x: &[f32], y: &mut [f32], k: f32, a: f32, beta: f32) => scale_out_body);
-multiversion!(fn grad_in(dx: &mut [f32], dy: &[f32], s: &[f32], x: &[f32], acc: &[f32], coef: f32, beta: f32) => grad_in_body);
+multiversion!(fn grad_in(dx: &mut [f32], ins: [&[f32]; 4], coef: f32, beta: f32) => grad_in_body);
 
 impl Lrn {
     /// The unit of parallel work: an item (ACROSS_CHANNELS) or a plane (WITHIN_CHANNEL).
@@ -259,7 +244,7 @@ impl Layer for Lrn {
                     it.for_each(|(((q, d), y), s)| *q = d * y / s);
                     with_buffer(&ACC, unit, |acc| {
                         self.window_sum(ratio, acc);
-                        grad_in(dx, dy, s, x, acc, coef, beta);
+                        grad_in(dx, [dy, s, x, acc], coef, beta);
                     })
                 })
             });

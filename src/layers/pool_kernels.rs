@@ -64,15 +64,37 @@ impl Geom {
 }
 
 /// Splits input row `row` into `g.sw` phases of `len`: `ph[r*len + j]` is the padded row's
-/// element `j*sw + r` (`fill` outside the row).
+/// element `j*sw + r` (`fill` outside the row). The part inside the row is a copy (stride 1)
+/// or a vectorised de-interleave (stride 2); edges and other strides go element by element.
 #[inline(always)]
 fn split_phases(g: &Geom, row: &[f32], fill: f32, len: usize, ph: &mut [f32]) {
-    for (r, dst) in ph.chunks_mut(len).enumerate() {
-        for (j, d) in dst.iter_mut().enumerate() {
-            let q = (j * g.sw + r).wrapping_sub(g.pw);
-            *d = row.get(q).copied().unwrap_or(fill);
+    let (s, pw) = (g.sw, g.pw);
+    let one = |ph: &mut [f32], j: usize| {
+        for r in 0..s {
+            ph[r * len + j] = row
+                .get((j * s + r).wrapping_sub(pw))
+                .copied()
+                .unwrap_or(fill);
+        }
+    };
+    if s > 2 {
+        return (0..len).for_each(|j| one(ph, j));
+    }
+    // Phase columns j whose s elements all lie inside the row.
+    let lo = pw.div_ceil(s).min(len);
+    let hi = ((row.len() + pw) / s).clamp(lo, len);
+    let src = &row[lo * s - pw..hi * s - pw];
+    if s == 1 {
+        ph[lo..hi].copy_from_slice(src);
+    } else {
+        let (even, odd) = ph.split_at_mut(len);
+        let it = even[lo..hi].iter_mut().zip(&mut odd[lo..hi]);
+        for ((e, o), pair) in it.zip(src.chunks_exact(2)) {
+            *e = pair[0];
+            *o = pair[1];
         }
     }
+    (0..lo).chain(hi..len).for_each(|j| one(ph, j));
 }
 
 /// The contiguous run of phase values that window column `kx` reads for the row's outputs.
