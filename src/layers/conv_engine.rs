@@ -264,10 +264,10 @@ impl ConvEngine {
     pub fn conv_forward(&self, data: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
         self.drive(self.out_len(), Some(out), None, |c, o, _| {
             let nb = c.nb;
-            let mut buf = std::mem::take(&mut c.buf);
+            let buf = std::mem::take(&mut c.buf);
             let col = self.unfold(data, c);
             if let Some(o) = o {
-                self.w_col_into(w, col, nb, bias, false, &mut buf, o);
+                self.w_col_into(w, col, nb, bias, false, buf, o);
             }
         })
     }
@@ -318,14 +318,14 @@ impl ConvEngine {
     ) {
         self.drive(self.out_len(), dout, dw, |c, dx, dw| {
             let (first, nb) = (c.first, c.nb);
-            let mut buf = std::mem::take(&mut c.buf);
+            let buf = std::mem::take(&mut c.buf);
             let col = self.unfold(ddata, c);
             if let Some(dw) = dw {
-                let x = self.out_rows(out, first, nb, &mut buf);
+                let x = self.out_rows(out, first, nb, buf);
                 self.gemm_dw(x, col, nb * self.p(), dw);
             }
             if let Some(dx) = dx {
-                self.w_col_into(w, col, nb, None, true, &mut buf, dx);
+                self.w_col_into(w, col, nb, None, true, buf, dx);
             }
         })
     }
