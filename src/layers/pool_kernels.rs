@@ -119,20 +119,60 @@ fn max_rows(g: &Geom, x: &[f32], y: &mut [f32], mask: &mut [u32], ph: &mut [f32]
                 // Index of the element output ox reads: base + ox*sw (wraps for padding,
                 // which never wins).
                 let base = ((iy * g.w + kx) as u32).wrapping_sub(g.pw as u32);
-                let step = g.sw as u32;
-                let it = best.iter_mut().zip(arg.iter_mut()).zip(tap(g, ph, len, kx));
-                for (ox, ((b, a), &v)) in it.enumerate() {
-                    let gt = v > *b;
-                    *b = if gt { v } else { *b };
-                    *a = if gt {
-                        base.wrapping_add(ox as u32 * step)
-                    } else {
-                        *a
-                    };
-                }
+                max_tap(best, arg, tap(g, ph, len, kx), base, g.sw as u32);
             }
         }
     }
+}
+
+/// One window column for a row of outputs: where `v[i] > best[i]` (strictly; NaN never),
+/// `best[i] = v[i]` and `arg[i] = base + i*step`. Blends and plain stores (the compiler's own
+/// vectorisation of this loop uses masked stores, which are slow).
+#[inline(always)]
+fn max_tap(best: &mut [f32], arg: &mut [u32], v: &[f32], base: u32, step: u32) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        done = unsafe { max_tap_avx2(best, arg, v, base, step) };
+    }
+    let it = best.iter_mut().zip(arg.iter_mut()).zip(v).enumerate();
+    for (i, ((b, a), &x)) in it.skip(done) {
+        if x > *b {
+            *b = x;
+            *a = base.wrapping_add(i as u32 * step);
+        }
+    }
+}
+
+/// The AVX2 body of [`max_tap`] over whole groups of 8; returns how many it did.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_tap_avx2(
+    best: &mut [f32],
+    arg: &mut [u32],
+    v: &[f32],
+    base: u32,
+    step: u32,
+) -> usize {
+    use std::arch::x86_64::*;
+    let n = best.len().min(arg.len()).min(v.len()) / 8 * 8;
+    let (bp, ap, vp) = (best.as_mut_ptr(), arg.as_mut_ptr(), v.as_ptr());
+    let st = step as i32;
+    let lanes = _mm256_setr_epi32(0, st, 2 * st, 3 * st, 4 * st, 5 * st, 6 * st, 7 * st);
+    let mut i = 0;
+    while i < n {
+        // SAFETY: i + 8 <= n, within all three slices.
+        let (b, x) = (_mm256_loadu_ps(bp.add(i)), _mm256_loadu_ps(vp.add(i)));
+        let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(x, b);
+        let first = base.wrapping_add(i as u32 * step) as i32;
+        let idx = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_set1_epi32(first), lanes));
+        let a = _mm256_loadu_ps(ap.add(i) as *const f32);
+        _mm256_storeu_ps(bp.add(i), _mm256_blendv_ps(b, x, gt));
+        _mm256_storeu_ps(ap.add(i) as *mut f32, _mm256_blendv_ps(a, idx, gt));
+        i += 8;
+    }
+    n
 }
 
 #[inline(always)]
