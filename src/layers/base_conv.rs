@@ -1,39 +1,12 @@
-//! What Convolution, Deconvolution and Im2col share (Caffe's `BaseConvolutionLayer`): reading
-//! `convolution_param` and the batched im2col + GEMM engine.
-//!
-//! Speed: a chunk of images is unfolded into ONE column buffer (`C*kh*kw` rows, `nb*out_h*out_w`
-//! columns), so each group needs one large GEMM per chunk instead of one small GEMM per image.
-//! The unfolding, folding and re-ordering run on rayon; the GEMMs on OpenBLAS threads; the two
-//! never run at the same time. The column buffers are thread-local scratch shared by every
-//! convolution on the thread and reused across calls (Caffe shares one col buffer the same way).
+//! What Convolution and Deconvolution share (Caffe's `BaseConvolutionLayer`): reading
+//! `convolution_param` (also used by Im2col) and the layer itself, whose direction is a flag;
+//! the arithmetic is [`super::conv_engine::ConvEngine`].
 
-use crate::math::im2col::{batch_to_rows, col2im_batch_add, im2col_batch, rows_to_batch, ConvGeom};
-use crate::math::{self};
-use crate::proto::{ConvolutionParameter, FillerParameter};
+use super::conv_engine::ConvEngine;
+use super::{BlobCounts, Layer, SetupCtx};
+use crate::math::im2col::ConvGeom;
+use crate::proto::{ConvolutionParameter, FillerParameter, LayerParameter};
 use crate::{Blob, Result};
-use std::cell::RefCell;
-
-thread_local! {
-    /// Largest column buffer (in floats) one chunk of images may need; bigger batches are
-    /// split (per thread so tests can force chunking).
-    static COL_LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(1 << 24) };
-    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
-/// Runs `f` with the two scratch buffers grown to at least `a` and `b` floats.
-fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        let (col, buf) = &mut *s;
-        if col.len() < a {
-            col.resize(a, 0.0);
-        }
-        if buf.len() < b {
-            buf.resize(b, 0.0);
-        }
-        f(&mut col[..a], &mut buf[..b])
-    })
-}
 
 /// `convolution_param`, validated (2-D).
 #[derive(Debug, Clone)]
@@ -203,199 +176,6 @@ impl ConvSpec {
     }
 }
 
-/// Batched im2col + GEMM for one layer. The "data" side is the side im2col reads (a
-/// convolution's bottom, a deconvolution's top): `geom` describes one of its images. The
-/// "out" side has `co` channels and `out_h*out_w` positions per image. Weights are
-/// `co x (K/group)` with `K = geom.col_rows()` in both layers.
-#[derive(Debug, Clone, Copy)]
-pub struct ConvEngine {
-    pub geom: ConvGeom,
-    pub co: usize,
-    pub group: usize,
-    pub num: usize,
-}
-
-impl ConvEngine {
-    fn k(&self) -> usize {
-        self.geom.col_rows()
-    }
-    fn p(&self) -> usize {
-        self.geom.col_cols()
-    }
-    fn data_len(&self) -> usize {
-        self.geom.channels * self.geom.height * self.geom.width
-    }
-    fn chunk(&self) -> usize {
-        (COL_LIMIT.with(|c| c.get()) / (self.k() * self.p()).max(1)).clamp(1, self.num.max(1))
-    }
-
-    /// Chunks `(first image, images)`.
-    fn chunks(&self) -> impl Iterator<Item = (usize, usize)> {
-        let (num, c) = (self.num, self.chunk());
-        (0..num).step_by(c).map(move |s| (s, c.min(num - s)))
-    }
-
-    /// `out[g] = W[g] * col[g]` for every group over `cols` columns.
-    fn gemm_w_col(&self, w: &[f32], col: &[f32], cols: usize, out: &mut [f32]) {
-        let (kg, cg) = (self.k() / self.group, self.co / self.group);
-        for g in 0..self.group {
-            math::gemm(
-                false,
-                false,
-                cg,
-                cols,
-                kg,
-                1.0,
-                &w[g * cg * kg..],
-                &col[g * kg * cols..],
-                0.0,
-                &mut out[g * cg * cols..],
-            );
-        }
-    }
-
-    /// `col[g] = W[g]^T * out[g]`.
-    fn gemm_wt_out(&self, w: &[f32], out: &[f32], cols: usize, col: &mut [f32]) {
-        let (kg, cg) = (self.k() / self.group, self.co / self.group);
-        for g in 0..self.group {
-            math::gemm(
-                true,
-                false,
-                kg,
-                cols,
-                cg,
-                1.0,
-                &w[g * cg * kg..],
-                &out[g * cg * cols..],
-                0.0,
-                &mut col[g * kg * cols..],
-            );
-        }
-    }
-
-    /// `dW[g] += out[g] * col[g]^T`.
-    fn gemm_dw(&self, out: &[f32], col: &[f32], cols: usize, dw: &mut [f32]) {
-        let (kg, cg) = (self.k() / self.group, self.co / self.group);
-        for g in 0..self.group {
-            math::gemm(
-                false,
-                true,
-                cg,
-                kg,
-                cols,
-                1.0,
-                &out[g * cg * cols..],
-                &col[g * kg * cols..],
-                1.0,
-                &mut dw[g * cg * kg..],
-            );
-        }
-    }
-
-    /// Convolution forward: `out = conv(data, W) + bias`.
-    pub fn conv_forward(&self, data: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-        let (k, p, dl, ol) = (self.k(), self.p(), self.data_len(), self.co * self.p());
-        let c = self.chunk();
-        with_scratch(k * c * p, self.co * c * p, |col, buf| {
-            for (s, nb) in self.chunks() {
-                let cols = nb * p;
-                im2col_batch(&data[s * dl..(s + nb) * dl], &self.geom, nb, col);
-                self.gemm_w_col(w, col, cols, buf);
-                rows_to_batch(
-                    buf,
-                    nb,
-                    self.co,
-                    p,
-                    bias,
-                    false,
-                    &mut out[s * ol..(s + nb) * ol],
-                );
-            }
-        })
-    }
-
-    /// Convolution backward: `dW += dout (x) im2col(data)`, `ddata += col2im(W^T dout)`.
-    pub fn conv_backward(
-        &self,
-        dout: &[f32],
-        data: &[f32],
-        w: &[f32],
-        dw: Option<&mut [f32]>,
-        ddata: Option<&mut [f32]>,
-    ) {
-        let (k, p, dl, ol) = (self.k(), self.p(), self.data_len(), self.co * self.p());
-        let c = self.chunk();
-        let mut dw = dw;
-        let mut ddata = ddata;
-        with_scratch(k * c * p, self.co * c * p, |col, buf| {
-            for (s, nb) in self.chunks() {
-                let cols = nb * p;
-                batch_to_rows(&dout[s * ol..(s + nb) * ol], nb, self.co, p, buf);
-                if let Some(dw) = dw.as_deref_mut() {
-                    im2col_batch(&data[s * dl..(s + nb) * dl], &self.geom, nb, col);
-                    self.gemm_dw(buf, col, cols, dw);
-                }
-                if let Some(dd) = ddata.as_deref_mut() {
-                    self.gemm_wt_out(w, buf, cols, col);
-                    col2im_batch_add(col, &self.geom, nb, &mut dd[s * dl..(s + nb) * dl]);
-                }
-            }
-        })
-    }
-
-    /// Deconvolution forward: `data = col2im(W^T out)` (+ bias per data channel afterwards).
-    pub fn deconv_forward(&self, out: &[f32], w: &[f32], data: &mut [f32]) {
-        let (k, p, dl, ol) = (self.k(), self.p(), self.data_len(), self.co * self.p());
-        let c = self.chunk();
-        data.fill(0.0);
-        with_scratch(k * c * p, self.co * c * p, |col, buf| {
-            for (s, nb) in self.chunks() {
-                let cols = nb * p;
-                batch_to_rows(&out[s * ol..(s + nb) * ol], nb, self.co, p, buf);
-                self.gemm_wt_out(w, buf, cols, col);
-                col2im_batch_add(col, &self.geom, nb, &mut data[s * dl..(s + nb) * dl]);
-            }
-        })
-    }
-
-    /// Deconvolution backward: `dW += out (x) im2col(ddata)`, `dout += W im2col(ddata)`.
-    pub fn deconv_backward(
-        &self,
-        ddata: &[f32],
-        out: &[f32],
-        w: &[f32],
-        dw: Option<&mut [f32]>,
-        dout: Option<&mut [f32]>,
-    ) {
-        let (k, p, dl, ol) = (self.k(), self.p(), self.data_len(), self.co * self.p());
-        let c = self.chunk();
-        let mut dw = dw;
-        let mut dout = dout;
-        with_scratch(k * c * p, self.co * c * p, |col, buf| {
-            for (s, nb) in self.chunks() {
-                let cols = nb * p;
-                im2col_batch(&ddata[s * dl..(s + nb) * dl], &self.geom, nb, col);
-                if let Some(dw) = dw.as_deref_mut() {
-                    batch_to_rows(&out[s * ol..(s + nb) * ol], nb, self.co, p, buf);
-                    self.gemm_dw(buf, col, cols, dw);
-                }
-                if let Some(dx) = dout.as_deref_mut() {
-                    self.gemm_w_col(w, col, cols, buf);
-                    rows_to_batch(
-                        buf,
-                        nb,
-                        self.co,
-                        p,
-                        None,
-                        true,
-                        &mut dx[s * ol..(s + nb) * ol],
-                    );
-                }
-            }
-        })
-    }
-}
-
 /// `db[c] += sum over items and positions of d[n][c][:]` for `d` of `num x ch x plane`.
 pub fn bias_backward(d: &[f32], num: usize, ch: usize, plane: usize, db: &mut [f32]) {
     for n in 0..num {
@@ -416,50 +196,170 @@ pub fn bias_forward(bias: &[f32], num: usize, ch: usize, plane: usize, y: &mut [
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Convolution (`transposed: false`) and Deconvolution (`transposed: true`): the same weights,
+/// engine and bookkeeping, with the roles of bottom and top swapped in the engine.
+pub struct ConvLayer {
+    spec: ConvSpec,
+    transposed: bool,
+    channels: usize,
+    engine: Option<ConvEngine>,
+}
 
-    #[test]
-    fn chunked_batches_match_one_chunk() {
-        let spec = ConvSpec::parse(
-            &crate::spec::from_yaml_str::<ConvolutionParameter>(
-                "{ num_output: 4, kernel_size: 3, pad: 1, stride: 2, group: 2 }",
-                "t",
-            )
-            .unwrap(),
-            true,
-        )
-        .unwrap();
-        let e = ConvEngine {
-            geom: spec.geom(4, 7, 6),
-            co: 4,
-            group: 2,
-            num: 5,
-        };
-        let dl = 4 * 7 * 6;
-        let ol = 4 * e.geom.col_cols();
-        let x: Vec<f32> = (0..5 * dl).map(|i| (i as f32 * 0.3).sin()).collect();
-        let w: Vec<f32> = (0..4 * 18).map(|i| (i as f32 * 0.7).cos()).collect();
-        let dy: Vec<f32> = (0..5 * ol).map(|i| (i as f32 * 0.9).sin()).collect();
-        let run = || {
-            let mut y = vec![0.0; 5 * ol];
-            e.conv_forward(&x, &w, Some(&[0.5, 1.0, 1.5, 2.0]), &mut y);
-            let (mut dw, mut dx) = (vec![0.0; w.len()], vec![0.0; x.len()]);
-            e.conv_backward(&dy, &x, &w, Some(&mut dw), Some(&mut dx));
-            let mut z = vec![0.0; x.len()];
-            e.deconv_forward(&dy, &w, &mut z);
-            let (mut dw2, mut dy2) = (vec![0.0; w.len()], vec![0.0; dy.len()]);
-            e.deconv_backward(&x, &dy, &w, Some(&mut dw2), Some(&mut dy2));
-            [y, dw, dx, z, dw2, dy2]
-        };
-        let whole = run();
-        COL_LIMIT.with(|c| c.set(e.k() * e.p() * 2)); // chunks of 2 images: 2 + 2 + 1
-        assert_eq!(e.chunks().count(), 3);
-        let parts = run();
-        COL_LIMIT.with(|c| c.set(1 << 24));
-        for (a, b) in whole.iter().zip(&parts) {
-            crate::testing::assert_close(a, b, 1e-4);
+impl ConvLayer {
+    /// Creates the layer from `convolution_param`.
+    pub fn create(p: &LayerParameter, transposed: bool) -> Result<Box<dyn Layer>> {
+        let cp = p.convolution_param.clone().unwrap_or_default();
+        Ok(Box::new(ConvLayer {
+            spec: ConvSpec::parse(&cp, true)?,
+            transposed,
+            channels: 0,
+            engine: None,
+        }))
+    }
+
+    /// The engine for `num` images of `c x h x w` and the top's spatial size.
+    fn engine_for(
+        &self,
+        num: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<(ConvEngine, [usize; 2])> {
+        let s = &self.spec;
+        if !self.transposed {
+            s.check_fits(h, w)?;
+            let geom = s.geom(c, h, w);
+            let out = [geom.out_h(), geom.out_w()];
+            let (co, group) = (s.num_output, s.group);
+            return Ok((
+                ConvEngine {
+                    geom,
+                    co,
+                    group,
+                    num,
+                },
+                out,
+            ));
         }
+        let mut out = [0usize; 2];
+        for (i, n) in [h, w].into_iter().enumerate() {
+            let full = s.stride[i] * n.saturating_sub(1) + s.dilation[i] * (s.kernel[i] - 1) + 1;
+            crate::ensure!(
+                n > 0 && full > 2 * s.pad[i],
+                "deconvolution output would be empty: input {n}, pad {}",
+                s.pad[i]
+            );
+            out[i] = full - 2 * s.pad[i];
+        }
+        let geom = s.geom(s.num_output, out[0], out[1]);
+        debug_assert_eq!((geom.out_h(), geom.out_w()), (h, w));
+        Ok((
+            ConvEngine {
+                geom,
+                co: c,
+                group: s.group,
+                num,
+            },
+            out,
+        ))
+    }
+
+    /// The engine (after reshape) and the top's `(channels, plane)`.
+    fn ready(&self, what: &str) -> Result<(ConvEngine, usize, usize)> {
+        let Some(e) = self.engine else {
+            crate::bail!("{} {what} before reshape", self.type_name());
+        };
+        Ok(if self.transposed {
+            (e, e.geom.channels, e.geom.height * e.geom.width)
+        } else {
+            (e, e.co, e.geom.col_cols())
+        })
+    }
+}
+
+impl Layer for ConvLayer {
+    fn type_name(&self) -> &'static str {
+        if self.transposed {
+            "Deconvolution"
+        } else {
+            "Convolution"
+        }
+    }
+    fn blob_counts(&self) -> BlobCounts {
+        BlobCounts::exact(1, 1)
+    }
+    fn setup(&mut self, bottom: &[&Blob], ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
+        let (g, m, [kh, kw]) = (self.spec.group, self.spec.num_output, self.spec.kernel);
+        let shape = |c: usize| {
+            if self.transposed {
+                [c, m / g, kh, kw]
+            } else {
+                [m, c / g, kh, kw]
+            }
+        };
+        let (c, params) = self.spec.make_params(bottom[0], shape, ctx.rng)?;
+        self.channels = c;
+        Ok(params)
+    }
+    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
+        let (axis, num, c, h, w) = self.spec.split_shape(bottom[0])?;
+        crate::ensure!(
+            c == self.channels,
+            "input channels changed from {} to {c} (bottom {})",
+            self.channels,
+            bottom[0].shape_string()
+        );
+        let (engine, out) = self.engine_for(num, c, h, w)?;
+        let mut shape = bottom[0].shape[..axis].to_vec();
+        shape.extend([self.spec.num_output, out[0], out[1]]);
+        top[0].reshape(&shape);
+        self.engine = Some(engine);
+        Ok(())
+    }
+    fn forward(
+        &mut self,
+        bottom: &[&Blob],
+        top: &mut [&mut Blob],
+        params: &mut [&mut Blob],
+    ) -> Result<()> {
+        let (e, ch, plane) = self.ready("forward")?;
+        let bias = self.spec.bias_term.then(|| params[1].data.as_slice());
+        let (x, w, y) = (&bottom[0].data, &params[0].data, &mut top[0].data);
+        if !self.transposed {
+            e.conv_forward(x, w, bias, y);
+            return Ok(());
+        }
+        e.deconv_forward(x, w, y);
+        if let Some(b) = bias {
+            bias_forward(b, e.num, ch, plane, y);
+        }
+        Ok(())
+    }
+    fn backward(
+        &mut self,
+        top: &[&Blob],
+        down: &[bool],
+        bottom: &mut [&mut Blob],
+        params: &mut [&mut Blob],
+    ) -> Result<()> {
+        let (e, ch, plane) = self.ready("backward")?;
+        let dy = &top[0].diff;
+        if self.spec.bias_term {
+            bias_backward(dy, e.num, ch, plane, &mut params[1].diff);
+        }
+        let w = &mut *params[0];
+        let b = &mut *bottom[0];
+        let dx = down[0].then_some(b.diff.as_mut_slice());
+        if self.transposed {
+            e.deconv_backward(dy, &b.data, &w.data, Some(&mut w.diff), dx);
+        } else {
+            e.conv_backward(dy, &b.data, &w.data, Some(&mut w.diff), dx);
+        }
+        Ok(())
+    }
+    fn forward_flops(&self, _: &[&Blob], _: &[&Blob]) -> Option<f64> {
+        let e = self.engine?;
+        let k = (e.geom.col_rows() / e.group) as f64;
+        Some(2.0 * e.num as f64 * e.co as f64 * e.geom.col_cols() as f64 * k)
     }
 }

@@ -1,108 +1,15 @@
 //! `Convolution`: 2-D convolution as im2col + GEMM (Caffe's semantics: kernel, stride, pad,
 //! dilation, group, bias_term, axis). Weight `[num_output, C/group, kh, kw]`, bias
-//! `[num_output]`. See [`super::base_conv`] for the batched engine and the 1x1 fast path.
+//! `[num_output]`. See [`super::conv_engine`] for the engine and the 1x1 fast path.
 
-use super::base_conv::{bias_backward, ConvEngine, ConvSpec};
-use super::{BlobCounts, Layer, SetupCtx};
+use super::base_conv::ConvLayer;
+use super::Layer;
 use crate::proto::LayerParameter;
-use crate::{Blob, Result};
-
-/// `Convolution` layer.
-pub struct Convolution {
-    spec: ConvSpec,
-    channels: usize,
-    engine: Option<ConvEngine>,
-}
+use crate::Result;
 
 /// Creates `Convolution` from `convolution_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
-    let cp = p.convolution_param.clone().unwrap_or_default();
-    Ok(Box::new(Convolution {
-        spec: ConvSpec::parse(&cp, true)?,
-        channels: 0,
-        engine: None,
-    }))
-}
-
-impl Layer for Convolution {
-    fn type_name(&self) -> &'static str {
-        "Convolution"
-    }
-    fn blob_counts(&self) -> BlobCounts {
-        BlobCounts::exact(1, 1)
-    }
-    fn setup(&mut self, bottom: &[&Blob], ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
-        let (g, num_output, [kh, kw]) = (self.spec.group, self.spec.num_output, self.spec.kernel);
-        let (c, params) =
-            self.spec
-                .make_params(bottom[0], |c| [num_output, c / g, kh, kw], ctx.rng)?;
-        self.channels = c;
-        Ok(params)
-    }
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        let (axis, num, c, h, w) = self.spec.split_shape(bottom[0])?;
-        crate::ensure!(
-            c == self.channels,
-            "input channels changed from {} to {c} (bottom {})",
-            self.channels,
-            bottom[0].shape_string()
-        );
-        self.spec.check_fits(h, w)?;
-        let geom = self.spec.geom(c, h, w);
-        let mut shape = bottom[0].shape[..axis].to_vec();
-        shape.extend([self.spec.num_output, geom.out_h(), geom.out_w()]);
-        top[0].reshape(&shape);
-        self.engine = Some(ConvEngine {
-            geom,
-            co: self.spec.num_output,
-            group: self.spec.group,
-            num,
-        });
-        Ok(())
-    }
-    fn forward(
-        &mut self,
-        bottom: &[&Blob],
-        top: &mut [&mut Blob],
-        params: &mut [&mut Blob],
-    ) -> Result<()> {
-        let Some(e) = self.engine else {
-            crate::bail!("Convolution forward before reshape");
-        };
-        let bias = self.spec.bias_term.then(|| params[1].data.as_slice());
-        e.conv_forward(&bottom[0].data, &params[0].data, bias, &mut top[0].data);
-        Ok(())
-    }
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        down: &[bool],
-        bottom: &mut [&mut Blob],
-        params: &mut [&mut Blob],
-    ) -> Result<()> {
-        let Some(e) = self.engine else {
-            crate::bail!("Convolution backward before reshape");
-        };
-        let dy = &top[0].diff;
-        if self.spec.bias_term {
-            bias_backward(dy, e.num, e.co, e.geom.col_cols(), &mut params[1].diff);
-        }
-        let (wp, _) = params.split_at_mut(1);
-        let w = &mut *wp[0];
-        let b = &mut *bottom[0];
-        let ddata = if down[0] {
-            Some(b.diff.as_mut_slice())
-        } else {
-            None
-        };
-        e.conv_backward(dy, &b.data, &w.data, Some(&mut w.diff), ddata);
-        Ok(())
-    }
-    fn forward_flops(&self, _: &[&Blob], _: &[&Blob]) -> Option<f64> {
-        let e = self.engine?;
-        let k = (e.geom.col_rows() / e.group) as f64;
-        Some(2.0 * e.num as f64 * e.co as f64 * e.geom.col_cols() as f64 * k)
-    }
+    ConvLayer::create(p, false)
 }
 
 #[cfg(test)]

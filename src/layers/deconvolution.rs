@@ -3,122 +3,14 @@
 //! `[num_output]`; output size `stride*(in-1) + dilation*(k-1) + 1 - 2*pad`. With the
 //! `bilinear` weight filler, `group: C` and `bias_term: false` it is FCN's upsampling layer.
 
-use super::base_conv::{bias_backward, bias_forward, ConvEngine, ConvSpec};
-use super::{BlobCounts, Layer, SetupCtx};
+use super::base_conv::ConvLayer;
+use super::Layer;
 use crate::proto::LayerParameter;
-use crate::{Blob, Result};
-
-/// `Deconvolution` layer.
-pub struct Deconvolution {
-    spec: ConvSpec,
-    channels: usize,
-    engine: Option<ConvEngine>,
-}
+use crate::Result;
 
 /// Creates `Deconvolution` from `convolution_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
-    let cp = p.convolution_param.clone().unwrap_or_default();
-    Ok(Box::new(Deconvolution {
-        spec: ConvSpec::parse(&cp, true)?,
-        channels: 0,
-        engine: None,
-    }))
-}
-
-impl Layer for Deconvolution {
-    fn type_name(&self) -> &'static str {
-        "Deconvolution"
-    }
-    fn blob_counts(&self) -> BlobCounts {
-        BlobCounts::exact(1, 1)
-    }
-    fn setup(&mut self, bottom: &[&Blob], ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
-        let (g, num_output, [kh, kw]) = (self.spec.group, self.spec.num_output, self.spec.kernel);
-        let (c, params) =
-            self.spec
-                .make_params(bottom[0], |c| [c, num_output / g, kh, kw], ctx.rng)?;
-        self.channels = c;
-        Ok(params)
-    }
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
-        let (axis, num, c, h, w) = self.spec.split_shape(bottom[0])?;
-        crate::ensure!(
-            c == self.channels,
-            "input channels changed from {} to {c} (bottom {})",
-            self.channels,
-            bottom[0].shape_string()
-        );
-        let s = &self.spec;
-        let mut out = [0usize; 2];
-        for (i, n) in [h, w].into_iter().enumerate() {
-            let full = s.stride[i] * n.saturating_sub(1) + s.dilation[i] * (s.kernel[i] - 1) + 1;
-            crate::ensure!(
-                n > 0 && full > 2 * s.pad[i],
-                "deconvolution output would be empty: input {n}, pad {}",
-                s.pad[i]
-            );
-            out[i] = full - 2 * s.pad[i];
-        }
-        let geom = s.geom(s.num_output, out[0], out[1]);
-        debug_assert_eq!((geom.out_h(), geom.out_w()), (h, w));
-        let mut shape = bottom[0].shape[..axis].to_vec();
-        shape.extend([s.num_output, out[0], out[1]]);
-        top[0].reshape(&shape);
-        self.engine = Some(ConvEngine {
-            geom,
-            co: c,
-            group: s.group,
-            num,
-        });
-        Ok(())
-    }
-    fn forward(
-        &mut self,
-        bottom: &[&Blob],
-        top: &mut [&mut Blob],
-        params: &mut [&mut Blob],
-    ) -> Result<()> {
-        let Some(e) = self.engine else {
-            crate::bail!("Deconvolution forward before reshape");
-        };
-        let y = &mut top[0].data;
-        e.deconv_forward(&bottom[0].data, &params[0].data, y);
-        if self.spec.bias_term {
-            let plane = e.geom.height * e.geom.width;
-            bias_forward(&params[1].data, e.num, e.geom.channels, plane, y);
-        }
-        Ok(())
-    }
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        down: &[bool],
-        bottom: &mut [&mut Blob],
-        params: &mut [&mut Blob],
-    ) -> Result<()> {
-        let Some(e) = self.engine else {
-            crate::bail!("Deconvolution backward before reshape");
-        };
-        let dy = &top[0].diff;
-        if self.spec.bias_term {
-            let plane = e.geom.height * e.geom.width;
-            bias_backward(dy, e.num, e.geom.channels, plane, &mut params[1].diff);
-        }
-        let w = &mut *params[0];
-        let b = &mut *bottom[0];
-        let dx = if down[0] {
-            Some(b.diff.as_mut_slice())
-        } else {
-            None
-        };
-        e.deconv_backward(dy, &b.data, &w.data, Some(&mut w.diff), dx);
-        Ok(())
-    }
-    fn forward_flops(&self, _: &[&Blob], _: &[&Blob]) -> Option<f64> {
-        let e = self.engine?;
-        let k = (e.geom.col_rows() / e.group) as f64;
-        Some(2.0 * e.num as f64 * e.co as f64 * e.geom.col_cols() as f64 * k)
-    }
+    ConvLayer::create(p, true)
 }
 
 #[cfg(test)]

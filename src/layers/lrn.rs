@@ -6,10 +6,13 @@
 //! Items (ACROSS) or planes (WITHIN) run in parallel on rayon.
 
 use super::{BlobCounts, Layer};
+use crate::math::scratch::{with_buffer, Scratch};
+use crate::math::simd::multiversion;
 use crate::proto::lrn_parameter::NormRegion;
 use crate::proto::LayerParameter;
 use crate::{Blob, Result};
 use rayon::prelude::*;
+use std::cell::Cell;
 
 /// `LRN` layer.
 pub struct Lrn {
@@ -42,9 +45,23 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     }))
 }
 
-/// Sliding sum over channels: `out[c] = sum_{|c'-c| <= half} v[c']` for `ch` planes of `plane`.
-fn channel_window_sum(v: &[f32], ch: usize, plane: usize, half: usize, out: &mut [f32]) {
-    let mut acc = vec![0.0f32; plane];
+thread_local! {
+    static TMP: Scratch<f32> = const { Cell::new(Vec::new()) };
+    static ACC: Scratch<f32> = const { Cell::new(Vec::new()) };
+    static PART: Scratch<f32> = const { Cell::new(Vec::new()) };
+}
+
+/// Sliding sum over channels: `out[c] = sum_{|c'-c| <= half} v[c']` for `ch` planes of `plane`
+/// (`acc` holds one plane).
+fn channel_window_sum(
+    v: &[f32],
+    ch: usize,
+    plane: usize,
+    half: usize,
+    acc: &mut [f32],
+    out: &mut [f32],
+) {
+    acc.fill(0.0);
     for c in 0..half.min(ch) {
         acc.iter_mut()
             .zip(&v[c * plane..(c + 1) * plane])
@@ -59,14 +76,14 @@ fn channel_window_sum(v: &[f32], ch: usize, plane: usize, half: usize, out: &mut
             let sub = &v[(c - half - 1) * plane..(c - half) * plane];
             acc.iter_mut().zip(sub).for_each(|(a, x)| *a -= x);
         }
-        out[c * plane..(c + 1) * plane].copy_from_slice(&acc);
+        out[c * plane..(c + 1) * plane].copy_from_slice(acc);
     }
 }
 
-/// Box sum over a `2*half+1` square window, zero padded: `out[y][x] = sum v[y'][x']`.
-fn box_sum(v: &[f32], h: usize, w: usize, half: usize, out: &mut [f32]) {
+/// Box sum over a `2*half+1` square window, zero padded: `out[y][x] = sum v[y'][x']` (`rows`
+/// holds one plane).
+fn box_sum(v: &[f32], h: usize, w: usize, half: usize, rows: &mut [f32], out: &mut [f32]) {
     // Rows first, then columns.
-    let mut rows = vec![0.0f32; h * w];
     for y in 0..h {
         for x in 0..w {
             let (a, b) = (x.saturating_sub(half), (x + half + 1).min(w));
@@ -78,6 +95,84 @@ fn box_sum(v: &[f32], h: usize, w: usize, half: usize, out: &mut [f32]) {
         for x in 0..w {
             out[y * w + x] = (a..b).map(|yy| rows[yy * w + x]).sum();
         }
+    }
+}
+
+/// `s^-0.75` (Caffe's usual `beta`) as `1/sqrt(s*sqrt(s))`: two vectorisable square roots
+/// instead of a `powf` call.
+#[inline(always)]
+fn neg_pow_075(s: f32) -> f32 {
+    1.0 / (s * s.sqrt()).sqrt()
+}
+
+/// `s = k + a * s`, `y = x * p(s)`.
+#[inline(always)]
+fn scale_out_with(p: impl Fn(f32) -> f32, s: &mut [f32], x: &[f32], y: &mut [f32], k: f32, a: f32) {
+    for ((s, y), x) in s.iter_mut().zip(y.iter_mut()).zip(x) {
+        *s = k + a * *s;
+        *y = x * p(*s);
+    }
+}
+
+#[inline(always)]
+fn scale_out_body(s: &mut [f32], x: &[f32], y: &mut [f32], k: f32, a: f32, beta: f32) {
+    if beta == 0.75 {
+        scale_out_with(neg_pow_075, s, x, y, k, a)
+    } else {
+        scale_out_with(|v| v.powf(-beta), s, x, y, k, a)
+    }
+}
+
+/// `dx += dy * p(s) - coef * x * acc` with `ins = [dy, s, x, acc]`.
+#[inline(always)]
+fn grad_in_with(p: impl Fn(f32) -> f32, dx: &mut [f32], ins: [&[f32]; 4], coef: f32) {
+    let [dy, s, x, acc] = ins;
+    let it = dx.iter_mut().zip(dy).zip(s).zip(x).zip(acc);
+    for ((((dx, dy), s), x), acc) in it {
+        *dx += dy * p(*s) - coef * x * acc;
+    }
+}
+
+#[inline(always)]
+fn grad_in_body(dx: &mut [f32], ins: [&[f32]; 4], coef: f32, beta: f32) {
+    if beta == 0.75 {
+        grad_in_with(neg_pow_075, dx, ins, coef)
+    } else {
+        grad_in_with(|v| v.powf(-beta), dx, ins, coef)
+    }
+}
+
+multiversion!(fn scale_out(s: &mut [f32], x: &[f32], y: &mut [f32], k: f32, a: f32, beta: f32) => scale_out_body);
+multiversion!(fn grad_in(dx: &mut [f32], ins: [&[f32]; 4], coef: f32, beta: f32) => grad_in_body);
+
+impl Lrn {
+    /// The unit of parallel work: an item (ACROSS_CHANNELS) or a plane (WITHIN_CHANNEL).
+    fn unit(&self) -> usize {
+        let [_, c, h, w] = self.shape;
+        if self.across {
+            c * h * w
+        } else {
+            h * w
+        }
+    }
+
+    /// `out` = the region's window sum of `v` over one unit.
+    fn window_sum(&self, v: &[f32], out: &mut [f32]) {
+        let [_, c, h, w] = self.shape;
+        let half = (self.size - 1) / 2;
+        with_buffer(&PART, h * w, |part| {
+            if self.across {
+                channel_window_sum(v, c, h * w, half, part, out)
+            } else {
+                box_sum(v, h, w, half, part, out)
+            }
+        })
+    }
+
+    /// `alpha` over the window's size (`n` across channels, `n^2` within a channel).
+    fn alpha_n(&self) -> f32 {
+        let n = self.size as f32;
+        self.alpha / if self.across { n } else { n * n }
     }
 }
 
@@ -106,44 +201,27 @@ impl Layer for Lrn {
         top: &mut [&mut Blob],
         _params: &mut [&mut Blob],
     ) -> Result<()> {
-        let [_, c, h, w] = self.shape;
-        let (plane, half) = (h * w, (self.size - 1) / 2);
-        let x = &bottom[0].data;
-        let (alpha, beta, k, n) = (self.alpha, self.beta, self.k, self.size as f32);
-        let y = &mut top[0].data;
+        let (x, y, unit) = (&bottom[0].data, &mut top[0].data, self.unit());
         if x.is_empty() {
             return Ok(());
         }
-        if self.across {
-            let item = c * plane;
-            self.scale
-                .par_chunks_mut(item)
-                .zip(y.par_chunks_mut(item))
-                .enumerate()
-                .for_each(|(i, (s, y))| {
-                    let x = &x[i * item..(i + 1) * item];
-                    let sq: Vec<f32> = x.iter().map(|v| v * v).collect();
-                    channel_window_sum(&sq, c, plane, half, s);
-                    for ((s, y), x) in s.iter_mut().zip(y.iter_mut()).zip(x) {
-                        *s = k + alpha / n * *s;
-                        *y = x * s.powf(-beta);
-                    }
+        // WITHIN_CHANNEL is Caffe's Power/Pooling composition with shift 1: `k` is not used.
+        let k = if self.across { self.k } else { 1.0 };
+        let (a, beta) = (self.alpha_n(), self.beta);
+        let mut scale = std::mem::take(&mut self.scale);
+        scale
+            .par_chunks_mut(unit)
+            .zip(y.par_chunks_mut(unit))
+            .enumerate()
+            .for_each(|(i, (s, y))| {
+                let x = &x[i * unit..(i + 1) * unit];
+                with_buffer(&TMP, unit, |sq| {
+                    sq.iter_mut().zip(x).for_each(|(q, v)| *q = v * v);
+                    self.window_sum(sq, s);
                 });
-        } else {
-            self.scale
-                .par_chunks_mut(plane)
-                .zip(y.par_chunks_mut(plane))
-                .enumerate()
-                .for_each(|(i, (s, y))| {
-                    let x = &x[i * plane..(i + 1) * plane];
-                    let sq: Vec<f32> = x.iter().map(|v| v * v).collect();
-                    box_sum(&sq, h, w, half, s);
-                    for ((s, y), x) in s.iter_mut().zip(y.iter_mut()).zip(x) {
-                        *s = 1.0 + alpha / (n * n) * *s;
-                        *y = x * s.powf(-beta);
-                    }
-                });
-        }
+                scale_out(s, x, y, k, a, beta);
+            });
+        self.scale = scale;
         Ok(())
     }
     fn backward(
@@ -153,46 +231,24 @@ impl Layer for Lrn {
         bottom: &mut [&mut Blob],
         _params: &mut [&mut Blob],
     ) -> Result<()> {
-        if !down[0] {
-            return Ok(());
-        }
-        let [_, c, h, w] = self.shape;
-        let (plane, half) = (h * w, (self.size - 1) / 2);
-        let (dy, y) = (&top[0].diff, &top[0].data);
         let b = &mut *bottom[0];
-        let x = &b.data;
-        let n = self.size as f32;
-        let beta = self.beta;
-        let scale = &self.scale;
-        if x.is_empty() {
-            return Ok(());
+        if down[0] && !b.data.is_empty() {
+            // dx = dy s^-beta - 2 alpha_n beta * x * window_sum(dy * y / s)
+            let (dy, y, x, unit) = (&top[0].diff, &top[0].data, &b.data, self.unit());
+            let (coef, beta) = (2.0 * self.alpha_n() * self.beta, self.beta);
+            b.diff.par_chunks_mut(unit).enumerate().for_each(|(i, dx)| {
+                let r = i * unit..(i + 1) * unit;
+                let (dy, y, s, x) = (&dy[r.clone()], &y[r.clone()], &self.scale[r.clone()], &x[r]);
+                with_buffer(&TMP, unit, |ratio| {
+                    let it = ratio.iter_mut().zip(dy).zip(y).zip(s);
+                    it.for_each(|(((q, d), y), s)| *q = d * y / s);
+                    with_buffer(&ACC, unit, |acc| {
+                        self.window_sum(ratio, acc);
+                        grad_in(dx, [dy, s, x, acc], coef, beta);
+                    })
+                })
+            });
         }
-        // dx = dy s^-beta - coef * x * window_sum(dy * y / s)
-        let (unit, coef) = if self.across {
-            (c * plane, 2.0 * self.alpha * beta / n)
-        } else {
-            (plane, 2.0 * self.alpha * beta / (n * n))
-        };
-        let across = self.across;
-        b.diff.par_chunks_mut(unit).enumerate().for_each(|(i, dx)| {
-            let r = i * unit..(i + 1) * unit;
-            let (dy, y, s, x) = (&dy[r.clone()], &y[r.clone()], &scale[r.clone()], &x[r]);
-            let ratio: Vec<f32> = dy
-                .iter()
-                .zip(y)
-                .zip(s)
-                .map(|((d, y), s)| d * y / s)
-                .collect();
-            let mut acc = vec![0.0; unit];
-            if across {
-                channel_window_sum(&ratio, c, plane, half, &mut acc);
-            } else {
-                box_sum(&ratio, h, w, half, &mut acc);
-            }
-            for j in 0..unit {
-                dx[j] += dy[j] * s[j].powf(-beta) - coef * x[j] * acc[j];
-            }
-        });
         Ok(())
     }
 }
@@ -270,6 +326,15 @@ mod tests {
             }
         }
         assert_close(&h.top[0].data, &e, 1e-5);
+    }
+
+    #[test]
+    fn fast_power_matches_powf() {
+        for i in 0..2000 {
+            let s = 1.0 + i as f32 * 0.37;
+            let (a, b) = (super::neg_pow_075(s), s.powf(-0.75));
+            assert!((a - b).abs() <= 4.0 * f32::EPSILON * b, "{s}: {a} vs {b}");
+        }
     }
 
     #[test]

@@ -262,10 +262,12 @@ const CORE: &[(&str, Constructor)] = &[
 ];
 
 mod base_conv;
+mod conv_engine;
 mod convolution;
 mod deconvolution;
 mod im2col;
 mod lrn;
+mod pool_kernels;
 mod pooling;
 // vision-b layers
 mod argmax;

@@ -3,8 +3,10 @@
 //! STOCHASTIC (TRAIN samples an element with probability proportional to its activation; TEST
 //! outputs the probability-weighted average `sum x^2 / sum x`), global pooling, CEIL (default)
 //! or FLOOR rounding, and Caffe's rule that drops a last window that starts in the padding.
-//! Planes (item, channel) run in parallel on rayon.
+//! Planes (item, channel) run in parallel on rayon; the per-plane kernels are in
+//! [`super::pool_kernels`].
 
+use super::pool_kernels::{self as k, Geom};
 use super::{BlobCounts, Layer, SetupCtx};
 use crate::proto::pooling_parameter::{PoolMethod, RoundMode};
 use crate::proto::{LayerParameter, Phase};
@@ -12,39 +14,6 @@ use crate::{Blob, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
-
-/// Window geometry of one plane.
-#[derive(Debug, Clone, Copy, Default)]
-struct Geom {
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    ph: usize,
-    pw: usize,
-    oh: usize,
-    ow: usize,
-}
-
-impl Geom {
-    /// Window of output row/col `o` along one axis: `(start, end, divisor extent)`, clipped to
-    /// the input; the extent is clipped to the padded input only (Caffe's AVE divisor).
-    fn span(o: usize, s: usize, k: usize, p: usize, n: usize) -> (usize, usize, usize) {
-        let start = (o * s) as isize - p as isize;
-        let end = (start + k as isize).min((n + p) as isize);
-        let extent = (end - start) as usize;
-        let (start, end) = (start.max(0) as usize, (end.min(n as isize)).max(0) as usize);
-        (start, end.max(start), extent)
-    }
-    fn rows(&self, y: usize) -> (usize, usize, usize) {
-        Self::span(y, self.sh, self.kh, self.ph, self.h)
-    }
-    fn cols(&self, x: usize) -> (usize, usize, usize) {
-        Self::span(x, self.sw, self.kw, self.pw, self.w)
-    }
-}
 
 /// Pooled size along one axis (Caffe's `PoolingLayer::Reshape`).
 pub fn pooled_size(n: usize, k: usize, s: usize, p: usize, ceil: bool) -> usize {
@@ -147,90 +116,6 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     }))
 }
 
-impl Pooling {
-    fn max_plane(g: &Geom, x: &[f32], y: &mut [f32], mask: &mut [u32]) {
-        for oy in 0..g.oh {
-            let (y0, y1, _) = g.rows(oy);
-            for ox in 0..g.ow {
-                let (x0, x1, _) = g.cols(ox);
-                let mut best = f32::MIN;
-                let mut arg = (y0 * g.w + x0) as u32;
-                for iy in y0..y1 {
-                    let row = &x[iy * g.w + x0..iy * g.w + x1];
-                    for (dx, &v) in row.iter().enumerate() {
-                        if v > best {
-                            best = v;
-                            arg = (iy * g.w + x0 + dx) as u32;
-                        }
-                    }
-                }
-                y[oy * g.ow + ox] = best;
-                mask[oy * g.ow + ox] = arg;
-            }
-        }
-    }
-
-    fn ave_plane(g: &Geom, x: &[f32], y: &mut [f32]) {
-        for oy in 0..g.oh {
-            let (y0, y1, ey) = g.rows(oy);
-            for ox in 0..g.ow {
-                let (x0, x1, ex) = g.cols(ox);
-                let mut s = 0.0;
-                for iy in y0..y1 {
-                    s += x[iy * g.w + x0..iy * g.w + x1].iter().sum::<f32>();
-                }
-                y[oy * g.ow + ox] = s / (ey * ex) as f32;
-            }
-        }
-    }
-
-    /// STOCHASTIC, TRAIN: picks the element where the running sum first reaches `u * total`.
-    fn sto_train_plane(g: &Geom, x: &[f32], u: &[f32], y: &mut [f32], mask: &mut [u32]) {
-        for oy in 0..g.oh {
-            let (y0, y1, _) = g.rows(oy);
-            for ox in 0..g.ow {
-                let (x0, x1, _) = g.cols(ox);
-                let mut total = 0.0;
-                for iy in y0..y1 {
-                    total += x[iy * g.w + x0..iy * g.w + x1].iter().sum::<f32>();
-                }
-                let thres = u[oy * g.ow + ox] * total;
-                let mut cum = 0.0;
-                let mut arg = y1.saturating_sub(1) * g.w + x1.saturating_sub(1);
-                'found: for iy in y0..y1 {
-                    for ix in x0..x1 {
-                        cum += x[iy * g.w + ix];
-                        if cum >= thres {
-                            arg = iy * g.w + ix;
-                            break 'found;
-                        }
-                    }
-                }
-                y[oy * g.ow + ox] = x[arg];
-                mask[oy * g.ow + ox] = arg as u32;
-            }
-        }
-    }
-
-    /// STOCHASTIC, TEST: `sum x^2 / sum x` over the window.
-    fn sto_test_plane(g: &Geom, x: &[f32], y: &mut [f32]) {
-        for oy in 0..g.oh {
-            let (y0, y1, _) = g.rows(oy);
-            for ox in 0..g.ow {
-                let (x0, x1, _) = g.cols(ox);
-                let (mut s, mut s2) = (f32::MIN_POSITIVE, 0.0);
-                for iy in y0..y1 {
-                    for v in &x[iy * g.w + x0..iy * g.w + x1] {
-                        s += v;
-                        s2 += v * v;
-                    }
-                }
-                y[oy * g.ow + ox] = s2 / s;
-            }
-        }
-    }
-}
-
 impl Layer for Pooling {
     fn type_name(&self) -> &'static str {
         "Pooling"
@@ -310,7 +195,7 @@ impl Layer for Pooling {
                 y.par_chunks_mut(op)
                     .zip(self.mask.par_chunks_mut(op))
                     .enumerate()
-                    .for_each(|(i, (y, m))| Self::max_plane(&g, &x[i * ip..(i + 1) * ip], y, m));
+                    .for_each(|(i, (y, m))| k::max_plane(&g, &x[i * ip..(i + 1) * ip], y, m));
                 if let Some(t) = rest.first_mut() {
                     for (d, &m) in t.data.iter_mut().zip(&self.mask) {
                         *d = m as f32;
@@ -320,7 +205,7 @@ impl Layer for Pooling {
             PoolMethod::Ave => {
                 y.par_chunks_mut(op)
                     .enumerate()
-                    .for_each(|(i, y)| Self::ave_plane(&g, &x[i * ip..(i + 1) * ip], y));
+                    .for_each(|(i, y)| k::ave_plane(&g, &x[i * ip..(i + 1) * ip], y));
             }
             PoolMethod::Stochastic if self.train => {
                 let n = self.planes * op;
@@ -332,7 +217,7 @@ impl Layer for Pooling {
                     .zip(self.mask.par_chunks_mut(op))
                     .enumerate()
                     .for_each(|(i, (y, m))| {
-                        Self::sto_train_plane(
+                        k::sto_train_plane(
                             &g,
                             &x[i * ip..(i + 1) * ip],
                             &u[i * op..(i + 1) * op],
@@ -344,7 +229,7 @@ impl Layer for Pooling {
             PoolMethod::Stochastic => {
                 y.par_chunks_mut(op)
                     .enumerate()
-                    .for_each(|(i, y)| Self::sto_test_plane(&g, &x[i * ip..(i + 1) * ip], y));
+                    .for_each(|(i, y)| k::sto_test_plane(&g, &x[i * ip..(i + 1) * ip], y));
             }
         }
         Ok(())
@@ -383,43 +268,28 @@ impl Layer for Pooling {
         } else if self.method == PoolMethod::Ave {
             dx.par_chunks_mut(ip).enumerate().for_each(|(i, dx)| {
                 let dy = &dy[i * op..(i + 1) * op];
-                for oy in 0..g.oh {
-                    let (y0, y1, ey) = g.rows(oy);
-                    for ox in 0..g.ow {
-                        let (x0, x1, ex) = g.cols(ox);
-                        let v = dy[oy * g.ow + ox] / (ey * ex) as f32;
-                        for iy in y0..y1 {
-                            dx[iy * g.w + x0..iy * g.w + x1]
-                                .iter_mut()
-                                .for_each(|d| *d += v);
-                        }
+                g.windows(|oy, ox, [y0, y1, x0, x1]| {
+                    let v = dy[oy * g.ow + ox] / (g.rows(oy).2 * g.cols(ox).2) as f32;
+                    for iy in y0..y1 {
+                        dx[iy * g.w + x0..iy * g.w + x1]
+                            .iter_mut()
+                            .for_each(|d| *d += v);
                     }
-                }
+                });
             });
         } else {
             // STOCHASTIC at TEST: y = S2 / S, dy/dx_i = (2 x_i - y) / S.
             dx.par_chunks_mut(ip).enumerate().for_each(|(i, dx)| {
                 let (dy, x) = (&dy[i * op..(i + 1) * op], &x[i * ip..(i + 1) * ip]);
-                for oy in 0..g.oh {
-                    let (y0, y1, _) = g.rows(oy);
-                    for ox in 0..g.ow {
-                        let (x0, x1, _) = g.cols(ox);
-                        let (mut s, mut s2) = (f32::MIN_POSITIVE, 0.0);
-                        for iy in y0..y1 {
-                            for v in &x[iy * g.w + x0..iy * g.w + x1] {
-                                s += v;
-                                s2 += v * v;
-                            }
-                        }
-                        let yv = s2 / s;
-                        let d = dy[oy * g.ow + ox] / s;
-                        for iy in y0..y1 {
-                            for ix in x0..x1 {
-                                dx[iy * g.w + ix] += d * (2.0 * x[iy * g.w + ix] - yv);
-                            }
+                g.windows(|oy, ox, [y0, y1, x0, x1]| {
+                    let (s, s2) = k::window_sums(&g, x, [y0, y1, x0, x1], f32::MIN_POSITIVE);
+                    let (yv, d) = (s2 / s, dy[oy * g.ow + ox] / s);
+                    for iy in y0..y1 {
+                        for ix in x0..x1 {
+                            dx[iy * g.w + ix] += d * (2.0 * x[iy * g.w + ix] - yv);
                         }
                     }
-                }
+                });
             });
         }
         Ok(())

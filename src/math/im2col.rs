@@ -162,7 +162,7 @@ fn im2col_row(imgs: &[f32], g: &ConvGeom, nb: usize, row: usize, dst: &mut [f32]
 
 /// Unfolds `nb` images (`nb x C x H x W`) into one column buffer of `C*kh*kw` rows and
 /// `nb*out_h*out_w` columns (image `n` owns columns `n*P..(n+1)*P`), so a whole batch goes
-/// through one GEMM. Rows are filled in parallel.
+/// through one GEMM. Rows are filled in parallel (unless called from a rayon task).
 pub fn im2col_batch(imgs: &[f32], g: &ConvGeom, nb: usize, col: &mut [f32]) {
     use rayon::prelude::*;
     if g.is_pointwise() {
@@ -172,7 +172,7 @@ pub fn im2col_batch(imgs: &[f32], g: &ConvGeom, nb: usize, col: &mut [f32]) {
     let cols = nb * g.col_cols();
     let rows = g.col_rows();
     let col = &mut col[..rows * cols];
-    if rows * cols < PAR_MIN {
+    if super::nested() || rows * cols < PAR_MIN {
         for (r, dst) in col.chunks_mut(cols).enumerate() {
             im2col_row(imgs, g, nb, r, dst);
         }
@@ -223,7 +223,7 @@ fn col2im_plane(col: &[f32], g: &ConvGeom, nb: usize, n: usize, c: usize, plane:
 }
 
 /// The adjoint of [`im2col_batch`]: folds a batched column buffer back into `nb` images,
-/// **adding** into `imgs`. Planes are processed in parallel.
+/// **adding** into `imgs`. Planes are processed in parallel (unless called from a rayon task).
 pub fn col2im_batch_add(col: &[f32], g: &ConvGeom, nb: usize, imgs: &mut [f32]) {
     use rayon::prelude::*;
     let plane = g.height * g.width;
@@ -236,7 +236,7 @@ pub fn col2im_batch_add(col: &[f32], g: &ConvGeom, nb: usize, imgs: &mut [f32]) 
     }
     let work =
         |(i, p): (usize, &mut [f32])| col2im_plane(col, g, nb, i / g.channels, i % g.channels, p);
-    if imgs.len() * g.kernel_h * g.kernel_w < PAR_MIN {
+    if super::nested() || imgs.len() * g.kernel_h * g.kernel_w < PAR_MIN {
         imgs.chunks_mut(plane).enumerate().for_each(work);
     } else {
         imgs.par_chunks_mut(plane).enumerate().for_each(work);
@@ -244,24 +244,18 @@ pub fn col2im_batch_add(col: &[f32], g: &ConvGeom, nb: usize, imgs: &mut [f32]) 
 }
 
 /// Reorders `nb` items of `rows x p` values (`src`, item-major) into a `rows x (nb*p)` matrix
-/// (`dst`, row-major): the batched layout of a GEMM output.
+/// (`dst`, row-major): the batched layout of a GEMM output. Runs on the calling thread.
 pub fn batch_to_rows(src: &[f32], nb: usize, rows: usize, p: usize, dst: &mut [f32]) {
-    use rayon::prelude::*;
     let dst = &mut dst[..rows * nb * p];
-    let work = |(r, d): (usize, &mut [f32])| {
+    for (r, d) in dst.chunks_mut((nb * p).max(1)).enumerate() {
         for n in 0..nb {
             d[n * p..(n + 1) * p].copy_from_slice(&src[(n * rows + r) * p..(n * rows + r + 1) * p]);
         }
-    };
-    if dst.len() < PAR_MIN || p == 0 {
-        dst.chunks_mut((nb * p).max(1)).enumerate().for_each(work);
-    } else {
-        dst.par_chunks_mut(nb * p).enumerate().for_each(work);
     }
 }
 
 /// The inverse of [`batch_to_rows`]: `dst[n][r][:] (+)= src[r][n*p..]` (plus `bias[r]` when
-/// given); `add` chooses between adding and overwriting.
+/// given); `add` chooses between adding and overwriting. Runs on the calling thread.
 pub fn rows_to_batch(
     src: &[f32],
     nb: usize,
@@ -271,9 +265,8 @@ pub fn rows_to_batch(
     add: bool,
     dst: &mut [f32],
 ) {
-    use rayon::prelude::*;
     let dst = &mut dst[..nb * rows * p];
-    let work = |(n, d): (usize, &mut [f32])| {
+    for (n, d) in dst.chunks_mut((rows * p).max(1)).enumerate() {
         for r in 0..rows {
             let s = &src[r * nb * p + n * p..r * nb * p + (n + 1) * p];
             let o = &mut d[r * p..(r + 1) * p];
@@ -284,11 +277,6 @@ pub fn rows_to_batch(
                 o.iter_mut().zip(s).for_each(|(o, s)| *o = s + b);
             }
         }
-    };
-    if dst.len() < PAR_MIN || rows * p == 0 {
-        dst.chunks_mut((rows * p).max(1)).enumerate().for_each(work);
-    } else {
-        dst.par_chunks_mut(rows * p).enumerate().for_each(work);
     }
 }
 

@@ -1,6 +1,8 @@
 //! All heavy math: one sgemm/sgemv wrapper over cblas (OpenBLAS) and small vector kernels.
 
 pub mod im2col;
+pub mod scratch;
+pub mod simd;
 
 use cblas::{Layout, Transpose};
 
@@ -21,6 +23,12 @@ fn single_threaded_blas() {
     }
     // SAFETY: a plain setter of OpenBLAS's global thread count, called once.
     ONCE.call_once(|| unsafe { openblas_set_num_threads(1) });
+}
+
+/// True on one of rayon's threads: the caller is already one parallel task among others, so
+/// the kernels below run on it alone instead of splitting again.
+pub fn nested() -> bool {
+    rayon::current_thread_index().is_some()
 }
 
 /// Below this many multiply-adds a GEMM runs on the calling thread.
@@ -80,7 +88,8 @@ unsafe fn sgemm_raw(
 
 /// `C = alpha * op(A) * op(B) + beta * C`, row-major, `op(A)` is `m x k`, `op(B)` is `k x n`.
 /// Caffe's `caffe_cpu_gemm`. Large products are split into column (or row) blocks of C that
-/// rayon's threads compute with single-threaded OpenBLAS calls.
+/// rayon's threads compute with single-threaded OpenBLAS calls; a call made from one of
+/// rayon's threads (a task that already has its core) runs on that thread alone.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     trans_a: bool,
@@ -95,9 +104,21 @@ pub fn gemm(
     c: &mut [f32],
 ) {
     use rayon::prelude::*;
-    assert!(a.len() >= m * k, "gemm: A too small");
-    assert!(b.len() >= k * n, "gemm: B too small");
-    assert!(c.len() >= m * n, "gemm: C too small");
+    assert!(
+        a.len() >= m * k,
+        "gemm: A holds {} values, needs {m}x{k}",
+        a.len()
+    );
+    assert!(
+        b.len() >= k * n,
+        "gemm: B holds {} values, needs {k}x{n}",
+        b.len()
+    );
+    assert!(
+        c.len() >= m * n,
+        "gemm: C holds {} values, needs {m}x{n}",
+        c.len()
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -110,7 +131,7 @@ pub fn gemm(
     let ldb = if trans_b { k } else { n };
     let threads = rayon::current_num_threads();
     let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), Ptr(c.as_mut_ptr()));
-    if threads < 2 || m * n * k < PAR_GEMM_MIN {
+    if nested() || threads < 2 || m * n * k < PAR_GEMM_MIN {
         // SAFETY: the slices hold the m*k, k*n and m*n elements (asserted above).
         unsafe {
             sgemm_raw(
@@ -189,16 +210,27 @@ pub fn gemv(
     beta: f32,
     y: &mut [f32],
 ) {
-    debug_assert!(a.len() >= m * n);
+    let (xl, yl) = if trans_a { (m, n) } else { (n, m) };
+    assert!(
+        a.len() >= m * n,
+        "gemv: A holds {} values, needs {m}x{n}",
+        a.len()
+    );
+    assert!(
+        x.len() >= xl,
+        "gemv: x holds {} values, needs {xl}",
+        x.len()
+    );
+    assert!(
+        y.len() >= yl,
+        "gemv: y holds {} values, needs {yl}",
+        y.len()
+    );
     if m == 0 || n == 0 {
-        if !trans_a {
-            scal(beta, &mut y[..m]);
-        } else {
-            scal(beta, &mut y[..n]);
-        }
+        scal(beta, &mut y[..yl]);
         return;
     }
-    // SAFETY: A holds m*n values; x and y hold the lengths op(A) needs.
+    // SAFETY: A holds m*n values; x and y hold the lengths op(A) needs (asserted above).
     unsafe {
         cblas::sgemv(
             Layout::RowMajor,
@@ -317,5 +349,26 @@ mod tests {
         let mut z = [0.0; 3];
         gemv(true, 2, 3, 1.0, &a, &[1.0, 1.0], 0.0, &mut z);
         assert_eq!(z, [5.0, 7.0, 9.0]);
+    }
+
+    /// The safe wrappers refuse short slices in release builds too (no out-of-bounds BLAS read).
+    #[test]
+    fn blas_wrappers_check_lengths() {
+        use std::panic::catch_unwind;
+        let a = [1.0f32; 6];
+        assert!(
+            catch_unwind(|| gemv(false, 2, 3, 1.0, &a, &[1.0; 2], 0.0, &mut [0.0; 2])).is_err()
+        );
+        assert!(catch_unwind(|| gemv(true, 2, 3, 1.0, &a, &[1.0; 2], 0.0, &mut [0.0; 2])).is_err());
+        assert!(
+            catch_unwind(|| gemv(false, 3, 3, 1.0, &a, &[1.0; 3], 0.0, &mut [0.0; 3])).is_err()
+        );
+        assert!(catch_unwind(|| {
+            gemm(false, false, 2, 2, 3, 1.0, &a, &a[..5], 0.0, &mut [0.0; 4])
+        })
+        .is_err());
+        let mut y = [0.0; 2];
+        gemv(false, 2, 3, 1.0, &a, &[1.0; 3], 0.0, &mut y);
+        assert_eq!(y, [3.0, 3.0]);
     }
 }
