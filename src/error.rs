@@ -28,7 +28,10 @@ pub enum Error {
     #[error("{path}: {message}")]
     Format { path: String, message: String },
     /// A layer's `type` is not registered.
-    #[error("layer `{layer}`: unknown layer type `{ty}`{}; known types: {known}", did_you_mean(suggestion))]
+    #[error(
+        "layer `{layer}`: unknown layer type `{ty}`{}; known types: {known}",
+        did_you_mean(suggestion)
+    )]
     UnknownLayerType {
         layer: String,
         ty: String,
@@ -138,11 +141,13 @@ impl Error {
                 ty: ty.to_string(),
                 message,
             },
-            e @ (Error::Io { .. } | Error::Format { .. } | Error::Spec { .. }) => Error::LayerFile {
-                layer: layer.to_string(),
-                ty: ty.to_string(),
-                source: Box::new(e),
-            },
+            e @ (Error::Io { .. } | Error::Format { .. } | Error::Spec { .. }) => {
+                Error::LayerFile {
+                    layer: layer.to_string(),
+                    ty: ty.to_string(),
+                    source: Box::new(e),
+                }
+            }
             other => other,
         }
     }
@@ -217,7 +222,10 @@ mod tests {
             found: vec![20, 500],
         };
         let t = e.to_string();
-        assert!(t.contains("ip2") && t.contains("20x500") && t.contains("10x500"), "{t}");
+        assert!(
+            t.contains("ip2") && t.contains("20x500") && t.contains("10x500"),
+            "{t}"
+        );
         let e = Error::MissingBottom {
             layer: "ip1".into(),
             ty: "InnerProduct".into(),

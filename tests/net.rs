@@ -786,3 +786,26 @@ layer:{INPUT}
     // The 8 input values, the 6 targets and the 3x12 + 3 parameters.
     assert_eq!(report.checked + report.skipped, 8 + 6 + 36 + 3);
 }
+
+#[test]
+fn in_place_after_a_layer_whose_backward_reads_its_top_writes_a_new_version() {
+    // Sigmoid's backward uses its output y; TanH "in place" on it must not overwrite y. ReLU
+    // (whose derivative reads only y) then runs truly in place on TanH's version.
+    let yaml = "layer:
+  - { name: data, type: Input, top: [data, target], input_param: { shape: [ { dim: [2, 5] }, { dim: [2, 5] } ] } }
+  - { name: sig, type: Sigmoid, bottom: data, top: s }
+  - { name: tanh, type: TanH, bottom: s, top: s }
+  - { name: relu, type: ReLU, bottom: s, top: s }
+  - { name: loss, type: EuclideanLoss, bottom: [s, target], top: loss }
+force_backward: true";
+    let mut net = build(yaml, Phase::Train);
+    let inplace: Vec<bool> = net.layers().iter().map(|l| l.inplace).collect();
+    assert_eq!(inplace, vec![false, false, false, false, false]);
+    // data, target, Sigmoid's s, TanH's s (which ReLU does not overwrite either: TanH's
+    // backward reads it), ReLU's s, loss.
+    assert_eq!(net.blobs().count(), 6);
+    feed(&mut net, "data", 1.0);
+    feed(&mut net, "target", 0.3);
+    let report = net_check(&mut net);
+    assert!(report.ok(), "{:?}", report.failures);
+}

@@ -32,6 +32,9 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
 }
 
 impl Layer for Dropout {
+    fn keeps_sign(&self) -> bool {
+        true
+    }
     fn type_name(&self) -> &'static str {
         "Dropout"
     }

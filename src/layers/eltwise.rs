@@ -37,6 +37,13 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
 }
 
 impl Layer for Eltwise {
+    fn backward_reads_top(&self) -> super::TopUse {
+        if matches!(self.op, EltwiseOp::Sum) {
+            super::TopUse::Nothing
+        } else {
+            super::TopUse::Values
+        }
+    }
     fn type_name(&self) -> &'static str {
         "Eltwise"
     }

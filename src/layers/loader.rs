@@ -82,7 +82,6 @@ impl Layer for LoaderLayer {
         }
         Ok(())
     }
-
 }
 
 /// `transform_param`, with the legacy copies some data parameters carry (`scale`, `mean_file`,

@@ -177,6 +177,9 @@ impl Lrn {
 }
 
 impl Layer for Lrn {
+    fn backward_reads_top(&self) -> super::TopUse {
+        super::TopUse::Values
+    }
     fn type_name(&self) -> &'static str {
         "LRN"
     }

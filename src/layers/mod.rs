@@ -43,6 +43,18 @@ impl SetupCtx<'_> {
     }
 }
 
+/// What a layer's backward reads of its tops' data, from least to most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum TopUse {
+    /// Nothing (the layer keeps what it needs, or reads its bottoms).
+    #[default]
+    Nothing,
+    /// Only whether each value is positive.
+    Sign,
+    /// The values.
+    Values,
+}
+
 /// How many bottoms and tops a layer takes; `None` means any number.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BlobCounts {
@@ -155,6 +167,20 @@ pub trait Layer: Send {
 
     /// True when top 0 may be the same blob as bottom 0.
     fn allows_inplace(&self) -> bool {
+        false
+    }
+
+    /// What `backward` reads of the tops' data (Sigmoid's `y (1 - y)`, Softmax, LRN read the
+    /// values; ReLU only their sign): a later layer running in place on such a top then writes
+    /// a new version of the blob instead of overwriting what this backward needs.
+    fn backward_reads_top(&self) -> TopUse {
+        TopUse::Nothing
+    }
+
+    /// True when running in place keeps the sign of every value, or zeroes a value where it
+    /// also zeroes the gradient (ReLU, Dropout): such a layer may overwrite a top whose
+    /// producer's backward reads only the sign ([`TopUse::Sign`]), as in `ReLU -> Dropout`.
+    fn keeps_sign(&self) -> bool {
         false
     }
 

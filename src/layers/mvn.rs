@@ -38,6 +38,9 @@ impl Mvn {
 }
 
 impl Layer for Mvn {
+    fn backward_reads_top(&self) -> super::TopUse {
+        super::TopUse::Values
+    }
     fn type_name(&self) -> &'static str {
         "MVN"
     }

@@ -2,7 +2,7 @@
 //! one generic [`Neuron`] layer that runs any of them, and the [`Inplace`] helper that lets
 //! layers with one bottom and one top share a blob.
 
-use super::{BlobCounts, Layer};
+use super::{BlobCounts, Layer, TopUse};
 use crate::{Blob, Result};
 use rayon::prelude::*;
 
@@ -135,6 +135,18 @@ pub trait Elementwise: Send + Sync + 'static {
     fn kink(&self) -> Option<(f32, f32)> {
         None
     }
+    /// What backward reads of `y` (in place, `y` is where `x` was): the values whenever `df`
+    /// reads `y`, or `x` in place. ReLU overrides it: it needs only the sign.
+    fn top_use(&self) -> TopUse {
+        match self.derivative() {
+            Derivative::FromOutput | Derivative::FromBoth { .. } => TopUse::Values,
+            Derivative::FromInput | Derivative::Zero => TopUse::Nothing,
+        }
+    }
+    /// See [`Layer::keeps_sign`].
+    fn keeps_sign(&self) -> bool {
+        false
+    }
 }
 
 /// The layer of an [`Elementwise`] function: one bottom, one top of the same shape.
@@ -157,6 +169,12 @@ impl<E: Elementwise> Layer for Neuron<E> {
             self.0.derivative(),
             Derivative::FromOutput | Derivative::FromBoth { in_place: true }
         )
+    }
+    fn backward_reads_top(&self) -> TopUse {
+        self.0.top_use()
+    }
+    fn keeps_sign(&self) -> bool {
+        self.0.keeps_sign()
     }
     fn kink(&self) -> Option<(f32, f32)> {
         self.0.kink()

@@ -2,7 +2,7 @@
 //! then reads the top): for `negative_slope >= 0`, `y > 0` exactly when `x > 0`.
 
 use super::neuron::{boxed, Derivative, Elementwise};
-use super::Layer;
+use super::{Layer, TopUse};
 use crate::proto::LayerParameter;
 use crate::Result;
 
@@ -42,6 +42,16 @@ impl Elementwise for ReLU {
     }
     fn kink(&self) -> Option<(f32, f32)> {
         Some((0.0, 0.01))
+    }
+    fn top_use(&self) -> TopUse {
+        if self.slope >= 0.0 {
+            TopUse::Sign
+        } else {
+            TopUse::Values
+        }
+    }
+    fn keeps_sign(&self) -> bool {
+        self.slope >= 0.0
     }
 }
 #[cfg(test)]

@@ -49,6 +49,9 @@ impl Rnn {
 }
 
 impl Layer for Rnn {
+    fn backward_reads_top(&self) -> super::TopUse {
+        super::TopUse::Values
+    }
     fn type_name(&self) -> &'static str {
         "RNN"
     }

@@ -46,6 +46,9 @@ pub fn softmax(x: &[f32], y: &mut [f32], outer: usize, c: usize, inner: usize) {
 }
 
 impl Layer for Softmax {
+    fn backward_reads_top(&self) -> super::TopUse {
+        super::TopUse::Values
+    }
     fn type_name(&self) -> &'static str {
         "Softmax"
     }

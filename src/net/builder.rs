@@ -75,9 +75,7 @@ impl Builder {
             .map_err(|e| e.in_layer(&name, &ty))?;
         let bottom = self.wiring.bottoms(&lp)?;
         let bottom_from = self.wiring.producers(&bottom);
-        let (top, inplace) =
-            self.wiring
-                .tops(&mut self.net, &lp, layer.allows_inplace(), &bottom)?;
+        let (top, inplace) = self.wiring.tops(&mut self.net, &lp, &*layer, &bottom)?;
         if ty == "Input" {
             self.net.inputs.extend(top.iter().copied());
         }

@@ -7,8 +7,13 @@
 //! writes a new version of the name into a blob of its own, which is what the model means:
 //! earlier readers keep the old version, later ones read the new. The usual chains
 //! (`conv -> ReLU in place -> Dropout in place`) stay truly in place, with no extra memory.
+//! A layer whose backward reads its own top (Sigmoid, TanH, Softmax, LRN: see
+//! [`Layer::backward_reads_top`]) keeps that top the same way, so `Sigmoid -> TanH in place`
+//! gives TanH a new version rather than overwriting the `y` Sigmoid's backward needs (Caffe
+//! computes a wrong gradient there).
 
 use super::Net;
+use crate::layers::{Layer, TopUse};
 use crate::proto::LayerParameter;
 use crate::{Blob, Error, Result};
 use std::collections::BTreeMap;
@@ -22,6 +27,10 @@ pub(super) struct Wiring {
     producer: Vec<String>,
     /// Whether a layer has read each blob's current contents.
     read: Vec<bool>,
+    /// What backwards need of each blob's current contents (its readers need the values; its
+    /// producer what [`Layer::backward_reads_top`] says): a blob whose values are needed is
+    /// never overwritten in place, one whose sign is needed only by a layer that keeps signs.
+    kept: Vec<TopUse>,
 }
 
 impl Wiring {
@@ -62,9 +71,10 @@ impl Wiring {
         &mut self,
         net: &mut Net,
         lp: &LayerParameter,
-        allows_inplace: bool,
+        layer: &dyn Layer,
         bottoms: &[usize],
     ) -> Result<(Vec<usize>, bool)> {
+        let allows_inplace = layer.allows_inplace();
         let (name, ty) = (lp.name(), lp.r#type());
         let mut ids = Vec::with_capacity(lp.top.len());
         let mut inplace = false;
@@ -77,8 +87,13 @@ impl Wiring {
             if lp.bottom.get(ti) == Some(t) {
                 check_inplace(lp, allows_inplace, t)?;
                 let id = bottoms[ti];
-                if self.read[id] {
-                    // An earlier layer reads this version: write a new one.
+                let exact = match self.kept[id] {
+                    TopUse::Nothing => true,
+                    TopUse::Sign => layer.keeps_sign(),
+                    TopUse::Values => false,
+                };
+                if !exact {
+                    // An earlier backward needs this version: write a new one.
                     ids.push(self.create(net, t, name));
                 } else {
                     self.producer[id] = name.to_string();
@@ -100,7 +115,12 @@ impl Wiring {
         if !inplace {
             for &b in bottoms {
                 self.read[b] = true;
+                self.kept[b] = TopUse::Values;
             }
+        }
+        let reads = layer.backward_reads_top();
+        for &t in &ids {
+            self.kept[t] = self.kept[t].max(reads);
         }
         Ok((ids, inplace))
     }
@@ -119,6 +139,7 @@ impl Wiring {
         net.blob_names.push(name.to_string());
         self.producer.push(producer.to_string());
         self.read.push(false);
+        self.kept.push(TopUse::Nothing);
         self.by_name.insert(name.to_string(), id);
         id
     }

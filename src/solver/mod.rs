@@ -37,8 +37,8 @@ pub use lr_policy::LrPolicy;
 pub use snapshot::ensure_parent_dir;
 pub use test::score;
 
-use crate::proto::{Phase, SolverParameter};
 use crate::net::CopyReport;
+use crate::proto::{Phase, SolverParameter};
 use crate::{Blob, Net, Result};
 use rand::rngs::StdRng;
 use rand::SeedableRng;

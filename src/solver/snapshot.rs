@@ -3,8 +3,8 @@
 //! history, each written atomically; the prefix's directory is created when missing.
 
 use super::{Event, Solver};
-use crate::proto::SolverState;
 use crate::blob::{blob_to_proto, copy_blob_proto};
+use crate::proto::SolverState;
 use crate::{Error, Result};
 use prost::Message;
 use std::path::{Path, PathBuf};
