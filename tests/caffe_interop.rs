@@ -391,34 +391,15 @@ fn lenet_v1_caffemodel_classifies_mnist_like_caffe() {
     check_lenet("caffe/lenet_v1", "lenet_iter_5000.caffemodel", "lenet_v1");
 }
 
-/// A PNG as BGR planes (alpha dropped), values 0..255.
+/// A PNG as BGR planes (alpha dropped, grey repeated), values 0..255.
 fn read_png_bgr(path: &Path) -> (usize, usize, Vec<f32>) {
-    let mut dec = png::Decoder::new(std::fs::File::open(path).unwrap());
-    dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut r = dec.read_info().unwrap();
-    let mut buf = vec![0; r.output_buffer_size()];
-    let info = r.next_frame(&mut buf).unwrap();
-    let (w, h) = (info.width as usize, info.height as usize);
-    let ch = match info.color_type {
-        png::ColorType::Rgb => 3,
-        png::ColorType::Rgba => 4,
-        png::ColorType::Grayscale => 1,
-        png::ColorType::GrayscaleAlpha => 2,
-        png::ColorType::Indexed => panic!("palette not expanded"),
-    };
+    let rgb = image::open(path).unwrap().to_rgb8();
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     let mut out = vec![0f32; 3 * h * w];
-    for y in 0..h {
-        for x in 0..w {
-            let px = &buf[(y * w + x) * ch..];
-            let (r, g, b) = if ch >= 3 {
-                (px[0], px[1], px[2])
-            } else {
-                (px[0], px[0], px[0])
-            };
-            out[y * w + x] = b as f32;
-            out[h * w + y * w + x] = g as f32;
-            out[2 * h * w + y * w + x] = r as f32;
-        }
+    for (i, px) in rgb.pixels().enumerate() {
+        out[i] = px[2] as f32;
+        out[h * w + i] = px[1] as f32;
+        out[2 * h * w + i] = px[0] as f32;
     }
     (h, w, out)
 }

@@ -90,7 +90,20 @@ impl Solver {
         let mut history = self.history.clone();
         let label = path.display().to_string();
         for (i, (h, p)) in history.iter_mut().zip(&state.history).enumerate() {
-            copy_blob_proto(p, h, &label, "(solver history)", i)?;
+            copy_blob_proto(p, h, &label, "(solver history)", i).map_err(|e| match e {
+                Error::WeightShape {
+                    expected, found, ..
+                } => Error::format(
+                    path,
+                    format!(
+                        "history blob {i} has shape {} but this net's parameter {i} has {}; was \
+                         the state written for another net?",
+                        crate::blob::shape_str(&found),
+                        crate::blob::shape_str(&expected)
+                    ),
+                ),
+                other => other,
+            })?;
         }
         if let Some(ln) = state.learned_net.as_deref().filter(|s| !s.is_empty()) {
             let mut model = PathBuf::from(ln);
