@@ -542,6 +542,32 @@ pub fn assert_inplace_matches(yaml: &str, shape: &[usize]) {
     }
 }
 
+/// A file in `../shared/data` (the real third-party files the tests use); panics when missing.
+pub fn shared_data(rel: &str) -> std::path::PathBuf {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(rel);
+    assert!(
+        p.exists(),
+        "{} is missing: the tests need ../shared/data",
+        p.display()
+    );
+    p
+}
+
+/// An `h x w` image with `c` channels whose pixel `(y, x, channel)` is `f(y, x, channel)`.
+pub fn image_from_fn(
+    h: usize,
+    w: usize,
+    c: usize,
+    f: impl Fn(usize, usize, usize) -> u8,
+) -> crate::data::photo::Image {
+    let d = (0..h * w * c)
+        .map(|i| f(i / (w * c), i / c % w, i % c))
+        .collect();
+    crate::data::photo::Image::new(h, w, c, d).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,31 +4,8 @@ use crate::proto::{NetParameter, Phase};
 use crate::testing::{assert_close, err_text};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::path::PathBuf;
 
-fn data(rel: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data")
-        .join(rel);
-    assert!(
-        p.exists(),
-        "{} is missing: the tests need ../shared/data",
-        p.display()
-    );
-    p
-}
-
-fn img(h: usize, w: usize, c: usize, f: impl Fn(usize, usize, usize) -> u8) -> Image {
-    let mut d = Vec::new();
-    for y in 0..h {
-        for x in 0..w {
-            for ch in 0..c {
-                d.push(f(y, x, ch));
-            }
-        }
-    }
-    Image::new(h, w, c, d).unwrap()
-}
+use crate::testing::{image_from_fn as img, shared_data as data};
 
 /// A net `Input (n x c x h x w) -> InnerProduct (k) -> Softmax`, weights filled by `gaussian`.
 fn ip_net(c: usize, h: usize, w: usize, k: usize) -> Net {
