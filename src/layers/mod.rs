@@ -377,9 +377,32 @@ pub fn known_types() -> Vec<&'static str> {
     v
 }
 
+/// The constructor of Caffe's `Python` layer type (`python_param { module layer param_str }`).
+/// The library has no interpreter: the `crema` Python module installs one when it is imported.
+static PYTHON_LAYER: std::sync::OnceLock<Constructor> = std::sync::OnceLock::new();
+
+/// Installs the constructor for `type: Python` layers (done once by the Python module; a second
+/// call keeps the first). Without it such a layer is an error that says where it runs.
+pub fn set_python_layer_constructor(ctor: Constructor) {
+    let _ = PYTHON_LAYER.set(ctor);
+}
+
 /// Creates the layer for `param.type`; an unknown type lists the known ones and the nearest.
 pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
     let ty = param.r#type();
+    if ty == "Python" {
+        return match PYTHON_LAYER.get() {
+            Some(ctor) => ctor(param),
+            None => Err(Error::Layer {
+                layer: param.name().to_string(),
+                ty: ty.to_string(),
+                message: "Python layers run only in a net built from Python (`import crema; \
+                          crema.Net(...)`); the crema command line does not embed an \
+                          interpreter"
+                    .into(),
+            }),
+        };
+    }
     match registry().find(|(n, _)| *n == ty) {
         Some((_, ctor)) => ctor(param),
         None => Err(Error::UnknownLayerType {
@@ -404,6 +427,18 @@ mod tests {
         let b = ctx.filled(&[2, 3], &crate::filler::constant(0.5)).unwrap();
         assert_eq!(b.shape, vec![2, 3]);
         assert_eq!(b.data, vec![0.5; 6]);
+    }
+
+    #[test]
+    fn python_layer_without_an_interpreter_says_where_it_runs() {
+        let p = layer_param_from_yaml(
+            "name: loss\ntype: Python\npython_param: { module: m, layer: L }",
+        )
+        .unwrap();
+        let e = super::create(&p).err().expect("a Python layer needs the Python module");
+        let msg = e.to_string();
+        assert!(msg.contains("layer `loss` (type Python)"), "{msg}");
+        assert!(msg.contains("does not embed an interpreter"), "{msg}");
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl Net {
         for (id, w) in &seeds {
             self.blobs[*id].diff.copy_from_slice(w);
         }
-        self.backward_layers()?;
+        self.backward_range(0, self.layers.len())?;
         let mut report = GradientReport::default();
         for k in self.checked_slots(&point, &seeds) {
             let (slot, count) = (point[k].0, point[k].1.len());

@@ -175,6 +175,13 @@ impl Net {
 
     /// Zeroes activation diffs, seeds the loss tops with their weights and runs backward.
     pub fn backward(&mut self) -> Result<()> {
+        self.seed_loss_diffs();
+        self.backward_range(0, self.layers.len())
+    }
+
+    /// Zeroes activation diffs and sets each loss top's diff to its loss weight (what
+    /// [`Net::backward`] starts from; callers may then set other tops' diffs themselves).
+    pub fn seed_loss_diffs(&mut self) {
         for b in self.blobs.iter_mut() {
             b.zero_diff();
         }
@@ -183,13 +190,26 @@ impl Net {
                 b.diff.iter_mut().for_each(|d| *d = w);
             }
         }
-        self.backward_layers()
     }
 
-    /// Runs every layer's backward, last to first, from the diffs already in the blobs.
-    fn backward_layers(&mut self) -> Result<()> {
-        for li in (0..self.layers.len()).rev() {
+    /// Runs the backward of layers `start..end`, last to first, from the diffs already in the
+    /// blobs.
+    pub fn backward_range(&mut self, start: usize, end: usize) -> Result<()> {
+        for li in (start..end.min(self.layers.len())).rev() {
             self.backward_layer(li)?;
+        }
+        Ok(())
+    }
+
+    /// Sizes every top for the current input shapes without computing anything (pycaffe's
+    /// `net.reshape()` after an input blob is reshaped).
+    pub fn reshape(&mut self) -> Result<()> {
+        for l in self.layers.iter_mut() {
+            let bottoms: &[usize] = if l.inplace { &[] } else { &l.bottom };
+            let (b, mut t) = gather(&mut self.blobs, bottoms, &l.top);
+            l.layer
+                .reshape(&b, &mut t)
+                .map_err(|e| e.in_layer(&l.name, &l.ty))?;
         }
         Ok(())
     }

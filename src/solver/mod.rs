@@ -147,6 +147,11 @@ impl Solver {
         &self.test_nets
     }
 
+    /// The test nets, mutably (to feed or inspect them from outside).
+    pub fn test_nets_mut(&mut self) -> &mut [Net] {
+        &mut self.test_nets
+    }
+
     /// Updates applied so far.
     pub fn iter(&self) -> i32 {
         self.iter
