@@ -1,5 +1,6 @@
 //! Compiles `proto/caffe.proto` with protox (pure Rust, no system `protoc`) into prost types and
-//! an encoded descriptor set that the YAML and prototxt readers use at run time.
+//! an encoded descriptor set that the YAML and prototxt readers use at run time; and
+//! `proto/onnx.proto` (the part of ONNX's schema that `crema export/import --onnx` use).
 use std::path::PathBuf;
 
 fn main() {
@@ -15,4 +16,9 @@ fn main() {
         .enable_type_names()
         .compile_fds(fds)
         .expect("generate Rust types from caffe.proto");
+    println!("cargo:rerun-if-changed=proto/onnx.proto");
+    let onnx = protox::compile(["onnx.proto"], ["proto"]).expect("proto/onnx.proto must compile");
+    prost_build::Config::new()
+        .compile_fds(onnx)
+        .expect("generate Rust types from onnx.proto");
 }

@@ -17,6 +17,7 @@ pub mod layers;
 pub mod math;
 pub mod model;
 pub mod net;
+pub mod onnx;
 pub mod proto;
 pub mod solver;
 pub mod spec;

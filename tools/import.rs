@@ -1,5 +1,7 @@
 //! `crema import`: a Caffe prototxt (and weights) into a crema YAML model (and current-format
 //! weights); `--reverse` (or `crema export`) writes a YAML model or solver back to prototxt.
+//! `--onnx` on either side converts to and from ONNX (see `crema::onnx`); `crema export
+//! --safetensors` writes the weights as safetensors.
 
 use crate::Failure;
 use anyhow::{anyhow, Context};
@@ -13,8 +15,11 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct Args {
     /// Caffe net or solver prototxt to import.
-    #[arg(long, required_unless_present = "reverse")]
+    #[arg(long, required_unless_present_any = ["reverse", "onnx"])]
     prototxt: Option<String>,
+    /// An ONNX model to import instead: DIR gets deploy.yaml and weights.caffemodel.
+    #[arg(long, conflicts_with_all = ["prototxt", "caffemodel", "reverse"])]
+    onnx: Option<String>,
     /// Caffe weights (current or V1 format) to upgrade into DIR/weights.caffemodel.
     #[arg(long)]
     caffemodel: Option<String>,
@@ -32,22 +37,96 @@ pub struct Args {
     json: bool,
 }
 
-/// `crema export`: a crema YAML model or solver written back as Caffe prototxt.
+/// `crema export`: a crema YAML model or solver written back as Caffe prototxt (`--out`), a
+/// deploy net with its weights as ONNX (`--onnx`), its weights as safetensors (`--safetensors`).
 #[derive(clap::Args)]
 pub struct ExportArgs {
-    /// The YAML model or solver.
+    /// The YAML model or solver (a net or Caffe prototxt with --onnx / --safetensors).
     #[arg(long)]
     model: String,
     /// Output .prototxt file (or a directory).
+    #[arg(long, required_unless_present_any = ["onnx", "safetensors"])]
+    out: Option<String>,
+    /// Write the net (TEST phase) with its weights as an ONNX model.
+    #[arg(long, value_name = "OUT.onnx")]
+    onnx: Option<String>,
+    /// Write the net's weights as safetensors (tensors LAYER.INDEX).
+    #[arg(long, value_name = "OUT.safetensors")]
+    safetensors: Option<String>,
+    /// Weights (.caffemodel or .safetensors); several are applied in order (comma list).
+    #[arg(long, value_delimiter = ',')]
+    weights: Vec<String>,
+    /// ONNX opset to write (17 to 21).
+    #[arg(long, default_value_t = 17)]
+    opset: i64,
+    /// ONNX: a symbolic batch dimension on the inputs.
     #[arg(long)]
-    out: String,
+    dynamic_batch: bool,
+    /// ONNX: symbolic height and width on 4-D inputs (fully convolutional nets).
+    #[arg(long)]
+    dynamic_spatial: bool,
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run_export(a: ExportArgs) -> Result<ExitCode, Failure> {
-    reverse(&a.model, &a.out, a.json)
+    if a.onnx.is_none() && a.safetensors.is_none() {
+        let out = a.out.as_deref().unwrap_or_default();
+        return reverse(&a.model, out, a.json);
+    }
+    if let Some(out) = &a.out {
+        reverse(&a.model, out, false)?;
+    }
+    let param = crema::load_net(&a.model)?;
+    let mut rng = StdRng::seed_from_u64(1701);
+    let mut net = crema::Net::for_phase(&param, Phase::Test, &mut rng)?;
+    if a.weights.is_empty() {
+        eprintln!("warning: no --weights; the fillers' random weights are exported");
+    }
+    for w in &a.weights {
+        let trained = crema::caffe::caffemodel::read(w)?;
+        let report = net.copy_trained_layers_from(&trained, w)?;
+        if !report.fresh.is_empty() {
+            eprintln!(
+                "warning: layers not in {w} keep their fillers: {}",
+                report.fresh.join(", ")
+            );
+        }
+    }
+    let mut summary = serde_json::Map::new();
+    if let Some(path) = &a.onnx {
+        let opts = crema::onnx::ExportOptions {
+            opset: a.opset,
+            dynamic_batch: a.dynamic_batch,
+            dynamic_spatial: a.dynamic_spatial,
+        };
+        let ex = crema::onnx::export_net(&net, &opts)?;
+        crema::onnx::write_model(path, &ex.model)?;
+        for n in &ex.notes {
+            eprintln!("note: {n}");
+        }
+        let nodes = ex.model.graph.as_ref().map_or(0, |g| g.node.len());
+        summary.insert("onnx".into(), serde_json::json!(path));
+        summary.insert("nodes".into(), serde_json::json!(nodes));
+        summary.insert("opset".into(), serde_json::json!(a.opset));
+        summary.insert("notes".into(), serde_json::json!(ex.notes));
+    }
+    if let Some(path) = &a.safetensors {
+        let mut p = net.to_proto(false);
+        p.layer.retain(|l| !l.blobs.is_empty());
+        crema::caffe::safetensors::write(path, &p)?;
+        summary.insert("safetensors".into(), serde_json::json!(path));
+        summary.insert("weight_layers".into(), serde_json::json!(p.layer.len()));
+    }
+    if a.json {
+        println!("{}", serde_json::Value::Object(summary));
+    } else {
+        for (k, v) in &summary {
+            eprintln!("{k}: {v}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn run(a: Args) -> Result<ExitCode, Failure> {
@@ -55,16 +134,20 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         let model = a.model.as_deref().unwrap_or_default();
         return reverse(model, &a.out, a.json);
     }
-    let prototxt = a
-        .prototxt
-        .as_deref()
-        .ok_or_else(|| anyhow!("--prototxt is required"))?;
+    let prototxt = match (&a.prototxt, &a.onnx) {
+        (Some(p), _) => p.as_str(),
+        (None, Some(_)) => "",
+        (None, None) => return Err(Failure::User(anyhow!("--prototxt or --onnx is required"))),
+    };
     let out = PathBuf::from(&a.out);
     let created = first_missing(&out);
     let summary = std::fs::create_dir_all(&out)
         .with_context(|| format!("cannot create {}", out.display()))
         .map_err(Failure::User)
-        .and_then(|()| import(prototxt, a.caffemodel.as_deref(), &out));
+        .and_then(|()| match &a.onnx {
+            Some(onnx) => import_onnx(onnx, &out),
+            None => import(prototxt, a.caffemodel.as_deref(), &out),
+        });
     if summary.is_err() {
         // Leave no half-written folder behind; never remove one that was there before.
         if let Some(dir) = created {
@@ -116,6 +199,27 @@ fn import(
             import_solver(*s, Path::new(prototxt), out)
         }
     }
+}
+
+/// Imports an ONNX model into `out`: deploy.yaml and weights.caffemodel, checked by building the
+/// net and loading the weights into it.
+fn import_onnx(onnx: &str, out: &Path) -> Result<serde_json::Value, Failure> {
+    let m = crema::onnx::read_model(onnx)?;
+    let im = crema::onnx::import_model(&m, onnx)?;
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut net = crema::Net::for_phase(&im.net, Phase::Test, &mut rng)?;
+    net.copy_trained_layers_from(&im.weights, onnx)?;
+    let model_path = out.join("deploy.yaml");
+    write_yaml_checked(&im.net, &model_path)?;
+    let wpath = out.join("weights.caffemodel");
+    caffe::caffemodel::write(&wpath, &im.weights)?;
+    Ok(serde_json::json!({
+        "kind": "deploy",
+        "model": model_path.display().to_string(),
+        "layers": im.net.layer.len(),
+        "weights": wpath.display().to_string(),
+        "weight_layers": im.weights.layer.iter().map(|l| l.name().to_string()).collect::<Vec<_>>(),
+    }))
 }
 
 /// Writes YAML and checks that it reads back as the same message.

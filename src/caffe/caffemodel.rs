@@ -123,11 +123,20 @@ pub fn decode(bytes: &[u8], label: &str) -> Result<NetParameter> {
     Ok(net)
 }
 
-/// Reads a `.caffemodel` (current or V1 format) and returns it upgraded to the current format.
+/// Reads weights by path: a `.caffemodel` (current or V1 format, upgraded to the current
+/// format) or a `.safetensors` file (by extension or content; see [`super::safetensors`]). Every
+/// `--weights` goes through here.
 pub fn read(path: impl AsRef<Path>) -> Result<NetParameter> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let label = path.display().to_string();
+    let st_ext = path.extension().is_some_and(|e| e == "safetensors");
+    if st_ext || super::safetensors::looks_like(&bytes) {
+        let st = super::safetensors::decode(&bytes, &label);
+        if st.is_ok() || st_ext {
+            return st;
+        }
+    }
     decode(&bytes, &label)
 }
 

@@ -1,11 +1,12 @@
 //! Caffe interop: prototxt text files, `.caffemodel` weights (current and V1), `.binaryproto`
-//! mean files, and the upgrade rules that turn old Caffe definitions into current ones.
+//! mean files, `.safetensors` weights, and the upgrade rules that turn old Caffe definitions into current ones.
 
 mod atomic;
 pub mod binaryproto;
 pub mod caffemodel;
 pub mod npy;
 pub mod prototxt;
+pub mod safetensors;
 pub mod upgrade;
 
 use crate::proto::{NetParameter, SolverParameter};

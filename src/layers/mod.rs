@@ -287,7 +287,7 @@ const CORE: &[(&str, Constructor)] = &[
     ("Silence", silence::create),
 ];
 
-mod base_conv;
+pub(crate) mod base_conv;
 mod conv_engine;
 mod convolution;
 mod deconvolution;

@@ -1,0 +1,684 @@
+//! An ONNX graph (from `crema export --onnx` or PyTorch's exporter, same operator set) as a
+//! crema model: a deploy `NetParameter` and the weights as a caffemodel `NetParameter`. ONNX
+//! value names become blob names. After the layers are made, the net is built once to check that
+//! each pooling's output size (Caffe's rounding) equals the ONNX one; a pooling that needs FLOOR
+//! rounding gets it.
+
+use super::proto::{tensor_shape_proto::dimension, type_proto, AttributeProto, ModelProto, NodeProto};
+use super::tensor_values;
+use crate::proto::eltwise_parameter::EltwiseOp;
+use crate::proto::pooling_parameter::{PoolMethod, RoundMode};
+use crate::proto::*;
+use crate::{Error, Result};
+use std::collections::HashMap;
+
+/// The imported model.
+pub struct Imported {
+    /// The deploy net (no blobs).
+    pub net: NetParameter,
+    /// The learnable blobs by layer (a caffemodel).
+    pub weights: NetParameter,
+}
+
+struct Const {
+    dims: Vec<i64>,
+    vals: Vec<f64>,
+}
+
+impl Const {
+    fn f32(&self) -> Vec<f32> {
+        self.vals.iter().map(|&v| v as f32).collect()
+    }
+    fn blob(&self, dims: &[i64]) -> BlobProto {
+        BlobProto {
+            shape: Some(BlobShape { dim: dims.to_vec() }),
+            data: self.f32(),
+            ..Default::default()
+        }
+    }
+}
+
+/// An ONNX pooling whose Caffe layer must give the same output size (checked once built).
+struct PoolCheck {
+    layer: usize,
+    node: String,
+    kernel: [i64; 2],
+    stride: [i64; 2],
+    pads: [i64; 4],
+    ceil: bool,
+}
+
+struct Ctx<'a> {
+    label: &'a str,
+    consts: HashMap<String, Const>,
+    rank: HashMap<String, usize>,
+    /// ONNX value -> blob name (Identity, Cast, Squeeze and fused ops pass a blob through).
+    alias: HashMap<String, String>,
+    /// Values padded by a Pad node (for AveragePool): source value and spatial pads.
+    padded: HashMap<String, (String, [i64; 2])>,
+    /// Values that are a layer's top whose bias may still be fused in: layer index.
+    open_bias: HashMap<String, usize>,
+    consumers: HashMap<String, usize>,
+    layers: Vec<LayerParameter>,
+    blobs: Vec<Vec<BlobProto>>,
+    pools: Vec<PoolCheck>,
+    opset: i64,
+}
+
+fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    n.attribute.iter().find(|a| a.name() == name)
+}
+fn attr_i(n: &NodeProto, name: &str, d: i64) -> i64 {
+    attr(n, name).and_then(|a| a.i).unwrap_or(d)
+}
+fn attr_f(n: &NodeProto, name: &str, d: f32) -> f32 {
+    attr(n, name).and_then(|a| a.f).unwrap_or(d)
+}
+fn attr_ints(n: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    attr(n, name).map(|a| a.ints.clone())
+}
+
+impl Ctx<'_> {
+    fn err(&self, n: &NodeProto, msg: impl std::fmt::Display) -> Error {
+        Error::format(
+            self.label,
+            format!("node `{}` (op {}): {msg}", n.name(), n.op_type()),
+        )
+    }
+    fn blob(&self, v: &str) -> String {
+        self.alias.get(v).cloned().unwrap_or_else(|| v.to_string())
+    }
+    fn rank_of(&self, v: &str) -> usize {
+        self.rank.get(v).copied().unwrap_or(0)
+    }
+    fn konst(&self, n: &NodeProto, k: usize) -> Result<&Const> {
+        let v = n.input.get(k).map(|s| s.as_str()).unwrap_or("");
+        self.consts
+            .get(v)
+            .ok_or_else(|| self.err(n, format!("input {k} (`{v}`) must be a constant (an initializer)")))
+    }
+    fn opt_konst(&self, n: &NodeProto, k: usize) -> Option<&Const> {
+        n.input.get(k).filter(|s| !s.is_empty()).and_then(|v| self.consts.get(v))
+    }
+    fn push(&mut self, n: &NodeProto, ty: &str, bottoms: &[usize], blobs: Vec<BlobProto>, f: impl FnOnce(&mut LayerParameter)) -> usize {
+        let mut name = if n.name().is_empty() {
+            format!("{}_{}", n.op_type(), self.layers.len())
+        } else {
+            n.name().to_string()
+        };
+        if self.layers.iter().any(|l| l.name() == name) {
+            name = format!("{name}_{}", self.layers.len());
+        }
+        let mut lp = LayerParameter {
+            name: Some(name),
+            r#type: Some(ty.into()),
+            bottom: bottoms.iter().map(|&k| self.blob(&n.input[k])).collect(),
+            top: n.output.iter().take(1).cloned().collect(),
+            ..Default::default()
+        };
+        f(&mut lp);
+        self.layers.push(lp);
+        self.blobs.push(blobs);
+        self.layers.len() - 1
+    }
+    fn set_rank(&mut self, n: &NodeProto, r: usize) {
+        for o in &n.output {
+            self.rank.insert(o.clone(), r);
+        }
+    }
+}
+
+fn two(v: Option<Vec<i64>>, d: i64, c: &Ctx, n: &NodeProto, what: &str) -> Result<[i64; 2]> {
+    match v.as_deref() {
+        None => Ok([d, d]),
+        Some([a, b]) => Ok([*a, *b]),
+        Some(other) => Err(c.err(n, format!("{what} {other:?}: only 2-D (two values) is supported"))),
+    }
+}
+
+/// Symmetric `[b0, b1, e0, e1]` pads as Caffe's `[p0, p1]`.
+fn sym_pads(c: &Ctx, n: &NodeProto) -> Result<[i64; 2]> {
+    let p = attr_ints(n, "pads").unwrap_or_else(|| vec![0; 4]);
+    match p.as_slice() {
+        [a, b, e0, e1] if a == e0 && b == e1 => Ok([*a, *b]),
+        _ => Err(c.err(n, format!("pads {p:?} are not symmetric, which Caffe's layer cannot express"))),
+    }
+}
+
+fn check_auto_pad(c: &Ctx, n: &NodeProto) -> Result<()> {
+    match attr(n, "auto_pad").and_then(|a| a.s.as_deref()) {
+        None | Some(b"NOTSET") => Ok(()),
+        Some(s) => Err(c.err(n, format!("auto_pad {} is not supported; give explicit pads", String::from_utf8_lossy(s)))),
+    }
+}
+
+/// Imports an ONNX model; `label` (the file) names it in errors.
+pub fn import_model(m: &ModelProto, label: &str) -> Result<Imported> {
+    let g = m
+        .graph
+        .as_ref()
+        .ok_or_else(|| Error::format(label, "the ONNX model has no graph"))?;
+    let opset = m
+        .opset_import
+        .iter()
+        .find(|o| o.domain().is_empty() || o.domain() == "ai.onnx")
+        .map(|o| o.version())
+        .unwrap_or(1);
+    let mut c = Ctx {
+        label,
+        consts: HashMap::new(),
+        rank: HashMap::new(),
+        alias: HashMap::new(),
+        padded: HashMap::new(),
+        open_bias: HashMap::new(),
+        consumers: HashMap::new(),
+        layers: Vec::new(),
+        blobs: Vec::new(),
+        pools: Vec::new(),
+        opset,
+    };
+    for t in &g.initializer {
+        let vals = tensor_values(t, &format!("initializer `{}`", t.name())).map_err(|e| Error::format(label, e))?;
+        c.consts.insert(t.name().to_string(), Const { dims: t.dims.clone(), vals });
+    }
+    for n in &g.node {
+        for i in &n.input {
+            *c.consumers.entry(i.clone()).or_default() += 1;
+        }
+    }
+    // Inputs: one Input layer.
+    let mut input = LayerParameter {
+        name: Some("input".into()),
+        r#type: Some("Input".into()),
+        input_param: Some(InputParameter::default()),
+        ..Default::default()
+    };
+    for vi in g.input.iter().filter(|v| !c.consts.contains_key(v.name())) {
+        let Some(type_proto::Value::TensorType(tt)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+            return Err(Error::format(label, format!("input `{}` is not a tensor", vi.name())));
+        };
+        let mut dim = Vec::new();
+        for (i, d) in tt.shape.clone().unwrap_or_default().dim.iter().enumerate() {
+            match &d.value {
+                Some(dimension::Value::DimValue(v)) if *v > 0 => dim.push(*v),
+                _ if i == 0 => dim.push(1),
+                _ => {
+                    return Err(Error::format(
+                        label,
+                        format!("input `{}`: dimension {i} is symbolic; crema needs fixed sizes after the batch axis", vi.name()),
+                    ))
+                }
+            }
+        }
+        c.rank.insert(vi.name().to_string(), dim.len());
+        input.top.push(vi.name().to_string());
+        if let Some(ip) = input.input_param.as_mut() {
+            ip.shape.push(BlobShape { dim });
+        }
+    }
+    c.layers.push(input);
+    c.blobs.push(Vec::new());
+    for n in &g.node {
+        node(&mut c, n)?;
+    }
+    let mut net = NetParameter {
+        name: Some(g.name().to_string()).filter(|s| !s.is_empty()).or(Some("imported".into())),
+        layer: c.layers,
+        ..Default::default()
+    };
+    let mut weights = net.clone();
+    for (l, b) in weights.layer.iter_mut().zip(c.blobs) {
+        l.blobs = b;
+    }
+    weights.layer.retain(|l| !l.blobs.is_empty());
+    fix_pool_rounding(&mut net, &c.pools, label)?;
+    for l in &mut weights.layer {
+        if let Some(src) = net.layer.iter().find(|x| x.name == l.name) {
+            l.pooling_param = src.pooling_param;
+        }
+    }
+    Ok(Imported { net, weights })
+}
+
+/// Builds the net and gives every pooling the rounding whose output size is ONNX's.
+fn fix_pool_rounding(net: &mut NetParameter, pools: &[PoolCheck], label: &str) -> Result<()> {
+    for _round in 0..=pools.len() {
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+        let built = crate::Net::for_phase(net, Phase::Test, &mut rng)?;
+        let mut changed = false;
+        for pc in pools {
+            let lp = &net.layer[pc.layer];
+            let (Some(bi), Some(ti)) = (built.blob_index(&lp.bottom[0]), built.blob_index(&lp.top[0])) else {
+                continue;
+            };
+            let (ins, outs) = (&built.blob_at(bi).shape, &built.blob_at(ti).shape);
+            if ins.len() != 4 || outs.len() != 4 {
+                continue;
+            }
+            let want: Vec<i64> = (0..2)
+                .map(|i| {
+                    let span = ins[2 + i] as i64 + pc.pads[i] + pc.pads[2 + i] - pc.kernel[i];
+                    let s = pc.stride[i];
+                    (if pc.ceil { (span + s - 1).div_euclid(s) } else { span.div_euclid(s) }) + 1
+                })
+                .collect();
+            let got = [outs[2] as i64, outs[3] as i64];
+            if want != got {
+                let pp = net.layer[pc.layer].pooling_param.get_or_insert_with(Default::default);
+                if pp.round_mode() == RoundMode::Floor {
+                    return Err(Error::format(
+                        label,
+                        format!("node `{}`: its output size {want:?} cannot be had from a Caffe pooling (which gives {got:?})", pc.node),
+                    ));
+                }
+                pp.set_round_mode(RoundMode::Floor);
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn node(c: &mut Ctx, n: &NodeProto) -> Result<()> {
+    if !n.domain().is_empty() && n.domain() != "ai.onnx" {
+        return Err(c.err(n, format!("operators of domain `{}` are not supported", n.domain())));
+    }
+    let op = n.op_type();
+    let x0 = n.input.first().cloned().unwrap_or_default();
+    let r0 = c.rank_of(&x0);
+    let out0 = n.output.first().cloned().unwrap_or_default();
+    match op {
+        "Constant" => {
+            let t = attr(n, "value")
+                .and_then(|a| a.t.as_ref())
+                .ok_or_else(|| c.err(n, "only Constant with a tensor `value` is supported"))?;
+            let vals = tensor_values(t, &format!("constant `{out0}`")).map_err(|e| Error::format(c.label, e))?;
+            c.consts.insert(out0, Const { dims: t.dims.clone(), vals });
+        }
+        "Conv" | "ConvTranspose" => {
+            check_auto_pad(c, n)?;
+            let w = c.konst(n, 1)?;
+            if w.dims.len() != 4 {
+                return Err(c.err(n, "only 2-D convolution (4-D weights) is supported"));
+            }
+            let wd = w.dims.clone();
+            let mut blobs = vec![w.blob(&wd)];
+            let group = attr_i(n, "group", 1);
+            if let Some(b) = c.opt_konst(n, 2) {
+                blobs.push(b.blob(&b.dims));
+            }
+            let k = two(attr_ints(n, "kernel_shape"), 0, c, n, "kernel_shape")?;
+            let k = if k == [0, 0] { [wd[2], wd[3]] } else { k };
+            let s = two(attr_ints(n, "strides"), 1, c, n, "strides")?;
+            let d = two(attr_ints(n, "dilations"), 1, c, n, "dilations")?;
+            let p = sym_pads(c, n)?;
+            let transposed = op == "ConvTranspose";
+            if transposed && (attr(n, "output_shape").is_some() || attr_ints(n, "output_padding").is_some_and(|v| v.iter().any(|&x| x != 0))) {
+                return Err(c.err(n, "output_shape / output_padding have no Caffe form"));
+            }
+            let num_output = if transposed { wd[1] * group } else { wd[0] };
+            let bias = blobs.len() > 1;
+            let u = |v: [i64; 2]| vec![v[0] as u32, v[1] as u32];
+            c.push(n, if transposed { "Deconvolution" } else { "Convolution" }, &[0], blobs, |l| {
+                l.convolution_param = Some(ConvolutionParameter {
+                    num_output: Some(num_output as u32),
+                    bias_term: Some(bias),
+                    kernel_size: if k[0] == k[1] { vec![k[0] as u32] } else { u(k) },
+                    stride: if s[0] == s[1] { vec![s[0] as u32] } else { u(s) },
+                    pad: if p[0] == p[1] { vec![p[0] as u32] } else { u(p) },
+                    dilation: if d[0] == d[1] { vec![d[0] as u32] } else { u(d) },
+                    group: (group != 1).then_some(group as u32),
+                    ..Default::default()
+                });
+            });
+            c.set_rank(n, 4);
+        }
+        "MaxPool" | "AveragePool" => {
+            check_auto_pad(c, n)?;
+            if attr_ints(n, "dilations").is_some_and(|v| v.iter().any(|&x| x != 1)) {
+                return Err(c.err(n, "dilated pooling has no Caffe form"));
+            }
+            if n.output.len() > 1 && c.consumers.get(&n.output[1]).copied().unwrap_or(0) > 0 {
+                return Err(c.err(n, "the Indices output has no Caffe form"));
+            }
+            let k = two(attr_ints(n, "kernel_shape"), 0, c, n, "kernel_shape")?;
+            let s = two(attr_ints(n, "strides"), 1, c, n, "strides")?;
+            let mut pads: [i64; 4] = match attr_ints(n, "pads").as_deref() {
+                None => [0; 4],
+                Some([a, b, e, f]) => [*a, *b, *e, *f],
+                Some(v) => return Err(c.err(n, format!("pads {v:?}: only 2-D pooling is supported"))),
+            };
+            let ave = op == "AveragePool";
+            let include = attr_i(n, "count_include_pad", 0) == 1;
+            let mut bottom_override = None;
+            if let Some((from, p)) = c.padded.get(&x0).cloned() {
+                if !ave || include || pads[0] != 0 || pads[1] != 0 {
+                    return Err(c.err(n, "a Pad before pooling folds only into AveragePool with count_include_pad 0 and no begin pads"));
+                }
+                pads = [p[0], p[1], pads[2] + p[0], pads[3] + p[1]];
+                bottom_override = Some(from);
+            } else if ave && !include && pads.iter().any(|&v| v != 0) && (pads[0] != 0 || pads[1] != 0) {
+                return Err(c.err(n, "AveragePool with begin pads and count_include_pad 0 divides differently from Caffe (whose divisor counts the padding)"));
+            }
+            if pads[2] < pads[0] || pads[3] < pads[1] {
+                return Err(c.err(n, format!("pads {pads:?}: end pads smaller than begin pads have no Caffe form")));
+            }
+            let ceil = attr_i(n, "ceil_mode", 0) == 1;
+            if ave && include && pads[..2] != pads[2..] {
+                return Err(c.err(n, "AveragePool with count_include_pad 1 matches Caffe only with symmetric pads"));
+            }
+            let li = c.push(n, "Pooling", &[0], vec![], |l| {
+                l.pooling_param = Some(PoolingParameter {
+                    pool: Some(if ave { PoolMethod::Ave } else { PoolMethod::Max } as i32),
+                    kernel_h: Some(k[0] as u32),
+                    kernel_w: Some(k[1] as u32),
+                    stride_h: Some(s[0] as u32),
+                    stride_w: Some(s[1] as u32),
+                    pad_h: Some(pads[0] as u32),
+                    pad_w: Some(pads[1] as u32),
+                    ..Default::default()
+                });
+            });
+            if let Some(from) = bottom_override {
+                c.layers[li].bottom = vec![c.blob(&from)];
+            }
+            c.pools.push(PoolCheck { layer: li, node: n.name().to_string(), kernel: k, stride: s, pads, ceil });
+            c.set_rank(n, 4);
+        }
+        "Pad" => {
+            let mode = attr(n, "mode").and_then(|a| a.s.clone()).unwrap_or_else(|| b"constant".to_vec());
+            let p = c.konst(n, 1)?.vals.iter().map(|&v| v as i64).collect::<Vec<_>>();
+            let zero = c.opt_konst(n, 2).is_none_or(|k| k.vals.iter().all(|&v| v == 0.0));
+            match p.as_slice() {
+                [0, 0, a, b, 0, 0, e, f] if mode == b"constant" && zero && a == e && b == f && n.input.len() < 4 => {
+                    c.padded.insert(out0.clone(), (x0.clone(), [*a, *b]));
+                    c.rank.insert(out0, 4);
+                }
+                _ => return Err(c.err(n, "only a symmetric zero Pad of H and W feeding an AveragePool is supported")),
+            }
+        }
+        "GlobalMaxPool" | "GlobalAveragePool" => {
+            let ave = op == "GlobalAveragePool";
+            c.push(n, "Pooling", &[0], vec![], |l| {
+                l.pooling_param = Some(PoolingParameter {
+                    pool: Some(if ave { PoolMethod::Ave } else { PoolMethod::Max } as i32),
+                    global_pooling: Some(true),
+                    ..Default::default()
+                });
+            });
+            c.set_rank(n, r0);
+        }
+        "LRN" => {
+            let (size, alpha, beta, bias) = (attr_i(n, "size", 5), attr_f(n, "alpha", 1e-4), attr_f(n, "beta", 0.75), attr_f(n, "bias", 1.0));
+            c.push(n, "LRN", &[0], vec![], |l| {
+                l.lrn_param = Some(LrnParameter {
+                    local_size: Some(size as u32),
+                    alpha: Some(alpha),
+                    beta: Some(beta),
+                    k: Some(bias),
+                    ..Default::default()
+                });
+            });
+            c.set_rank(n, r0);
+        }
+        "BatchNormalization" => {
+            let (scale, bias, mean, var) = (c.konst(n, 1)?, c.konst(n, 2)?, c.konst(n, 3)?, c.konst(n, 4)?);
+            let ch = mean.vals.len() as i64;
+            let blobs = vec![mean.blob(&[ch]), var.blob(&[ch]), BlobProto { shape: Some(BlobShape { dim: vec![1] }), data: vec![1.0], ..Default::default() }];
+            let affine = scale.vals.iter().any(|&v| v != 1.0) || bias.vals.iter().any(|&v| v != 0.0);
+            let sb = vec![scale.blob(&[ch]), bias.blob(&[ch])];
+            let eps = attr_f(n, "epsilon", 1e-5);
+            let li = c.push(n, "BatchNorm", &[0], blobs, |l| {
+                l.batch_norm_param = Some(BatchNormParameter { use_global_stats: Some(true), eps: Some(eps), ..Default::default() });
+            });
+            if affine {
+                let top = c.layers[li].top.clone();
+                let name = format!("{}/scale", c.layers[li].name());
+                c.layers.push(LayerParameter {
+                    name: Some(name),
+                    r#type: Some("Scale".into()),
+                    bottom: top.clone(),
+                    top,
+                    scale_param: Some(ScaleParameter { bias_term: Some(true), ..Default::default() }),
+                    ..Default::default()
+                });
+                c.blobs.push(sb);
+            }
+            c.set_rank(n, r0);
+        }
+        "Relu" | "Sigmoid" | "Tanh" | "Abs" | "Softplus" => {
+            let ty = match op { "Relu" => "ReLU", "Tanh" => "TanH", "Abs" => "AbsVal", "Softplus" => "BNLL", o => o };
+            c.push(n, ty, &[0], vec![], |_| {});
+            c.set_rank(n, r0);
+        }
+        "LeakyRelu" => {
+            let a = attr_f(n, "alpha", 0.01);
+            c.push(n, "ReLU", &[0], vec![], |l| l.relu_param = Some(ReLuParameter { negative_slope: Some(a), ..Default::default() }));
+            c.set_rank(n, r0);
+        }
+        "Elu" => {
+            let a = attr_f(n, "alpha", 1.0);
+            c.push(n, "ELU", &[0], vec![], |l| l.elu_param = Some(EluParameter { alpha: Some(a) }));
+            c.set_rank(n, r0);
+        }
+        "PRelu" => {
+            let s = c.konst(n, 1)?;
+            let cnt = s.vals.len() as i64;
+            let b = s.blob(&[cnt]);
+            c.push(n, "PReLU", &[0], vec![b], |l| {
+                l.prelu_param = Some(PReLuParameter { channel_shared: Some(cnt == 1), ..Default::default() });
+            });
+            c.set_rank(n, r0);
+        }
+        "Gemm" => {
+            if attr_f(n, "alpha", 1.0) != 1.0 || attr_f(n, "beta", 1.0) != 1.0 || attr_i(n, "transA", 0) != 0 || r0 != 2 {
+                return Err(c.err(n, "only Gemm with alpha = beta = 1, transA = 0 on a 2-D input (an InnerProduct) is supported"));
+            }
+            let w = c.konst(n, 1)?;
+            let trans_b = attr_i(n, "transB", 0) == 1;
+            let num_output = if trans_b { w.dims[0] } else { w.dims[1] };
+            let mut blobs = vec![w.blob(&w.dims)];
+            if let Some(b) = c.opt_konst(n, 2) {
+                if b.vals.len() as i64 != num_output {
+                    return Err(c.err(n, "the bias C must have one value per output"));
+                }
+                blobs.push(b.blob(&[num_output]));
+            }
+            let bias = blobs.len() > 1;
+            c.push(n, "InnerProduct", &[0], blobs, |l| {
+                l.inner_product_param = Some(InnerProductParameter {
+                    num_output: Some(num_output as u32),
+                    bias_term: Some(bias),
+                    transpose: (!trans_b).then_some(true),
+                    ..Default::default()
+                });
+            });
+            c.set_rank(n, 2);
+        }
+        "MatMul" => {
+            let w = c.konst(n, 1)?;
+            if w.dims.len() != 2 || r0 < 2 {
+                return Err(c.err(n, "only MatMul of a tensor by a constant matrix (an InnerProduct) is supported"));
+            }
+            let num_output = w.dims[1];
+            let blobs = vec![w.blob(&w.dims)];
+            let li = c.push(n, "InnerProduct", &[0], blobs, |l| {
+                l.inner_product_param = Some(InnerProductParameter {
+                    num_output: Some(num_output as u32),
+                    bias_term: Some(false),
+                    transpose: Some(true),
+                    axis: Some(r0 as i32 - 1),
+                    ..Default::default()
+                });
+            });
+            c.open_bias.insert(out0, li);
+            c.set_rank(n, r0);
+        }
+        "Add" | "Mul" | "Sum" | "Max" => binary(c, n, r0)?,
+        "Flatten" => {
+            let axis = attr_i(n, "axis", 1);
+            if axis != 1 {
+                return Err(c.err(n, format!("Flatten axis {axis}: only axis 1 matches Caffe's Flatten")));
+            }
+            c.push(n, "Flatten", &[0], vec![], |_| {});
+            c.set_rank(n, 2);
+        }
+        "Reshape" => {
+            let s = c.konst(n, 1)?.vals.iter().map(|&v| v as i64).collect::<Vec<_>>();
+            if attr_i(n, "allowzero", 0) != 0 {
+                return Err(c.err(n, "allowzero 1 has no Caffe form"));
+            }
+            let r = s.len();
+            c.push(n, "Reshape", &[0], vec![], |l| {
+                l.reshape_param = Some(ReshapeParameter { shape: Some(BlobShape { dim: s }), ..Default::default() });
+            });
+            c.set_rank(n, r);
+        }
+        "Softmax" => {
+            let axis = attr_i(n, "axis", if c.opset >= 13 { -1 } else { 1 });
+            let a = if axis < 0 { axis + r0 as i64 } else { axis };
+            if c.opset < 13 && a != r0 as i64 - 1 {
+                return Err(c.err(n, "Softmax before opset 13 flattens from `axis`; only the last axis matches Caffe"));
+            }
+            c.push(n, "Softmax", &[0], vec![], |l| l.softmax_param = Some(SoftmaxParameter { axis: Some(a as i32), ..Default::default() }));
+            c.set_rank(n, r0);
+        }
+        "Concat" => {
+            let axis = attr_i(n, "axis", 1);
+            let a = if axis < 0 { axis + r0 as i64 } else { axis };
+            let all: Vec<usize> = (0..n.input.len()).collect();
+            c.push(n, "Concat", &all, vec![], |l| l.concat_param = Some(ConcatParameter { axis: Some(a as i32), ..Default::default() }));
+            c.set_rank(n, r0);
+        }
+        "Split" => {
+            let axis = attr_i(n, "axis", 0);
+            let a = if axis < 0 { axis + r0 as i64 } else { axis };
+            let sizes: Vec<i64> = match c.opt_konst(n, 1) {
+                Some(k) => k.vals.iter().map(|&v| v as i64).collect(),
+                None => attr_ints(n, "split").ok_or_else(|| c.err(n, "Split needs explicit split sizes"))?,
+            };
+            let points: Vec<u32> = sizes.iter().take(sizes.len().saturating_sub(1)).scan(0i64, |acc, s| { *acc += s; Some(*acc as u32) }).collect();
+            let outs = n.output.clone();
+            let li = c.push(n, "Slice", &[0], vec![], |l| l.slice_param = Some(SliceParameter { axis: Some(a as i32), slice_point: points, ..Default::default() }));
+            c.layers[li].top = outs;
+            c.set_rank(n, r0);
+        }
+        "Identity" | "Dropout" => {
+            let b = c.blob(&x0);
+            c.alias.insert(out0, b);
+            c.set_rank(n, r0);
+        }
+        "Cast" => {
+            let b = c.blob(&x0);
+            c.alias.insert(out0, b);
+            c.set_rank(n, r0);
+        }
+        "Gather" => {
+            let w = c.konst(n, 0)?;
+            if attr_i(n, "axis", 0) != 0 || w.dims.len() != 2 {
+                return Err(c.err(n, "only Gather of rows of a constant matrix (an Embed) is supported"));
+            }
+            let (input_dim, num_output) = (w.dims[0], w.dims[1]);
+            let blobs = vec![w.blob(&w.dims)];
+            let ri = c.rank_of(&n.input[1]);
+            let li = c.push(n, "Embed", &[1], blobs, |l| {
+                l.embed_param = Some(EmbedParameter {
+                    num_output: Some(num_output as u32),
+                    input_dim: Some(input_dim as u32),
+                    bias_term: Some(false),
+                    ..Default::default()
+                });
+            });
+            c.open_bias.insert(out0, li);
+            c.set_rank(n, ri + 1);
+        }
+        other => return Err(c.err(n, format!("operator {other} is not supported by crema's importer"))),
+    }
+    Ok(())
+}
+
+/// Add / Mul / Sum / Max: a bias fused into the layer before it, a Scale / Bias / Power with a
+/// constant, or an Eltwise of tensors.
+fn binary(c: &mut Ctx, n: &NodeProto, r0: usize) -> Result<()> {
+    let op = n.op_type();
+    let out0 = n.output[0].clone();
+    let konst_at = n.input.iter().position(|i| c.consts.contains_key(i));
+    if let Some(ki) = konst_at {
+        if n.input.len() != 2 || !(op == "Add" || op == "Mul") {
+            return Err(c.err(n, "a constant operand is supported only for binary Add / Mul"));
+        }
+        let xi = 1 - ki;
+        let x = n.input[xi].clone();
+        let k = &c.consts[&n.input[ki]];
+        let r = c.rank_of(&x);
+        // A bias after MatMul / Gather.
+        if op == "Add" {
+            if let Some(&li) = c.open_bias.get(&x) {
+                let lp = &c.layers[li];
+                let no = lp.inner_product_param.as_ref().and_then(|p| p.num_output).or(lp.embed_param.as_ref().and_then(|p| p.num_output));
+                if c.consumers.get(&x).copied() == Some(1) && no.is_some_and(|no| k.vals.len() == no as usize) {
+                    let b = k.blob(&[k.vals.len() as i64]);
+                    c.blobs[li].push(b);
+                    let lp = &mut c.layers[li];
+                    if let Some(p) = lp.inner_product_param.as_mut() {
+                        p.bias_term = Some(true);
+                    }
+                    if let Some(p) = lp.embed_param.as_mut() {
+                        p.bias_term = Some(true);
+                    }
+                    lp.top = vec![out0.clone()];
+                    c.rank.insert(out0, r);
+                    return Ok(());
+                }
+            }
+        }
+        if k.vals.len() == 1 {
+            let v = k.vals[0] as f32;
+            c.push(n, "Power", &[xi], vec![], |l| {
+                l.power_param = Some(if op == "Mul" {
+                    PowerParameter { scale: Some(v), ..Default::default() }
+                } else {
+                    PowerParameter { shift: Some(v), ..Default::default() }
+                });
+            });
+            c.set_rank(n, r);
+            return Ok(());
+        }
+        // A per-channel constant: its dims right-aligned against x, trailing ones dropped.
+        let mut d = k.dims.clone();
+        while d.last() == Some(&1) {
+            d.pop();
+        }
+        let lead = k.dims.len();
+        if lead > r || d.is_empty() {
+            return Err(c.err(n, format!("a constant of dims {:?} against a rank-{r} tensor has no Caffe form", k.dims)));
+        }
+        let axis = (r - lead) as i32;
+        let num_axes = d.len() as i32;
+        let b = k.blob(&d);
+        let is_mul = op == "Mul";
+        c.push(n, if is_mul { "Scale" } else { "Bias" }, &[xi], vec![b], |l| {
+            if is_mul {
+                l.scale_param = Some(ScaleParameter { axis: Some(axis), num_axes: Some(num_axes), ..Default::default() });
+            } else {
+                l.bias_param = Some(BiasParameter { axis: Some(axis), num_axes: Some(num_axes), ..Default::default() });
+            }
+        });
+        c.set_rank(n, r);
+        return Ok(());
+    }
+    let operation = match op {
+        "Mul" => EltwiseOp::Prod,
+        "Max" => EltwiseOp::Max,
+        _ => EltwiseOp::Sum,
+    };
+    let all: Vec<usize> = (0..n.input.len()).collect();
+    c.push(n, "Eltwise", &all, vec![], |l| {
+        l.eltwise_param = Some(EltwiseParameter { operation: Some(operation as i32), ..Default::default() });
+    });
+    c.set_rank(n, r0);
+    Ok(())
+}

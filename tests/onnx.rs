@@ -1,0 +1,393 @@
+//! ONNX export and import checked against onnxruntime (in the repository's `.venv`, which
+//! scripts/setup.sh provisions; a missing venv fails these tests), and safetensors weights.
+//! Every comparison: crema's forward pass against onnxruntime on the same inputs, within 1e-4
+//! relative (see `close`).
+
+use crema::caffe::npy;
+use crema::onnx::{export_net, import_model, ExportOptions};
+use crema::proto::{NetParameter, Phase};
+use crema::testing::shared_data;
+use crema::{Blob, Net};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python() -> PathBuf {
+    let p = root().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: the ONNX tests need onnxruntime in the repository's venv; run \
+         scripts/setup.sh (python3 -m venv .venv && .venv/bin/pip install onnxruntime numpy)",
+        p.display()
+    );
+    p
+}
+
+/// Runs `model` with onnxruntime on `inputs`; returns its outputs by name.
+fn run_ort(model: &Path, inputs: &[(&str, &Blob)]) -> HashMap<String, Blob> {
+    let dir = tempfile::tempdir().unwrap();
+    let (ind, outd) = (dir.path().join("in"), dir.path().join("out"));
+    std::fs::create_dir_all(&ind).unwrap();
+    for (name, b) in inputs {
+        npy::write_npy(ind.join(format!("{}.npy", name.replace('/', "_"))), b).unwrap();
+    }
+    let out = Command::new(python())
+        .arg(root().join("tests/onnx/run_ort.py"))
+        .arg(model)
+        .arg(&ind)
+        .arg(&outd)
+        .output()
+        .expect("run the venv's python");
+    assert!(
+        out.status.success(),
+        "onnxruntime failed on {} (run scripts/setup.sh if onnxruntime is missing):\n{}",
+        model.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|n| {
+            let b = npy::read_npy(outd.join(format!("{}.npy", n.replace('/', "_")))).unwrap();
+            (n.to_string(), b)
+        })
+        .collect()
+}
+
+/// `a` equals `b` within 1e-4 relative: `|a - b| <= 1e-4 * max(|b|, 1e-2 * max|b|)` elementwise
+/// (the floor keeps values that cancel to near zero from demanding more than float32 gives).
+fn close(a: &Blob, b: &Blob, what: &str) {
+    assert_eq!(a.shape, b.shape, "{what}: shapes");
+    let scale = b.data.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let mut worst = 0f32;
+    for (i, (x, y)) in a.data.iter().zip(&b.data).enumerate() {
+        let tol = 1e-4 * y.abs().max(1e-2 * scale).max(1e-6);
+        assert!(
+            (x - y).abs() <= tol,
+            "{what}: element {i}: crema {x} vs onnxruntime {y} (tolerance {tol})"
+        );
+        worst = worst.max((x - y).abs() / tol);
+    }
+    eprintln!("{what}: {} values, worst at {worst:.3} of the tolerance", a.count());
+}
+
+fn build(param: &NetParameter, weights: Option<&Path>) -> Net {
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut net = Net::for_phase(param, Phase::Test, &mut rng).unwrap();
+    if let Some(w) = weights {
+        let t = crema::caffe::caffemodel::read(w).unwrap();
+        let r = net.copy_trained_layers_from(&t, "w").unwrap();
+        assert!(r.fresh.is_empty(), "layers without weights: {:?}", r.fresh);
+    }
+    net
+}
+
+/// Sets the input shapes of the model's Input layer.
+fn with_inputs(mut p: NetParameter, shapes: &[&[i64]]) -> NetParameter {
+    let l = p.layer.iter_mut().find(|l| l.r#type() == "Input").unwrap();
+    let ip = l.input_param.as_mut().unwrap();
+    ip.shape = shapes
+        .iter()
+        .map(|s| crema::proto::BlobShape { dim: s.to_vec() })
+        .collect();
+    p
+}
+
+fn random_blob(shape: &[usize], rng: &mut StdRng) -> Blob {
+    let n = shape.iter().product();
+    Blob::from_data(shape, (0..n).map(|_| rng.gen_range(-1.0f32..1.0)).collect()).unwrap()
+}
+
+/// crema forward with `inputs` (reshaping them) and its output blobs.
+fn forward(net: &mut Net, inputs: &[(&str, &Blob)]) -> HashMap<String, Blob> {
+    for (name, b) in inputs {
+        let dst = net.blob_mut(name).unwrap();
+        dst.reshape(&b.shape);
+        dst.data.copy_from_slice(&b.data);
+    }
+    net.forward().unwrap();
+    net.outputs()
+        .into_iter()
+        .map(|(n, b)| (n.to_string(), b.clone()))
+        .collect()
+}
+
+/// Exports `net`, runs it in onnxruntime and crema on `inputs`, compares every output.
+/// Returns the model's folder (removed when dropped) and path.
+fn check(
+    net: &mut Net,
+    opts: &ExportOptions,
+    inputs: &[(&str, &Blob)],
+    what: &str,
+) -> (tempfile::TempDir, PathBuf) {
+    let ex = export_net(net, opts).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{what}.onnx"));
+    crema::onnx::write_model(&path, &ex.model).unwrap();
+    let fed: Vec<(&str, &Blob)> = inputs
+        .iter()
+        .copied()
+        .filter(|(n, _)| ex.model.graph.as_ref().unwrap().input.iter().any(|i| i.name() == *n))
+        .collect();
+    let ort = run_ort(&path, &fed);
+    let ours = forward(net, inputs);
+    assert_eq!(ort.len(), ours.len(), "{what}: outputs {:?} vs {:?}", ort.keys(), ours.keys());
+    for (name, b) in &ours {
+        let o = ort.get(name).unwrap_or_else(|| panic!("{what}: onnxruntime lacks output {name}"));
+        close(b, o, &format!("{what} {name}"));
+    }
+    (dir, path)
+}
+
+fn mnist(n: usize) -> Blob {
+    let bytes = std::fs::read(shared_data("mnist/t10k-first1000-images-idx3-ubyte")).unwrap();
+    let px = &bytes[16..16 + n * 784];
+    Blob::from_data(&[n, 1, 28, 28], px.iter().map(|&b| b as f32 / 256.0).collect()).unwrap()
+}
+
+fn lenet() -> (NetParameter, PathBuf) {
+    let p = crema::load_net(root().join("models/lenet/deploy.yaml").to_str().unwrap()).unwrap();
+    (
+        with_inputs(p, &[&[4, 1, 28, 28]]),
+        shared_data("caffe/lenet_v2/lenet_iter_10000.caffemodel"),
+    )
+}
+
+#[test]
+fn lenet_with_shared_weights_matches_onnxruntime() {
+    let (p, w) = lenet();
+    let mut net = build(&p, Some(&w));
+    let x = mnist(4);
+    check(&mut net, &ExportOptions::default(), &[("data", &x)], "lenet");
+    // Dynamic batch: one model, two batch sizes.
+    let opts = ExportOptions {
+        dynamic_batch: true,
+        ..Default::default()
+    };
+    let x = mnist(3);
+    check(&mut net, &opts, &[("data", &x)], "lenet_dyn");
+}
+
+#[test]
+fn cifar10_quick_with_shared_weights_and_photos_matches_onnxruntime() {
+    let dir = "caffe/cifar10_quick_v1";
+    let p = crema::caffe::load_net_prototxt(shared_data(&format!("{dir}/cifar10_quick.prototxt")))
+        .unwrap();
+    let p = with_inputs(p, &[&[3, 3, 32, 32]]);
+    let mut net = build(&p, Some(&shared_data(&format!("{dir}/cifar10_quick_iter_5000.caffemodel"))));
+    let mean = crema::caffe::read_blob_proto(shared_data(&format!("{dir}/mean.binaryproto"))).unwrap();
+    let mut data = Vec::new();
+    for f in ["cat10.png", "dog10.png", "truck10.png"] {
+        let img = crema::data::photo::read(shared_data(&format!("{dir}/{f}")), Some(true), Default::default())
+            .unwrap();
+        let x = img.planes(32, 32, &[2, 1, 0]);
+        data.extend(x.iter().zip(&mean.data).map(|(v, m)| v - m));
+    }
+    let x = Blob::from_data(&[3, 3, 32, 32], data).unwrap();
+    check(&mut net, &ExportOptions::default(), &[("data", &x)], "cifar10_quick");
+}
+
+#[test]
+fn mtcnn_det1_with_dynamic_sizes_matches_onnxruntime() {
+    let dir = "caffe/mtcnn_det1";
+    let p = crema::caffe::load_net_prototxt(shared_data(&format!("{dir}/det1.prototxt"))).unwrap();
+    let mut net = build(&p, Some(&shared_data(&format!("{dir}/det1.caffemodel"))));
+    let opts = ExportOptions {
+        dynamic_batch: true,
+        dynamic_spatial: true,
+        ..Default::default()
+    };
+    let ex = export_net(&net, &opts).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("det1.onnx");
+    crema::onnx::write_model(&path, &ex.model).unwrap();
+    let mut rng = StdRng::seed_from_u64(3);
+    // One model, three input sizes (PNet runs on an image pyramid).
+    for shape in [[1, 3, 12, 12], [2, 3, 31, 47], [1, 3, 64, 50]] {
+        let x = random_blob(&shape, &mut rng);
+        let ort = run_ort(&path, &[("data", &x)]);
+        let ours = forward(&mut net, &[("data", &x)]);
+        assert_eq!(ours.len(), 2, "PNet has two outputs");
+        for (name, b) in &ours {
+            close(b, &ort[name], &format!("det1 {shape:?} {name}"));
+        }
+    }
+}
+
+fn random_weights_check(model: &str, shape: &[i64], what: &str) {
+    let p = crema::load_net(root().join(model).to_str().unwrap()).unwrap();
+    let p = with_inputs(p, &[shape]);
+    let mut net = build(&p, None);
+    let mut rng = StdRng::seed_from_u64(11);
+    let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    let x = random_blob(&dims, &mut rng);
+    let x = Blob::from_data(&dims, x.data.iter().map(|v| v * 50.0).collect()).unwrap();
+    check(&mut net, &ExportOptions::default(), &[("data", &x)], what);
+}
+
+#[test]
+fn googlenet_with_random_weights_matches_onnxruntime() {
+    random_weights_check("models/googlenet/deploy.yaml", &[1, 3, 224, 224], "googlenet");
+}
+
+#[test]
+fn caffenet_with_random_weights_matches_onnxruntime() {
+    random_weights_check("models/caffenet/deploy.yaml", &[1, 3, 227, 227], "caffenet");
+}
+
+#[test]
+fn char_lstm_for_a_few_steps_matches_onnxruntime() {
+    let p = crema::load_net(root().join("models/char_lstm/deploy.yaml").to_str().unwrap()).unwrap();
+    let (t, n) = (6usize, 2usize);
+    let p = with_inputs(p, &[&[t as i64, n as i64], &[t as i64, n as i64]]);
+    let mut net = build(&p, None);
+    let mut rng = StdRng::seed_from_u64(5);
+    let chars: Vec<f32> = (0..t * n).map(|_| rng.gen_range(0..256) as f32).collect();
+    let data = Blob::from_data(&[t, n], chars).unwrap();
+    let cont = Blob::from_data(&[t, n], (0..t * n).map(|i| f32::from(i >= n)).collect()).unwrap();
+    let ex = export_net(&net, &ExportOptions::default()).unwrap();
+    assert!(ex.notes.iter().any(|s| s.contains("cont")), "{:?}", ex.notes);
+    check(&mut net, &ExportOptions::default(), &[("data", &data), ("cont", &cont)], "char_lstm");
+}
+
+#[test]
+fn unsupported_layers_are_named() {
+    let yaml = "name: t\nlayer:\n  - {name: input, type: Input, top: data, input_param: {shape: [{dim: [1, 4]}]}}\n  - {name: am, type: ArgMax, bottom: data, top: am}\n";
+    let p: NetParameter = crema::spec::from_yaml_str(yaml, "t.yaml").unwrap();
+    let net = build(&p, None);
+    let e = export_net(&net, &ExportOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("`am`") && e.contains("ArgMax"), "{e}");
+    let e = export_net(&net, &ExportOptions { opset: 9, ..Default::default() })
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("opset"), "{e}");
+}
+
+/// Imports an ONNX file and checks crema's forward of the import against onnxruntime on it.
+fn import_and_check(path: &Path, inputs: &[(&str, &Blob)], what: &str) -> NetParameter {
+    let m = crema::onnx::read_model(path).unwrap();
+    let im = import_model(&m, &path.display().to_string()).unwrap();
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut net = Net::for_phase(&im.net, Phase::Test, &mut rng).unwrap();
+    let r = net.copy_trained_layers_from(&im.weights, "import").unwrap();
+    assert!(r.fresh.is_empty(), "{what}: layers without weights {:?}", r.fresh);
+    let ort = run_ort(path, inputs);
+    let ours = forward(&mut net, inputs);
+    for (name, o) in &ort {
+        let b = ours
+            .get(name)
+            .or_else(|| net.blob(name))
+            .unwrap_or_else(|| panic!("{what}: the imported net lacks blob {name}"));
+        close(b, o, &format!("{what} {name}"));
+    }
+    im.net
+}
+
+#[test]
+fn exported_models_import_back() {
+    let (p, w) = lenet();
+    let mut net = build(&p, Some(&w));
+    let x = mnist(4);
+    let (_d1, path) = check(&mut net, &ExportOptions::default(), &[("data", &x)], "lenet_rt");
+    import_and_check(&path, &[("data", &x)], "lenet import");
+    let p = crema::load_net(root().join("models/googlenet/deploy.yaml").to_str().unwrap()).unwrap();
+    let p = with_inputs(p, &[&[1, 3, 224, 224]]);
+    let mut net = build(&p, None);
+    let mut rng = StdRng::seed_from_u64(2);
+    let x = random_blob(&[1, 3, 224, 224], &mut rng);
+    let (_d2, path) = check(&mut net, &ExportOptions::default(), &[("data", &x)], "googlenet_rt");
+    import_and_check(&path, &[("data", &x)], "googlenet import");
+}
+
+#[test]
+fn pytorch_exported_lenet_imports_and_matches_onnxruntime() {
+    let path = root().join("tests/onnx/torch_lenet.onnx");
+    let mut rng = StdRng::seed_from_u64(9);
+    let x = random_blob(&[2, 1, 28, 28], &mut rng);
+    let m = crema::onnx::read_model(&path).unwrap();
+    let input = m.graph.as_ref().unwrap().input[0].name().to_string();
+    let net = import_and_check(&path, &[(&input, &x)], "torch lenet");
+    let types: Vec<&str> = net.layer.iter().map(|l| l.r#type()).collect();
+    assert!(types.contains(&"Convolution") && types.contains(&"InnerProduct"), "{types:?}");
+}
+
+#[test]
+fn import_names_unsupported_operators() {
+    use crema::onnx::proto::{GraphProto, ModelProto, NodeProto};
+    let m = ModelProto {
+        graph: Some(GraphProto {
+            node: vec![NodeProto {
+                name: Some("topk".into()),
+                op_type: Some("TopK".into()),
+                input: vec!["x".into(), "k".into()],
+                output: vec!["y".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let e = import_model(&m, "m.onnx").err().unwrap().to_string();
+    assert!(e.contains("m.onnx") && e.contains("TopK") && e.contains("`topk`"), "{e}");
+}
+
+#[test]
+fn safetensors_weights_load_wherever_caffemodels_do() {
+    let (p, w) = lenet();
+    let mut a = build(&p, Some(&w));
+    let mut proto = a.to_proto(false);
+    proto.layer.retain(|l| !l.blobs.is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("lenet.safetensors");
+    crema::caffe::safetensors::write(&st, &proto).unwrap();
+    let mut b = build(&p, Some(&st));
+    let x = mnist(2);
+    let (ya, yb) = (forward(&mut a, &[("data", &x)]), forward(&mut b, &[("data", &x)]));
+    assert_eq!(ya["prob"].data, yb["prob"].data);
+    // Through the command line: export, then forward with --weights x.safetensors.
+    let exe = env!("CARGO_BIN_EXE_crema");
+    let model = root().join("models/lenet/deploy.yaml");
+    let st2 = dir.path().join("cli.safetensors");
+    let onnx = dir.path().join("cli.onnx");
+    let out = Command::new(exe)
+        .args(["export", "--model"])
+        .arg(&model)
+        .arg("--weights")
+        .arg(&w)
+        .arg("--safetensors")
+        .arg(&st2)
+        .arg("--onnx")
+        .arg(&onnx)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["weight_layers"], 4, "{j}");
+    let back = crema::caffe::caffemodel::read(&st2).unwrap();
+    assert_eq!(back.layer.len(), 4);
+    let imported = dir.path().join("imported");
+    let out = Command::new(exe)
+        .args(["import", "--onnx"])
+        .arg(&onnx)
+        .arg("--out")
+        .arg(&imported)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ip = crema::load_net(imported.join("deploy.yaml").to_str().unwrap()).unwrap();
+    let ip = with_inputs(ip, &[&[2, 1, 28, 28]]);
+    let mut c = build(&ip, Some(&imported.join("weights.caffemodel")));
+    let yc = forward(&mut c, &[("data", &x)]);
+    close(&yc["prob"], &ya["prob"], "lenet via export/import CLI");
+    let bad = dir.path().join("bad.safetensors");
+    std::fs::write(&bad, b"not safetensors").unwrap();
+    let e = crema::caffe::caffemodel::read(&bad).unwrap_err().to_string();
+    assert!(e.contains("bad.safetensors"), "{e}");
+}
