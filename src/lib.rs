@@ -11,6 +11,7 @@ pub mod blob;
 pub mod caffe;
 pub mod classify;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod filler;
 pub mod layers;

@@ -32,6 +32,10 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
             "--iterations must be at least 1"
         )));
     }
+    // Under `mpirun` every rank times its own copy and the gradient allreduce between ranks
+    // (communication) is timed beside the compute; rank 0 reports.
+    let cluster = crema::dist::Cluster::from_env()?;
+    let root = cluster.as_ref().is_none_or(|c| c.is_root());
     let mut param = crema::load_net(&a.model)?;
     let mut rng = StdRng::seed_from_u64(1701);
     let mut net = crema::Net::for_phase(&param, a.phase, &mut rng)?;
@@ -51,7 +55,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
     net.forward()?;
     net.backward()?;
     net.reset_timers();
-    let (mut fwd, mut bwd) = (0.0f64, 0.0f64);
+    let (mut fwd, mut bwd, mut comm) = (0.0f64, 0.0f64, 0.0f64);
     let all = Instant::now();
     for i in 0..a.iterations {
         let t = Instant::now();
@@ -62,7 +66,10 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         let b = t.elapsed().as_secs_f64();
         fwd += f;
         bwd += b;
-        if !a.json && (i + 1) % 10 == 0 {
+        if let Some(c) = &cluster {
+            comm += c.average_gradients(&mut net)?;
+        }
+        if root && !a.json && (i + 1) % 10 == 0 {
             eprintln!(
                 "iteration {}: forward-backward {:.3} ms",
                 i + 1,
@@ -82,7 +89,11 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         let gflops = flops.filter(|_| fms > 0.0).map(|f| f / (fms * 1e-3) / 1e9);
         rows.push((l.name.clone(), l.ty.clone(), fms, bms, gflops));
     }
-    let (fms, bms) = (fwd / n * 1e3, bwd / n * 1e3);
+    let (fms, bms, cms) = (fwd / n * 1e3, bwd / n * 1e3, comm / n * 1e3);
+    let ranks = cluster.as_ref().map(|c| c.size());
+    if !root {
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.json {
         let layers: Vec<serde_json::Value> = rows
             .iter()
@@ -96,16 +107,18 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
                 o
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::json!({
-                "iterations": a.iterations,
-                "forward_ms": fms,
-                "backward_ms": bms,
-                "total_ms": fms + bms,
-                "layers": layers,
-            })
-        );
+        let mut o = serde_json::json!({
+            "iterations": a.iterations,
+            "forward_ms": fms,
+            "backward_ms": bms,
+            "total_ms": fms + bms,
+            "layers": layers,
+        });
+        if let Some(k) = ranks {
+            o["mpi_ranks"] = serde_json::json!(k);
+            o["allreduce_ms"] = serde_json::json!(cms);
+        }
+        println!("{o}");
     } else {
         eprintln!("average time per layer ({} iterations):", a.iterations);
         for (name, _ty, f, b, g) in &rows {
@@ -115,6 +128,9 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         eprintln!("Average Forward pass: {fms:.3} ms.");
         eprintln!("Average Backward pass: {bms:.3} ms.");
         eprintln!("Average Forward-Backward: {:.3} ms.", fms + bms);
+        if let Some(k) = ranks {
+            eprintln!("Average Allreduce of the gradients ({k} MPI ranks): {cms:.3} ms.");
+        }
         eprintln!("Total Time: {:.3} ms.", total * 1e3);
     }
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 
 use crate::json::event_json;
 use crate::Failure;
+use crema::dist::Cluster;
 use crema::solver::{Action, Event, Solver};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::cell::RefCell;
@@ -199,7 +200,27 @@ fn check_writable(prefix: &str) -> Result<(), Failure> {
 }
 
 pub fn run(a: Args) -> Result<ExitCode, Failure> {
-    let param = crema::load_solver(&a.solver)?;
+    let cluster = crema::dist::Cluster::from_env()?.map(Rc::new);
+    let r = train(a, cluster.clone());
+    if let (Err(e), Some(c)) = (&r, &cluster) {
+        // One rank failed: say why, then end every rank (no rank may wait in an allreduce).
+        let (kind, code, e) = match e {
+            Failure::User(e) => ("error", 1, e),
+            Failure::Internal(e) => ("internal error", 2, e),
+        };
+        let msg = crema::error::chain_text(e.as_ref());
+        eprintln!("{kind}: (MPI rank {} of {}) {msg}", c.rank(), c.size());
+        c.abort(code);
+    }
+    r
+}
+
+fn train(a: Args, cluster: Option<Rc<Cluster>>) -> Result<ExitCode, Failure> {
+    let mut param = crema::load_solver(&a.solver)?;
+    if let Some(c) = &cluster {
+        c.prepare(&mut param)?;
+    }
+    let root = cluster.as_ref().is_none_or(|c| c.is_root());
     let prefix = param.snapshot_prefix().to_string();
     let weights: Vec<PathBuf> = if !a.weights.is_empty() {
         a.weights.clone()
@@ -211,14 +232,19 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
     let max_iter = param.max_iter().max(0) as u64;
     let display = param.display();
     let mut solver = Solver::new(param)?;
-    let quiet_line = |msg: String| eprintln!("{}{msg}", glog_prefix());
+    let quiet_line = |msg: String| {
+        if root {
+            eprintln!("{}{msg}", glog_prefix())
+        }
+    };
     quiet_line(format!(
         "Solving {} ({} solver, {} learnable values)",
         solver.net().name,
         solver.kind().name(),
         solver.net().param_count()
     ));
-    for (file, r) in weights.iter().zip(solver.copy_weights(&weights)?) {
+    let reports = solver.copy_weights(&weights)?;
+    for (file, r) in weights.iter().zip(reports).filter(|_| root) {
         let list = |v: &[String]| {
             if v.is_empty() {
                 "none".to_string()
@@ -232,21 +258,44 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         eprintln!("  ignored (not in this net): {}", list(&r.ignored));
     }
 
-    // The log lives beside the snapshots: their directory is made now, not at the first one.
-    let log_path = PathBuf::from(format!("{prefix}_log.jsonl"));
-    if let Some(dir) = crema::solver::ensure_parent_dir(&log_path)? {
+    if let Some(c) = &cluster {
+        c.attach(&mut solver)?;
+        let pids: Vec<String> = c.pids().iter().map(|p| p.to_string()).collect();
         quiet_line(format!(
-            "Created directory {} for snapshots and the training log",
-            dir.display()
+            "Data-parallel on {} MPI ranks (pids {}): each reads its share of every batch of \
+             {} x batch_size; rank 0 tests, snapshots and logs",
+            c.size(),
+            pids.join(", "),
+            c.size()
         ));
     }
-    check_writable(&prefix)?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| Failure::User(crema::Error::io(&log_path, e).into()))?;
-    let pb = ProgressBar::with_draw_target(Some(max_iter), ProgressDrawTarget::stderr());
+
+    // Rank 0 (or the only process) logs; the other ranks stay quiet.
+    let log_path = PathBuf::from(format!("{prefix}_log.jsonl"));
+    let log = if root {
+        // The log lives beside the snapshots: their directory is made now, not at the first.
+        if let Some(dir) = crema::solver::ensure_parent_dir(&log_path)? {
+            quiet_line(format!(
+                "Created directory {} for snapshots and the training log",
+                dir.display()
+            ));
+        }
+        check_writable(&prefix)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| Failure::User(crema::Error::io(&log_path, e).into()))?;
+        Some(f)
+    } else {
+        None
+    };
+    let target = if root {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let pb = ProgressBar::with_draw_target(Some(max_iter), target);
     pb.set_style(
         ProgressStyle::with_template(
             "{bar:30.cyan/blue} {pos}/{len} it  {msg}  {per_sec}  ETA {eta}",
@@ -256,14 +305,16 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
     let logger = Rc::new(RefCell::new(Logger {
         pb: pb.clone(),
         json: a.json,
-        log: Some(log),
+        log,
         start: Instant::now(),
         last_display: None,
         display,
         test_nets: solver.test_nets().len(),
     }));
-    let l2 = logger.clone();
-    solver.set_observer(move |e: &Event| l2.borrow_mut().on(e));
+    if root {
+        let l2 = logger.clone();
+        solver.set_observer(move |e: &Event| l2.borrow_mut().on(e));
+    }
 
     // Ctrl-C: snapshot and stop (a second Ctrl-C aborts at once); SIGHUP: snapshot, continue.
     let stop = Arc::new(AtomicBool::new(false));
@@ -280,27 +331,46 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
     .map_err(sig_err)?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone()).map_err(sig_err)?;
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()).map_err(sig_err)?;
-    let (s2, h2) = (stop.clone(), hup.clone());
+    let (s2, h2, c2) = (stop.clone(), hup.clone(), cluster.clone());
     solver.set_action_source(move || {
-        if s2.load(Ordering::Relaxed) {
+        let local = if s2.load(Ordering::Relaxed) {
             Action::Stop
         } else if h2.swap(false, Ordering::Relaxed) {
             Action::Snapshot
         } else {
             Action::None
+        };
+        // Under MPI a signal to any rank reaches every rank at this same iteration.
+        match &c2 {
+            Some(c) => c.agree(local),
+            None => local,
         }
     });
 
     let result = solver.solve(a.snapshot.as_deref());
     pb.finish_and_clear();
-    let lg = logger.borrow();
-    match result {
-        Ok(()) if solver.stopped_early() => {
-            lg.line("Optimization stopped early.");
-        }
-        Ok(()) => lg.line("Optimization Done."),
-        Err(e) => return Err(e.into()),
+    result?;
+    if let Some(c) = &cluster {
+        c.check_same_iter(solver.iter())?;
+        let st = c.stats();
+        quiet_line(format!(
+            "All {} ranks ended at iteration {}; gradient allreduce {:.3} ms per iteration \
+             ({} iterations, {:.3} s in all)",
+            c.size(),
+            solver.iter(),
+            st.ms_per_call(),
+            st.calls,
+            st.seconds
+        ));
     }
-    eprintln!("training log: {}", log_path.display());
+    if root {
+        let lg = logger.borrow();
+        if solver.stopped_early() {
+            lg.line("Optimization stopped early.");
+        } else {
+            lg.line("Optimization Done.");
+        }
+        eprintln!("training log: {}", log_path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

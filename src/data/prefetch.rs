@@ -41,18 +41,43 @@ pub struct LoaderConfig {
     pub prefetch: usize,
 }
 
+/// Worker `rank` of `count` data-parallel workers. Each worker walks the record stream of one
+/// loader with `count` x `batch_size` (same order, same shuffles, same per-sample random
+/// choices) and keeps positions `rank * batch_size .. (rank + 1) * batch_size` of every such
+/// batch, so the workers' batches concatenated in rank order are exactly the batch one process
+/// with the larger batch reads (Caffe's round-robin `DataReader`). Only the kept records are
+/// read and transformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub count: usize,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard { rank: 0, count: 1 }
+    }
+}
+
 /// The single-threaded batch maker the background thread runs.
 struct Producer {
     ds: Arc<dyn Dataset>,
     tf: Arc<Transformer>,
     cfg: LoaderConfig,
+    shard: Shard,
     order: Vec<usize>,
     pos: usize,
     rng: StdRng,
 }
 
 impl Producer {
-    fn new(ds: Arc<dyn Dataset>, tf: Arc<Transformer>, cfg: LoaderConfig, seed: u64) -> Self {
+    fn new(
+        ds: Arc<dyn Dataset>,
+        tf: Arc<Transformer>,
+        cfg: LoaderConfig,
+        shard: Shard,
+        seed: u64,
+    ) -> Self {
         let n = ds.len();
         let mut rng = StdRng::seed_from_u64(seed);
         let mut order: Vec<usize> = (0..n).collect();
@@ -68,6 +93,7 @@ impl Producer {
             ds,
             tf,
             cfg,
+            shard,
             order,
             pos,
             rng,
@@ -87,11 +113,14 @@ impl Producer {
 
     fn make(&mut self) -> Result<Batch> {
         let bs = self.cfg.batch_size;
-        let picks: Vec<(usize, u64)> = (0..bs)
+        let Shard { rank, count } = self.shard;
+        let picks: Vec<(usize, u64)> = (0..bs * count.max(1))
             .map(|_| {
                 let i = self.next_index();
                 (i, self.rng.gen())
             })
+            .skip(rank * bs)
+            .take(bs)
             .collect();
         let ds = &self.ds;
         let samples: Vec<Sample> = if ds.costly() {
@@ -194,6 +223,7 @@ pub struct Loader {
     ds: Arc<dyn Dataset>,
     tf: Arc<Transformer>,
     cfg: LoaderConfig,
+    shard: Shard,
     top_shape: Vec<usize>,
     thread: Option<Prefetcher>,
     failure: Option<String>,
@@ -216,6 +246,7 @@ impl Loader {
             ds,
             tf: Arc::new(tf),
             cfg,
+            shard: Shard::default(),
             top_shape: vec![cfg.batch_size, out[0], out[1], out[2]],
             thread: None,
             failure: None,
@@ -232,12 +263,20 @@ impl Loader {
         &self.ds
     }
 
+    /// Reads worker `shard.rank`'s share from the next (re)start on (see [`Shard`]).
+    pub fn set_shard(&mut self, shard: Shard) {
+        self.shard = Shard {
+            rank: shard.rank.min(shard.count.max(1) - 1),
+            count: shard.count.max(1),
+        };
+    }
+
     /// (Re)starts the background thread from the beginning, with every random choice drawn
     /// from `seed`. Batches queued by an earlier start are dropped.
     pub fn start(&mut self, seed: u64) -> Result<()> {
         self.thread = None;
         self.failure = None;
-        let p = Producer::new(self.ds.clone(), self.tf.clone(), self.cfg, seed);
+        let p = Producer::new(self.ds.clone(), self.tf.clone(), self.cfg, self.shard, seed);
         self.thread = Some(Prefetcher::spawn(p, self.cfg.prefetch)?);
         Ok(())
     }
@@ -353,6 +392,39 @@ mod tests {
         assert_eq!(take(&mut l, 4), a, "same seed, same order");
         l.start(6).unwrap();
         assert_ne!(take(&mut l, 4), a);
+    }
+
+    #[test]
+    fn shards_concatenate_to_the_larger_batch() {
+        // One loader with batch 8 against two with batch 4 and shards 0 and 1 of 2: shuffled
+        // epochs over 10 records (so batches straddle epochs), rand_skip, per-sample seeds.
+        let cfg = |batch_size| LoaderConfig {
+            batch_size,
+            shuffle: true,
+            rand_skip: 3,
+            prefetch: 1,
+        };
+        let make = |batch_size, shard| {
+            let mut l = Loader::new(
+                Arc::new(Counting { n: 10, bad: None }),
+                Transformer::identity(),
+                cfg(batch_size),
+            )
+            .unwrap();
+            l.set_shard(shard);
+            l.start(42).unwrap();
+            l
+        };
+        let mut whole = make(8, Shard::default());
+        let mut r0 = make(4, Shard { rank: 0, count: 2 });
+        let mut r1 = make(4, Shard { rank: 1, count: 2 });
+        for _ in 0..5 {
+            let w = whole.next_batch().unwrap();
+            let (a, b) = (r0.next_batch().unwrap(), r1.next_batch().unwrap());
+            assert_eq!(a.shape, vec![4, 1, 1, 1]);
+            assert_eq!([a.data, b.data].concat(), w.data);
+            assert_eq!([a.labels, b.labels].concat(), w.labels);
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! batches a [`Loader`] prefetches on its thread to the net.
 
 use super::{BlobCounts, Layer, SetupCtx};
-use crate::data::prefetch::{Batch, Loader};
+use crate::data::prefetch::{Batch, Loader, Shard};
 use crate::proto::{LayerParameter, TransformationParameter};
 use crate::{Blob, Result};
 use rand::Rng;
@@ -14,6 +14,8 @@ pub struct LoaderLayer {
     ty: &'static str,
     loader: Loader,
     pending: Option<Batch>,
+    /// The seed drawn at setup, kept so that sharding restarts the same record stream.
+    seed: u64,
 }
 
 impl LoaderLayer {
@@ -23,6 +25,7 @@ impl LoaderLayer {
             ty,
             loader,
             pending: None,
+            seed: 0,
         }
     }
 }
@@ -43,7 +46,8 @@ impl Layer for LoaderLayer {
 
     fn setup(&mut self, _: &[&Blob], ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
         self.pending = None;
-        self.loader.start(ctx.rng.gen())?;
+        self.seed = ctx.rng.gen();
+        self.loader.start(self.seed)?;
         Ok(Vec::new())
     }
 
@@ -53,7 +57,14 @@ impl Layer for LoaderLayer {
 
     fn reseed(&mut self, seed: u64) {
         self.pending = None;
+        self.seed = seed;
         self.loader.restart(seed);
+    }
+
+    fn shard(&mut self, rank: usize, count: usize) {
+        self.pending = None;
+        self.loader.set_shard(Shard { rank, count });
+        self.loader.restart(self.seed);
     }
 
     fn reshape(&mut self, _: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {

@@ -208,6 +208,11 @@ pub trait Layer: Send {
     /// Re-seeds internal randomness (Dropout masks) so a gradient check sees the same function.
     fn reseed(&mut self, _seed: u64) {}
 
+    /// Data parallelism: read worker `rank`'s share of the records, so that the batches of
+    /// workers `0..count` together are the batch one worker with `count` x the batch size reads
+    /// (see `data::prefetch::Shard`). Layers that read no records ignore it.
+    fn shard(&mut self, _rank: usize, _count: usize) {}
+
     /// Floating-point operations of one forward pass, when known (for `crema time`).
     fn forward_flops(&self, _bottom: &[&Blob], _top: &[&Blob]) -> Option<f64> {
         None

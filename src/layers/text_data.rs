@@ -26,6 +26,11 @@ pub struct TextData {
     fresh: Vec<bool>,
     seed: u64,
     rng: StdRng,
+    /// Data parallelism: this worker's streams are `rank * streams .. (rank + 1) * streams` of
+    /// `count * streams` walked in step (so the workers' columns together are one batch of
+    /// `count * streams`).
+    rank: usize,
+    count: usize,
 }
 
 /// Creates `TextData` from `text_data_param`.
@@ -55,6 +60,8 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
         fresh: Vec::new(),
         seed: 0,
         rng: StdRng::seed_from_u64(0),
+        rank: 0,
+        count: 1,
     }))
 }
 
@@ -65,19 +72,24 @@ impl TextData {
         let room = self.text.len() - self.steps;
         if self.shuffle {
             self.rng.gen_range(0..room)
-        } else if self.pos.len() < self.streams {
+        } else if self.pos.len() < self.all_streams() {
             // Initial spread: streams start evenly spaced through the text.
-            stream * room / self.streams
+            stream * room / self.all_streams()
         } else {
             0
         }
+    }
+
+    /// The streams of all data-parallel workers.
+    fn all_streams(&self) -> usize {
+        self.streams * self.count
     }
 
     fn reset(&mut self) {
         self.rng = StdRng::seed_from_u64(self.seed);
         self.pos.clear();
         self.fresh.clear();
-        for n in 0..self.streams {
+        for n in 0..self.all_streams() {
             let p = self.restart(n);
             self.pos.push(p);
             self.fresh.push(true);
@@ -112,13 +124,17 @@ impl Layer for TextData {
         _params: &mut [&mut Blob],
     ) -> Result<()> {
         let (steps, streams) = (self.steps, self.streams);
-        for n in 0..streams {
+        let mine = self.rank * streams..(self.rank + 1) * streams;
+        for n in 0..self.all_streams() {
             let p = self.pos[n];
-            for t in 0..steps {
-                let i = t * streams + n;
-                top[0].data[i] = self.text[p + t] as f32;
-                top[1].data[i] = if t == 0 && self.fresh[n] { 0.0 } else { 1.0 };
-                top[2].data[i] = self.text[p + t + 1] as f32;
+            if mine.contains(&n) {
+                let col = n - mine.start;
+                for t in 0..steps {
+                    let i = t * streams + col;
+                    top[0].data[i] = self.text[p + t] as f32;
+                    top[1].data[i] = if t == 0 && self.fresh[n] { 0.0 } else { 1.0 };
+                    top[2].data[i] = self.text[p + t + 1] as f32;
+                }
             }
             let next = p + steps;
             if next + steps < self.text.len() {
@@ -133,6 +149,13 @@ impl Layer for TextData {
     }
     fn reseed(&mut self, seed: u64) {
         self.seed = seed;
+        if !self.text.is_empty() {
+            self.reset();
+        }
+    }
+    fn shard(&mut self, rank: usize, count: usize) {
+        self.count = count.max(1);
+        self.rank = rank.min(self.count - 1);
         if !self.text.is_empty() {
             self.reset();
         }
@@ -215,6 +238,33 @@ mod tests {
         for n in 0..3 {
             for t in 0..3 {
                 assert_eq!(tops[2].data[t * 3 + n], tops[0].data[(t + 1) * 3 + n]);
+            }
+        }
+    }
+
+    #[test]
+    fn shards_are_the_columns_of_the_larger_batch() {
+        // Batch 4 against shards 0 and 1 of 2 at batch 2, shuffled restarts included.
+        let text: Vec<u8> = (0..60u32).map(|i| b'a' + (i * 11 % 26) as u8).collect();
+        let (mut whole, mut wt, _d0) = build(&text, "time_steps: 5, batch_size: 4");
+        let mut parts: Vec<_> = (0..2)
+            .map(|r| {
+                let (mut l, t, d) = build(&text, "time_steps: 5, batch_size: 2");
+                l.shard(r, 2);
+                (l, t, d)
+            })
+            .collect();
+        for _ in 0..12 {
+            step(&mut whole, &mut wt);
+            for (l, t, _) in parts.iter_mut() {
+                step(l, t);
+            }
+            for top in 0..3 {
+                for t in 0..5 {
+                    let row = &wt[top].data[t * 4..t * 4 + 4];
+                    assert_eq!(row[..2], parts[0].1[top].data[t * 2..t * 2 + 2]);
+                    assert_eq!(row[2..], parts[1].1[top].data[t * 2..t * 2 + 2]);
+                }
             }
         }
     }

@@ -21,6 +21,7 @@ mod config;
 mod event;
 mod nan;
 mod snapshot;
+mod sync;
 mod test;
 mod update;
 
@@ -35,6 +36,7 @@ pub use config::SolverType;
 pub use event::{Action, ActionSource, Event, FeedCtx, Feeder, Observer, Output};
 pub use lr_policy::LrPolicy;
 pub use snapshot::ensure_parent_dir;
+pub use sync::GradientSync;
 pub use test::score;
 
 use crate::net::CopyReport;
@@ -62,6 +64,7 @@ pub struct Solver {
     feeder: Option<Feeder>,
     observer: Option<Observer>,
     action: Option<ActionSource>,
+    sync: Option<Box<dyn GradientSync>>,
 }
 
 impl Solver {
@@ -99,6 +102,7 @@ impl Solver {
             feeder: None,
             observer: None,
             action: None,
+            sync: None,
         })
     }
 
@@ -120,6 +124,11 @@ impl Solver {
     /// Sets the function polled once per iteration for external requests (signals).
     pub fn set_action_source(&mut self, f: impl FnMut() -> Action + 'static) {
         self.action = Some(Box::new(f));
+    }
+
+    /// Sets the data-parallel gradient averaging run after each iteration's backward passes.
+    pub fn set_gradient_sync(&mut self, s: impl GradientSync + 'static) {
+        self.sync = Some(Box::new(s));
     }
 
     /// The solver parameters.
@@ -302,6 +311,9 @@ impl Solver {
                 loss += l;
             }
             loss /= iter_size as f32;
+            if let Some(s) = self.sync.as_mut() {
+                s.sync(&mut self.net, &mut loss)?;
+            }
             self.update_smoothed_loss(loss, start_iter);
             let lr = self.current_rate();
             if show {
