@@ -7,6 +7,7 @@ pub mod caffemodel;
 pub mod npy;
 pub mod prototxt;
 pub mod upgrade;
+mod upgrade_v0;
 
 use crate::proto::{NetParameter, SolverParameter};
 use crate::{Error, Result};
