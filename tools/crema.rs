@@ -4,6 +4,7 @@ mod check;
 mod classify;
 mod convert;
 mod draw;
+mod embed;
 mod forward;
 mod import;
 mod json;
@@ -53,6 +54,8 @@ enum Command {
     Draw(draw::Args),
     /// Generate text from a trained character model (deploy net with T = 1).
     Sample(sample::Args),
+    /// Features of labelled IDX images: .npy, a 2-D scatter PNG, 1-NN accuracy, reconstructions.
+    Embed(embed::Args),
 }
 
 /// How a command failed: a user error (exit 1) or an internal failure (exit 2).
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
         Command::Plot(a) => plot::run(a),
         Command::Draw(a) => draw::run(a),
         Command::Sample(a) => sample::run(a),
+        Command::Embed(a) => embed::run(a),
     };
     match r {
         Ok(code) => code,

@@ -115,7 +115,7 @@ fn curves(lines: &[(f64, serde_json::Value)]) -> Curves {
 }
 
 /// Registers a TrueType font for the labels: `$CREMA_FONT`, else a common system font.
-fn load_font() -> anyhow::Result<()> {
+pub(crate) fn load_font() -> anyhow::Result<()> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Ok(p) = std::env::var("CREMA_FONT") {
         candidates.push(p.into());

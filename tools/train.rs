@@ -157,6 +157,11 @@ impl Logger {
                     self.line(&l);
                 }
             }
+            Event::DebugInfo { lines, .. } => {
+                for l in lines.iter() {
+                    self.line(l);
+                }
+            }
             Event::CreatedDir { path } => {
                 self.line(&format!(
                     "Created directory {} for snapshots",

@@ -8,6 +8,7 @@ pub mod npy;
 pub mod prototxt;
 pub mod safetensors;
 pub mod upgrade;
+mod upgrade_v0;
 
 use crate::proto::{NetParameter, SolverParameter};
 use crate::{Error, Result};

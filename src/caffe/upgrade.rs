@@ -2,7 +2,7 @@
 //! become `layer`s with string types and `ParamSpec`s, legacy data-transform fields move into
 //! `transform_param`, `input`/`input_dim`/`input_shape` become an `Input` layer, old BatchNorm
 //! `param`s are frozen, and the solver's `solver_type` enum becomes `type`. V0 nets (pre-2014)
-//! are reported as unsupported.
+//! first become V1 (`upgrade_v0`).
 
 use crate::proto::{
     param_spec, v1_layer_parameter::LayerType, LayerParameter, NetParameter, ParamSpec,
@@ -69,17 +69,10 @@ pub fn upgrade_net(net: &mut NetParameter) -> Result<()> {
         ));
     }
     if !net.layers.is_empty() {
-        let v1 = std::mem::take(&mut net.layers);
+        let mut v1 = std::mem::take(&mut net.layers);
+        super::upgrade_v0::upgrade_v0_layers(&mut v1)?;
         let mut out = Vec::with_capacity(v1.len());
         for (i, mut l) in v1.into_iter().enumerate() {
-            if l.layer.is_some() {
-                return Err(Error::Invalid(format!(
-                    "layer #{i} (`{}`) is in Caffe's V0 format (pre-2014, embedded `layer`), \
-                     which crema does not upgrade; upgrade it with Caffe's upgrade_net_proto_text \
-                     first",
-                    l.name()
-                )));
-            }
             upgrade_v1_data_transform(&mut l);
             out.push(v1_to_v2(l, i)?);
         }
@@ -271,16 +264,13 @@ layers { name: "l" type: SOFTMAX_LOSS bottom: "conv" bottom: "x" top: "loss" los
     }
 
     #[test]
-    fn mixed_and_v0_nets_are_refused_and_batchnorm_is_frozen() {
+    fn mixed_nets_are_refused_and_batchnorm_is_frozen() {
         let mut both: NetParameter =
             prototxt::parse("layer { name: 'a' } layers { name: 'b' }", "t").unwrap();
         assert!(upgrade_net(&mut both)
             .unwrap_err()
             .to_string()
             .contains("both"));
-        let mut v0: NetParameter =
-            prototxt::parse("layers { layer { name: 'a' type: 'conv' } }", "t").unwrap();
-        assert!(upgrade_net(&mut v0).unwrap_err().to_string().contains("V0"));
         let mut bn: NetParameter = prototxt::parse(
             "layer { type: 'BatchNorm' param { lr_mult: 1 } param { } param { lr_mult: 3 } }",
             "t",

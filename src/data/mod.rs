@@ -14,6 +14,7 @@ pub mod photo;
 pub mod prefetch;
 pub mod text;
 pub mod transform;
+pub mod tuples;
 
 use crate::Result;
 

@@ -1,17 +1,24 @@
 //! `IdxData` (crema extension): MNIST-format IDX files read directly, gzipped or not
 //! (`idx_data_param`: `source` images, `label_source` labels, `batch_size`, `shuffle` each epoch,
-//! `rand_skip`, `prefetch`), with `transform_param`. Tops: `data` `[N, C, H, W]` from the IDX
-//! dimensions (`[N, 1, 28, 28]` for MNIST) and `label` `[N]`.
+//! `rand_skip`, `prefetch`, `tuples`), with `transform_param`. Tops: `data` `[N, C, H, W]` from
+//! the IDX dimensions (`[N, 1, 28, 28]` for MNIST) and `label` `[N]`. With `tuples: PAIRS` or
+//! `TRIPLETS` each item stacks 2 or 3 images along the channels (see `data::tuples`).
 
 use super::loader::LoaderLayer;
 use super::Layer;
 use crate::data::idx::IdxDataset;
 use crate::data::prefetch::{Loader, LoaderConfig};
 use crate::data::transform::Transformer;
+use crate::data::tuples::{TupleDataset, Tuples};
+use crate::proto::idx_data_parameter::Tuples as IdxTuples;
 use crate::proto::LayerParameter;
 use crate::{Error, Result};
 use std::path::Path;
 use std::sync::Arc;
+
+/// The seed of the partners of `tuples` (fixed: the pairs are part of the data set, as in
+/// Caffe's converted pair databases).
+const TUPLE_SEED: u64 = 0x5eed_7u64;
 
 /// Creates `IdxData` from `idx_data_param` and `transform_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
@@ -29,7 +36,23 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
             "IdxData has a label top but idx_data_param.label_source is not set",
         ));
     }
-    let ds = IdxDataset::open(d.source(), labels.map(Path::new))?;
+    let ds: Arc<dyn crate::data::Dataset> =
+        Arc::new(IdxDataset::open(d.source(), labels.map(Path::new))?);
+    let ds: Arc<dyn crate::data::Dataset> = match d.tuples() {
+        IdxTuples::Single => ds,
+        t => {
+            crate::ensure!(
+                labels.is_some(),
+                "idx_data_param.tuples: {t:?} needs label_source (pairs and triplets are made                  from the classes)"
+            );
+            let kind = if t == IdxTuples::Pairs {
+                Tuples::Pairs
+            } else {
+                Tuples::Triplets
+            };
+            Arc::new(TupleDataset::new(ds, kind, TUPLE_SEED)?)
+        }
+    };
     let tf = Transformer::new(&p.transform_param.clone().unwrap_or_default(), p.phase())?;
     let cfg = LoaderConfig {
         batch_size: d.batch_size() as usize,
@@ -39,7 +62,7 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     };
     Ok(Box::new(LoaderLayer::new(
         "IdxData",
-        Loader::new(Arc::new(ds), tf, cfg)?,
+        Loader::new(ds, tf, cfg)?,
     )))
 }
 
@@ -108,6 +131,32 @@ mod tests {
         s.layer.reseed(9);
         s.forward().unwrap();
         assert_eq!(s.top, first, "reseed repeats the batches");
+    }
+
+    #[test]
+    fn pairs_and_triplets_stack_images_along_channels() {
+        let mut h = Harness::new(&yaml(IMAGES, LABELS, ", tuples: PAIRS"), vec![]).unwrap();
+        h.forward().unwrap();
+        assert_eq!(h.top[0].shape, vec![4, 2, 28, 28]);
+        assert!(h.top[1].data.iter().all(|&v| v == 0.0 || v == 1.0));
+        // The first image of each pair is the plain record.
+        let mut plain = Harness::new(&yaml(IMAGES, LABELS, ""), vec![]).unwrap();
+        plain.forward().unwrap();
+        assert_eq!(&h.top[0].data[..784], &plain.top[0].data[..784]);
+        let mut t = Harness::new(&yaml(IMAGES, LABELS, ", tuples: TRIPLETS"), vec![]).unwrap();
+        t.forward().unwrap();
+        assert_eq!(t.top[0].shape, vec![4, 3, 28, 28]);
+        assert_eq!(
+            t.top[1].data,
+            vec![7.0, 2.0, 1.0, 0.0],
+            "the anchors' classes"
+        );
+        let p = layer_param_from_yaml(&format!(
+            "type: IdxData\ntop: data\nidx_data_param: {{ source: '{IMAGES}', batch_size: 2, \
+             tuples: PAIRS }}"
+        ))
+        .unwrap();
+        assert!(err_text(crate::layers::create(&p)).contains("label_source"));
     }
 
     #[test]

@@ -259,6 +259,12 @@ mod split;
 mod swish;
 mod tanh;
 mod threshold;
+// caffe branch
+mod contrastive_loss;
+mod hinge_loss;
+mod infogain_loss;
+mod multinomial_logistic_loss;
+mod triplet_loss;
 
 /// Core layers: data-free building blocks, neurons, losses, utilities.
 const CORE: &[(&str, Constructor)] = &[
@@ -290,6 +296,12 @@ const CORE: &[(&str, Constructor)] = &[
     ("Reshape", reshape::create),
     ("Split", split::create),
     ("Silence", silence::create),
+    // caffe branch: the remaining losses
+    ("HingeLoss", hinge_loss::create),
+    ("MultinomialLogisticLoss", multinomial_logistic_loss::create),
+    ("InfogainLoss", infogain_loss::create),
+    ("ContrastiveLoss", contrastive_loss::create),
+    ("TripletLoss", triplet_loss::create),
 ];
 
 pub(crate) mod base_conv;
@@ -315,6 +327,10 @@ mod reduction;
 mod scale;
 mod slice;
 mod tile;
+// caffe branch
+mod filter;
+mod parameter;
+mod spp;
 
 /// Vision layers (convolution, pooling, normalisation, tensor plumbing).
 const VISION: &[(&str, Constructor)] = &[
@@ -337,6 +353,11 @@ const VISION: &[(&str, Constructor)] = &[
     ("ArgMax", argmax::create),
     ("Dropout", dropout::create),
     ("DropConnect", drop_connect::create),
+    // caffe branch
+    ("SPP", spp::create),
+    ("Filter", filter::create_filter),
+    ("BatchReindex", filter::create_batch_reindex),
+    ("Parameter", parameter::create),
 ];
 
 mod data;

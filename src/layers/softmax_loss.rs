@@ -52,18 +52,24 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     }))
 }
 
+/// A label value checked against `c` classes: `None` when it is the `ignore` label, an error
+/// naming the range when it is not an integer in `0..c`.
+pub fn check_label(v: f32, c: usize, ignore: Option<i32>) -> Result<Option<usize>> {
+    let l = v as i32;
+    if Some(l) == ignore {
+        return Ok(None);
+    }
+    crate::ensure!(
+        v.fract() == 0.0 && l >= 0 && (l as usize) < c,
+        "label {v} is out of range: there are {c} classes (valid labels 0..{})",
+        c.saturating_sub(1)
+    );
+    Ok(Some(l as usize))
+}
+
 impl SoftmaxWithLoss {
     fn label(&self, v: f32, c: usize) -> Result<Option<usize>> {
-        let l = v as i32;
-        if Some(l) == self.ignore_label {
-            return Ok(None);
-        }
-        crate::ensure!(
-            v.fract() == 0.0 && l >= 0 && (l as usize) < c,
-            "label {v} is out of range: there are {c} classes (valid labels 0..{})",
-            c - 1
-        );
-        Ok(Some(l as usize))
+        check_label(v, c, self.ignore_label)
     }
 }
 

@@ -69,6 +69,9 @@ pub enum Event<'a> {
         model: &'a Path,
         state: &'a Path,
     },
+    /// `debug_info: true` at a display iteration: Caffe's per-layer `[Forward]`/`[Backward]`
+    /// lines (mean absolute data and diff of each blob) and the parameters' norms.
+    DebugInfo { iter: i32, lines: &'a [String] },
     /// The snapshot prefix's directory did not exist and was created for the first snapshot.
     CreatedDir { path: &'a Path },
 }

@@ -18,6 +18,7 @@
 pub mod lr_policy;
 
 mod config;
+mod debug_info;
 mod event;
 mod nan;
 mod snapshot;
@@ -311,6 +312,14 @@ impl Solver {
                 loss += l;
             }
             loss /= iter_size as f32;
+            if show && self.param.debug_info() {
+                let lines = debug_info::lines(&self.net);
+                let iter = self.iter;
+                self.emit(&Event::DebugInfo {
+                    iter,
+                    lines: &lines,
+                });
+            }
             if let Some(s) = self.sync.as_mut() {
                 s.sync(&mut self.net, &mut loss)?;
             }
