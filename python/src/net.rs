@@ -103,6 +103,9 @@ impl Net {
     }
 }
 
+/// One layer's gradient check: name, largest relative error, values checked, failures.
+type GradientRow = (String, f32, usize, Vec<String>);
+
 fn phase_of(v: i64) -> PyResult<crema::proto::Phase> {
     match v {
         0 => Ok(crema::proto::Phase::Train),
@@ -363,7 +366,7 @@ impl Net {
         step: f32,
         threshold: f32,
         seed: u64,
-    ) -> PyResult<Vec<(String, f32, usize, Vec<String>)>> {
+    ) -> PyResult<Vec<GradientRow>> {
         let checker = crema::testing::GradientChecker {
             step,
             threshold,
