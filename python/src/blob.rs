@@ -3,7 +3,7 @@
 
 use crate::net::Net;
 use numpy::ndarray::{ArrayViewD, IxDyn};
-use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{PyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,7 +96,10 @@ impl Blob {
 
     /// A numpy array over the data (`diff` false) or the diff, kept alive by the net (or by
     /// this blob for a loan).
-    pub(crate) fn view<'py>(slf: &Bound<'py, Self>, diff: bool) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    pub(crate) fn view<'py>(
+        slf: &Bound<'py, Self>,
+        diff: bool,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let py = slf.py();
         let me = slf.get();
         let (ptr, shape) = me.with(py, |b| {
@@ -213,8 +216,14 @@ impl Blob {
             return Err(PyValueError::new_err("a read-only blob cannot be reshaped"));
         }
         const MAX: usize = 1 << 32;
-        if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|c| c > MAX) {
-            return Err(PyValueError::new_err(format!("shape {shape:?} is too large")));
+        if shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .is_none_or(|c| c > MAX)
+        {
+            return Err(PyValueError::new_err(format!(
+                "shape {shape:?} is too large"
+            )));
         }
         self.with(py, |b| b.reshape(&shape))
     }

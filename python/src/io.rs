@@ -75,10 +75,7 @@ fn resize_image<'py>(
 
 /// pycaffe's `caffe.io.blobproto_to_array`, from the bytes of a `.binaryproto` file.
 #[pyfunction]
-fn blobproto_to_array<'py>(
-    py: Python<'py>,
-    data: &[u8],
-) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+fn blobproto_to_array<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let b = guard(|| crema::caffe::binaryproto::decode_blob_proto(data, "blobproto"))?;
     to_array(py, &b.shape, b.data)
 }
@@ -90,10 +87,12 @@ fn array_to_blobproto<'py>(
     arr: PyReadonlyArrayDyn<'_, f32>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     use prost::Message;
-    let b = guard(|| {
-        crema::Blob::from_data(arr.shape(), arr.as_array().iter().copied().collect())
-    })?;
-    Ok(PyBytes::new(py, &crema::blob::blob_to_proto(&b, false).encode_to_vec()))
+    let b =
+        guard(|| crema::Blob::from_data(arr.shape(), arr.as_array().iter().copied().collect()))?;
+    Ok(PyBytes::new(
+        py,
+        &crema::blob::blob_to_proto(&b, false).encode_to_vec(),
+    ))
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -137,13 +136,16 @@ impl Classifier {
         };
         let inner = guard(|| {
             let param = crema::load_net(&model)?;
-            let mut net = crema::Net::for_phase(&param, crema::proto::Phase::Test, &mut crate::net_rng())?;
+            let mut net =
+                crema::Net::for_phase(&param, crema::proto::Phase::Test, &mut crate::net_rng())?;
             let trained = crema::caffe::caffemodel::read(&weights)?;
             net.copy_trained_layers_from(&trained, &weights.display().to_string())?;
             crema::classify::Classifier::new(net, output.as_deref(), |p| {
                 // pycaffe's defaults: no transformation unless asked.
                 p.raw_scale = raw_scale.unwrap_or(1.0);
-                p.channel_swap = channel_swap.clone().unwrap_or_else(|| (0..p.channels).collect());
+                p.channel_swap = channel_swap
+                    .clone()
+                    .unwrap_or_else(|| (0..p.channels).collect());
                 p.scale = input_scale.unwrap_or(1.0);
                 p.mean = mean;
                 p.resize = image_dims;
@@ -165,7 +167,11 @@ impl Classifier {
     ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let images = inputs.iter().map(to_image).collect::<PyResult<Vec<_>>>()?;
         let inner = self.inner.get_mut();
-        inner.pre.crops = if oversample { Crops::Oversample } else { Crops::Center };
+        inner.pre.crops = if oversample {
+            Crops::Oversample
+        } else {
+            Crops::Center
+        };
         let scores = guard_detached(py, move || inner.classify(&images))?;
         let k = scores.first().map(Vec::len).unwrap_or(0);
         let n = scores.len();

@@ -142,11 +142,19 @@ impl Layer for PythonLayer {
         BlobCounts::default()
     }
 
-    fn setup(&mut self, _bottom: &[&crema::Blob], _ctx: &mut SetupCtx) -> crema::Result<Vec<crema::Blob>> {
+    fn setup(
+        &mut self,
+        _bottom: &[&crema::Blob],
+        _ctx: &mut SetupCtx,
+    ) -> crema::Result<Vec<crema::Blob>> {
         Ok(Vec::new())
     }
 
-    fn reshape(&mut self, bottom: &[&crema::Blob], top: &mut [&mut crema::Blob]) -> crema::Result<()> {
+    fn reshape(
+        &mut self,
+        bottom: &[&crema::Blob],
+        top: &mut [&mut crema::Blob],
+    ) -> crema::Result<()> {
         if !self.set_up {
             self.call("setup", shared(bottom), None, exclusive(top))?;
             self.set_up = true;
@@ -182,7 +190,12 @@ impl Layer for PythonLayer {
                 k
             })
             .collect();
-        let r = self.call("backward", shared(top), Some(propagate_down), exclusive(bottom));
+        let r = self.call(
+            "backward",
+            shared(top),
+            Some(propagate_down),
+            exclusive(bottom),
+        );
         for (b, k) in bottom.iter_mut().zip(kept) {
             for (d, v) in crate::blob::diff_mut(b).iter_mut().zip(k) {
                 *d += v;

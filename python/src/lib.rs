@@ -16,7 +16,12 @@ use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pyo3::create_exception!(crema, CremaError, PyRuntimeError, "An error reported by crema.");
+pyo3::create_exception!(
+    crema,
+    CremaError,
+    PyRuntimeError,
+    "An error reported by crema."
+);
 
 thread_local! {
     /// The exception a Python layer raised during the current library call, re-raised as is
@@ -48,7 +53,9 @@ pub(crate) fn guard<R>(f: impl FnOnce() -> crema::Result<R>) -> PyResult<R> {
                 .map(String::as_str)
                 .or_else(|| panic.downcast_ref::<&str>().copied())
                 .unwrap_or("unknown panic");
-            Err(CremaError::new_err(format!("internal error in crema: {msg}")))
+            Err(CremaError::new_err(format!(
+                "internal error in crema: {msg}"
+            )))
         }
     }
 }
@@ -70,7 +77,9 @@ pub(crate) fn guard_detached<R: Send>(
     });
     match r {
         Ok(r) => r.map_err(to_py),
-        Err(msg) => Err(CremaError::new_err(format!("internal error in crema: {msg}"))),
+        Err(msg) => Err(CremaError::new_err(format!(
+            "internal error in crema: {msg}"
+        ))),
     }
 }
 
@@ -126,7 +135,9 @@ fn layer_param_fields() -> Vec<(String, String)> {
         .filter_map(|f| {
             let m = f.kind().as_message()?.name().to_string();
             let ty = m.strip_suffix("Parameter")?.to_string();
-            f.name().ends_with("_param").then(|| (ty, f.name().to_string()))
+            f.name()
+                .ends_with("_param")
+                .then(|| (ty, f.name().to_string()))
         })
         .collect()
 }

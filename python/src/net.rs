@@ -13,7 +13,10 @@ use std::path::PathBuf;
 pub(crate) enum Owner {
     Own(Exclusive<crema::Net>),
     /// The solver's train net (`None`) or test net `i`.
-    Solver { solver: Py<Solver>, test: Option<usize> },
+    Solver {
+        solver: Py<Solver>,
+        test: Option<usize>,
+    },
 }
 
 /// A net: `Net(model, weights=None, phase=TEST)` or pycaffe's `Net(model, phase)`.
@@ -81,24 +84,27 @@ impl Net {
     }
 
     /// Copies keyword arrays into the named blobs' data or diff.
-    fn feed(
-        slf: &Bound<'_, Net>,
-        arrays: Option<&Bound<'_, PyDict>>,
-        diff: bool,
-    ) -> PyResult<()> {
+    fn feed(slf: &Bound<'_, Net>, arrays: Option<&Bound<'_, PyDict>>, diff: bool) -> PyResult<()> {
         let Some(arrays) = arrays else { return Ok(()) };
         for (k, v) in arrays.iter() {
             let name: String = k.extract()?;
             let values: PyReadonlyArrayDyn<f32> = v.extract()?;
             Net::with_net(slf, |n| {
-                let i = if diff { n.blob_index(&name) } else { n.input_index(&name).or_else(|| n.blob_index(&name)) }
-                    .ok_or_else(|| PyKeyError::new_err(format!("the net has no blob `{name}`")))?;
+                let i = if diff {
+                    n.blob_index(&name)
+                } else {
+                    n.input_index(&name).or_else(|| n.blob_index(&name))
+                }
+                .ok_or_else(|| PyKeyError::new_err(format!("the net has no blob `{name}`")))?;
                 fill(n.blob_at_mut(i), &values, diff)
             })??;
         }
         Ok(())
     }
 }
+
+/// One layer's gradient check: name, largest relative error, values checked, failures.
+type GradientRow = (String, f32, usize, Vec<String>);
 
 fn phase_of(v: i64) -> PyResult<crema::proto::Phase> {
     match v {
@@ -208,12 +214,16 @@ impl Net {
 
     #[getter]
     fn inputs(slf: &Bound<'_, Net>) -> PyResult<Vec<String>> {
-        Net::with_net(slf, |n| n.input_names().into_iter().map(String::from).collect())
+        Net::with_net(slf, |n| {
+            n.input_names().into_iter().map(String::from).collect()
+        })
     }
 
     #[getter]
     fn outputs(slf: &Bound<'_, Net>) -> PyResult<Vec<String>> {
-        Net::with_net(slf, |n| n.output_names().into_iter().map(String::from).collect())
+        Net::with_net(slf, |n| {
+            n.output_names().into_iter().map(String::from).collect()
+        })
     }
 
     #[getter]
@@ -235,7 +245,11 @@ impl Net {
         let py = slf.py();
         Net::feed(slf, inputs, false)?;
         let (s, e, mut outs) = Net::with_net(slf, |n| -> PyResult<_> {
-            let s = start.as_deref().map(|x| Net::layer_index(n, x)).transpose()?.unwrap_or(0);
+            let s = start
+                .as_deref()
+                .map(|x| Net::layer_index(n, x))
+                .transpose()?
+                .unwrap_or(0);
             let (e, outs) = match end.as_deref() {
                 Some(x) => {
                     let e = Net::layer_index(n, x)?;
@@ -245,7 +259,9 @@ impl Net {
             };
             Ok((s, e, outs))
         })??;
-        Net::with_net(slf, |n| guard_detached(py, || n.forward_range(s, e).map(|_| ())))??;
+        Net::with_net(slf, |n| {
+            guard_detached(py, || n.forward_range(s, e).map(|_| ()))
+        })??;
         if let Some(extra) = blobs {
             for b in extra {
                 let i = Net::with_net(slf, |n| n.blob_index(&b))?
@@ -281,12 +297,19 @@ impl Net {
                 Some(x) => Net::layer_index(n, x)? + 1,
                 None => n.layers().len(),
             };
-            let lo = end.as_deref().map(|x| Net::layer_index(n, x)).transpose()?.unwrap_or(0);
+            let lo = end
+                .as_deref()
+                .map(|x| Net::layer_index(n, x))
+                .transpose()?
+                .unwrap_or(0);
             Ok((lo, hi))
         })??;
         Net::with_net(slf, |n| guard_detached(py, || n.backward_range(lo, hi)))??;
         let mut outs: Vec<usize> = Net::with_net(slf, |n| {
-            n.input_names().iter().filter_map(|x| n.input_index(x)).collect()
+            n.input_names()
+                .iter()
+                .filter_map(|x| n.input_index(x))
+                .collect()
         })?;
         for b in diffs.unwrap_or_default() {
             let i = Net::with_net(slf, |n| n.blob_index(&b))?
@@ -308,7 +331,9 @@ impl Net {
 
     /// Writes the learned blobs as a `.caffemodel`.
     fn save(slf: &Bound<'_, Net>, path: PathBuf) -> PyResult<()> {
-        Net::with_net(slf, |n| guard(|| crema::caffe::caffemodel::write(&path, &n.to_proto(false))))?
+        Net::with_net(slf, |n| {
+            guard(|| crema::caffe::caffemodel::write(&path, &n.to_proto(false)))
+        })?
     }
 
     /// Copies learned blobs from a `.caffemodel` by layer name (pycaffe's `copy_from`).
@@ -325,7 +350,12 @@ impl Net {
     /// Copies the learned blobs of layers of the same name from another net.
     fn share_with(slf: &Bound<'_, Net>, other: &Bound<'_, Net>) -> PyResult<()> {
         let proto = Net::with_net(other, |o| o.to_proto(false))?;
-        Net::with_net(slf, |n| guard(|| n.copy_trained_layers_from(&proto, "the other net").map(|_| ())))?
+        Net::with_net(slf, |n| {
+            guard(|| {
+                n.copy_trained_layers_from(&proto, "the other net")
+                    .map(|_| ())
+            })
+        })?
     }
 
     /// Numeric gradient check of every layer at the inputs it sees in one forward pass:
@@ -336,7 +366,7 @@ impl Net {
         step: f32,
         threshold: f32,
         seed: u64,
-    ) -> PyResult<Vec<(String, f32, usize, Vec<String>)>> {
+    ) -> PyResult<Vec<GradientRow>> {
         let checker = crema::testing::GradientChecker {
             step,
             threshold,
@@ -366,7 +396,9 @@ impl Net {
                     .iter()
                     .find(|l| l.ty == "MemoryData")
                     .map(|l| l.name.clone())
-                    .ok_or_else(|| crema::Error::Invalid("the net has no MemoryData layer".into()))?;
+                    .ok_or_else(|| {
+                        crema::Error::Invalid("the net has no MemoryData layer".into())
+                    })?;
                 let mem = crema::layers::memory_data(n, &name)?;
                 mem.clear();
                 mem.push(&d, &l)
@@ -375,13 +407,18 @@ impl Net {
     }
 
     fn __repr__(slf: &Bound<'_, Net>) -> PyResult<String> {
-        Net::with_net(slf, |n| format!("<crema.Net {} ({} layers)>", n.name, n.layers().len()))
+        Net::with_net(slf, |n| {
+            format!("<crema.Net {} ({} layers)>", n.name, n.layers().len())
+        })
     }
 }
 
 impl Net {
     /// The output blobs' indices (sorted by name, as `output_names`).
     fn output_slots(n: &crema::Net) -> Vec<usize> {
-        n.output_names().iter().filter_map(|x| n.blob_index(x)).collect()
+        n.output_names()
+            .iter()
+            .filter_map(|x| n.blob_index(x))
+            .collect()
     }
 }

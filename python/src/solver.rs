@@ -114,7 +114,9 @@ impl Solver {
     fn test(&mut self, py: Python<'_>, i: usize) -> PyResult<Vec<(String, f32)>> {
         let n = self.inner.get_mut().0.test_nets().len();
         if i >= n {
-            return Err(PyIndexError::new_err(format!("no test net {i} (the solver has {n})")));
+            return Err(PyIndexError::new_err(format!(
+                "no test net {i} (the solver has {n})"
+            )));
         }
         let inner = &mut self.inner;
         let outs = guard_detached(py, move || inner.get_mut().0.test(i))?;

@@ -61,15 +61,20 @@ def test_forward_kwargs_start_end_and_extra_blobs(lenet):
     assert set(full) == {"prob", "ip1"}
     assert full["ip1"].shape == (2, 500)
     ip1 = full["ip1"].copy()
-    part = lenet.forward(end="ip1")
+    part = lenet.forward(end="ip1")  # stops before relu1, which runs in place on ip1
     assert list(part) == ["ip1"]
-    np.testing.assert_array_equal(part["ip1"], ip1)
+    assert (part["ip1"] < 0).any()
+    np.testing.assert_array_equal(np.maximum(part["ip1"], 0), ip1)
     tail = lenet.forward(start="ip2")
     np.testing.assert_allclose(tail["prob"], full["prob"], rtol=1e-6)
 
 
-def test_backward_from_top_diffs_is_the_linear_map(lenet):
-    # d(sum(w * ip2))/d(ip1) through InnerProduct is w @ W (ReLU in place passes where ip1 > 0).
+def test_backward_from_top_diffs_is_the_linear_map(tmp_path):
+    # As in Caffe, a net without a loss computes gradients only with force_backward.
+    model = tmp_path / "lenet_fb.prototxt"
+    model.write_text(LENET.read_text() + "\nforce_backward: true\n")
+    lenet = crema.Net(str(model), str(LENET_W), crema.TEST)
+    # d(sum(g * ip2))/d(ip1) through InnerProduct is g @ W.
     x, _ = mnist_digits(1)
     lenet.forward(data=x)
     g = np.random.default_rng(0).standard_normal((1, 10)).astype(np.float32)
@@ -78,6 +83,10 @@ def test_backward_from_top_diffs_is_the_linear_map(lenet):
     np.testing.assert_allclose(lenet.blobs["ip1"].diff, g @ w, rtol=1e-4, atol=1e-6)
     out = lenet.backward(prob=np.ones((1, 10), np.float32))
     assert out["data"].shape == (1, 1, 28, 28)
+    # The softmax outputs sum to 1 whatever the input: that gradient vanishes.
+    assert np.abs(out["data"]).max() < 1e-5
+    g2 = lenet.backward(ip2=g)["data"]
+    assert np.abs(g2).max() > 1e-3
 
 
 def test_reshape_propagates_shapes(lenet):

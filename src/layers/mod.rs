@@ -461,7 +461,9 @@ mod tests {
             "name: loss\ntype: Python\npython_param: { module: m, layer: L }",
         )
         .unwrap();
-        let e = super::create(&p).err().expect("a Python layer needs the Python module");
+        let e = super::create(&p)
+            .err()
+            .expect("a Python layer needs the Python module");
         let msg = e.to_string();
         assert!(msg.contains("layer `loss` (type Python)"), "{msg}");
         assert!(msg.contains("does not embed an interpreter"), "{msg}");
