@@ -18,7 +18,7 @@ pub fn looks_like(bytes: &[u8]) -> bool {
     let mut n = [0u8; 8];
     n.copy_from_slice(head);
     let n = u64::from_le_bytes(n);
-    n >= 2 && n <= (bytes.len() as u64).saturating_sub(8) && bytes.get(8) == Some(&b'{')
+    (2..=(bytes.len() as u64).saturating_sub(8)).contains(&n) && bytes.get(8) == Some(&b'{')
 }
 
 /// Decodes a safetensors file held in memory into layers with blobs; `label` names it in errors.
