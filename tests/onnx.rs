@@ -73,7 +73,10 @@ fn close(a: &Blob, b: &Blob, what: &str) {
         );
         worst = worst.max((x - y).abs() / tol);
     }
-    eprintln!("{what}: {} values, worst at {worst:.3} of the tolerance", a.count());
+    eprintln!(
+        "{what}: {} values, worst at {worst:.3} of the tolerance",
+        a.count()
+    );
 }
 
 fn build(param: &NetParameter, weights: Option<&Path>) -> Net {
@@ -129,16 +132,35 @@ fn check(
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("{what}.onnx"));
     crema::onnx::write_model(&path, &ex.model).unwrap();
+    if let Ok(keep) = std::env::var("CREMA_ONNX_KEEP") {
+        std::fs::copy(&path, Path::new(&keep).join(format!("{what}.onnx"))).unwrap();
+    }
     let fed: Vec<(&str, &Blob)> = inputs
         .iter()
         .copied()
-        .filter(|(n, _)| ex.model.graph.as_ref().unwrap().input.iter().any(|i| i.name() == *n))
+        .filter(|(n, _)| {
+            ex.model
+                .graph
+                .as_ref()
+                .unwrap()
+                .input
+                .iter()
+                .any(|i| i.name() == *n)
+        })
         .collect();
     let ort = run_ort(&path, &fed);
     let ours = forward(net, inputs);
-    assert_eq!(ort.len(), ours.len(), "{what}: outputs {:?} vs {:?}", ort.keys(), ours.keys());
+    assert_eq!(
+        ort.len(),
+        ours.len(),
+        "{what}: outputs {:?} vs {:?}",
+        ort.keys(),
+        ours.keys()
+    );
     for (name, b) in &ours {
-        let o = ort.get(name).unwrap_or_else(|| panic!("{what}: onnxruntime lacks output {name}"));
+        let o = ort
+            .get(name)
+            .unwrap_or_else(|| panic!("{what}: onnxruntime lacks output {name}"));
         close(b, o, &format!("{what} {name}"));
     }
     (dir, path)
@@ -147,7 +169,11 @@ fn check(
 fn mnist(n: usize) -> Blob {
     let bytes = std::fs::read(shared_data("mnist/t10k-first1000-images-idx3-ubyte")).unwrap();
     let px = &bytes[16..16 + n * 784];
-    Blob::from_data(&[n, 1, 28, 28], px.iter().map(|&b| b as f32 / 256.0).collect()).unwrap()
+    Blob::from_data(
+        &[n, 1, 28, 28],
+        px.iter().map(|&b| b as f32 / 256.0).collect(),
+    )
+    .unwrap()
 }
 
 fn lenet() -> (NetParameter, PathBuf) {
@@ -163,7 +189,12 @@ fn lenet_with_shared_weights_matches_onnxruntime() {
     let (p, w) = lenet();
     let mut net = build(&p, Some(&w));
     let x = mnist(4);
-    check(&mut net, &ExportOptions::default(), &[("data", &x)], "lenet");
+    check(
+        &mut net,
+        &ExportOptions::default(),
+        &[("data", &x)],
+        "lenet",
+    );
     // Dynamic batch: one model, two batch sizes.
     let opts = ExportOptions {
         dynamic_batch: true,
@@ -179,17 +210,32 @@ fn cifar10_quick_with_shared_weights_and_photos_matches_onnxruntime() {
     let p = crema::caffe::load_net_prototxt(shared_data(&format!("{dir}/cifar10_quick.prototxt")))
         .unwrap();
     let p = with_inputs(p, &[&[3, 3, 32, 32]]);
-    let mut net = build(&p, Some(&shared_data(&format!("{dir}/cifar10_quick_iter_5000.caffemodel"))));
-    let mean = crema::caffe::read_blob_proto(shared_data(&format!("{dir}/mean.binaryproto"))).unwrap();
+    let mut net = build(
+        &p,
+        Some(&shared_data(&format!(
+            "{dir}/cifar10_quick_iter_5000.caffemodel"
+        ))),
+    );
+    let mean =
+        crema::caffe::read_blob_proto(shared_data(&format!("{dir}/mean.binaryproto"))).unwrap();
     let mut data = Vec::new();
     for f in ["cat10.png", "dog10.png", "truck10.png"] {
-        let img = crema::data::photo::read(shared_data(&format!("{dir}/{f}")), Some(true), Default::default())
-            .unwrap();
+        let img = crema::data::photo::read(
+            shared_data(&format!("{dir}/{f}")),
+            Some(true),
+            Default::default(),
+        )
+        .unwrap();
         let x = img.planes(32, 32, &[2, 1, 0]);
         data.extend(x.iter().zip(&mean.data).map(|(v, m)| v - m));
     }
     let x = Blob::from_data(&[3, 3, 32, 32], data).unwrap();
-    check(&mut net, &ExportOptions::default(), &[("data", &x)], "cifar10_quick");
+    check(
+        &mut net,
+        &ExportOptions::default(),
+        &[("data", &x)],
+        "cifar10_quick",
+    );
 }
 
 #[test]
@@ -219,20 +265,57 @@ fn mtcnn_det1_with_dynamic_sizes_matches_onnxruntime() {
     }
 }
 
+/// Random weights that keep activations at about unit scale (the models' own fillers make the
+/// deep nets' outputs nearly uniform, which would make the comparison weak): weights uniform
+/// with variance 2 / fan-in, biases uniform in [-0.2, 0.2].
+fn randomize(net: &mut Net, rng: &mut StdRng) {
+    for b in net.params_mut() {
+        let s = if b.num_axes() >= 2 {
+            (6.0 / (b.count() / b.shape[0]) as f32).sqrt()
+        } else {
+            0.2
+        };
+        for v in &mut b.data {
+            *v = rng.gen_range(-s..s);
+        }
+    }
+}
+
+/// The model without its final Softmax, so that the compared outputs are the logits (a
+/// saturated or flat softmax would hide differences).
+fn logits(mut p: NetParameter) -> NetParameter {
+    p.layer.retain(|l| l.r#type() != "Softmax");
+    p
+}
+
+/// The output spreads: its standard deviation is at least `min`.
+fn spread(b: &Blob, min: f32, what: &str) {
+    let n = b.count() as f32;
+    let mean = b.data.iter().sum::<f32>() / n;
+    let sd = (b.data.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n).sqrt();
+    assert!(sd >= min, "{what}: outputs barely vary (sd {sd})");
+}
+
 fn random_weights_check(model: &str, shape: &[i64], what: &str) {
     let p = crema::load_net(root().join(model).to_str().unwrap()).unwrap();
-    let p = with_inputs(p, &[shape]);
+    let p = logits(with_inputs(p, &[shape]));
     let mut net = build(&p, None);
     let mut rng = StdRng::seed_from_u64(11);
+    randomize(&mut net, &mut rng);
     let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
     let x = random_blob(&dims, &mut rng);
     let x = Blob::from_data(&dims, x.data.iter().map(|v| v * 50.0).collect()).unwrap();
     check(&mut net, &ExportOptions::default(), &[("data", &x)], what);
+    spread(net.outputs()[0].1, 1e-2, what);
 }
 
 #[test]
 fn googlenet_with_random_weights_matches_onnxruntime() {
-    random_weights_check("models/googlenet/deploy.yaml", &[1, 3, 224, 224], "googlenet");
+    random_weights_check(
+        "models/googlenet/deploy.yaml",
+        &[1, 3, 224, 224],
+        "googlenet",
+    );
 }
 
 #[test]
@@ -242,17 +325,114 @@ fn caffenet_with_random_weights_matches_onnxruntime() {
 
 #[test]
 fn char_lstm_for_a_few_steps_matches_onnxruntime() {
-    let p = crema::load_net(root().join("models/char_lstm/deploy.yaml").to_str().unwrap()).unwrap();
+    let p = crema::load_net(
+        root()
+            .join("models/char_lstm/deploy.yaml")
+            .to_str()
+            .unwrap(),
+    )
+    .unwrap();
     let (t, n) = (6usize, 2usize);
-    let p = with_inputs(p, &[&[t as i64, n as i64], &[t as i64, n as i64]]);
+    let p = logits(with_inputs(
+        p,
+        &[&[t as i64, n as i64], &[t as i64, n as i64]],
+    ));
     let mut net = build(&p, None);
     let mut rng = StdRng::seed_from_u64(5);
+    randomize(&mut net, &mut rng);
     let chars: Vec<f32> = (0..t * n).map(|_| rng.gen_range(0..256) as f32).collect();
     let data = Blob::from_data(&[t, n], chars).unwrap();
     let cont = Blob::from_data(&[t, n], (0..t * n).map(|i| f32::from(i >= n)).collect()).unwrap();
     let ex = export_net(&net, &ExportOptions::default()).unwrap();
-    assert!(ex.notes.iter().any(|s| s.contains("cont")), "{:?}", ex.notes);
-    check(&mut net, &ExportOptions::default(), &[("data", &data), ("cont", &cont)], "char_lstm");
+    assert!(
+        ex.notes.iter().any(|s| s.contains("cont")),
+        "{:?}",
+        ex.notes
+    );
+    check(
+        &mut net,
+        &ExportOptions::default(),
+        &[("data", &data), ("cont", &cont)],
+        "char_lstm",
+    );
+    spread(net.blob("predict").unwrap(), 1e-2, "char_lstm");
+}
+
+/// One net with the layers the zoo models above do not use, and the corner cases of the mapping:
+/// grouped dilated convolution, BatchNorm with a scale factor + Scale with bias, PReLU,
+/// Deconvolution, Slice, Eltwise SUM with coefficients / PROD / MAX, Crop, AVE pooling with pad
+/// and ceil rounding (the Pad path), MAX pooling of an odd size, Concat, Reshape, Flatten,
+/// InnerProduct at axis 2, Softmax on axis 1, the ReLU family and Power.
+const COVERAGE: &str = r#"
+name: coverage
+layer:
+  - {name: input, type: Input, top: data, input_param: {shape: [{dim: [2, 4, 13, 11]}]}}
+  - {name: conv, type: Convolution, bottom: data, top: conv,
+     convolution_param: {num_output: 6, kernel_size: 3, pad: 2, dilation: 2, group: 2}}
+  - {name: bn, type: BatchNorm, bottom: conv, top: conv}
+  - {name: sc, type: Scale, bottom: conv, top: conv, scale_param: {bias_term: true}}
+  - {name: prelu, type: PReLU, bottom: conv, top: conv}
+  - {name: deconv, type: Deconvolution, bottom: conv, top: deconv,
+     convolution_param: {num_output: 4, kernel_size: 4, stride: 2, pad: 1}}
+  - {name: slice, type: Slice, bottom: deconv, top: [s1, s2], slice_param: {axis: 1, slice_point: [2]}}
+  - {name: sum, type: Eltwise, bottom: [s1, s2], top: sum, eltwise_param: {operation: SUM, coeff: [0.5, -2]}}
+  - {name: prod, type: Eltwise, bottom: [s1, s2], top: prod, eltwise_param: {operation: PROD}}
+  - {name: max, type: Eltwise, bottom: [sum, prod], top: max, eltwise_param: {operation: MAX}}
+  - {name: crop, type: Crop, bottom: [max, data], top: crop, crop_param: {axis: 2, offset: [3, 1]}}
+  - {name: ave, type: Pooling, bottom: crop, top: ave, pooling_param: {pool: AVE, kernel_size: 3, stride: 2, pad: 1}}
+  - {name: mx, type: Pooling, bottom: crop, top: mx, pooling_param: {pool: MAX, kernel_size: 3, stride: 2, pad: 1}}
+  - {name: elu, type: ELU, bottom: ave, top: elu, elu_param: {alpha: 0.7}}
+  - {name: sig, type: Sigmoid, bottom: mx, top: sig}
+  - {name: cat, type: Concat, bottom: [elu, sig], top: cat}
+  - {name: leaky, type: ReLU, bottom: cat, top: cat, relu_param: {negative_slope: 0.1}}
+  - {name: pow, type: Power, bottom: cat, top: pow, power_param: {power: 2, scale: 0.5, shift: 1}}
+  - {name: absv, type: AbsVal, bottom: pow, top: absv}
+  - {name: tanh, type: TanH, bottom: absv, top: tanh}
+  - {name: drop, type: Dropout, bottom: tanh, top: tanh}
+  - {name: reshape, type: Reshape, bottom: tanh, top: r, reshape_param: {shape: {dim: [0, 4, -1]}}}
+  - {name: ip, type: InnerProduct, bottom: r, top: ip, inner_product_param: {num_output: 5, axis: 2}}
+  - {name: soft, type: Softmax, bottom: ip, top: soft, softmax_param: {axis: 1}}
+  - {name: flat, type: Flatten, bottom: mx, top: flat}
+  - {name: ip2, type: InnerProduct, bottom: flat, top: ip2, inner_product_param: {num_output: 3}}
+"#;
+
+#[test]
+fn every_mapped_layer_matches_onnxruntime() {
+    let p: NetParameter = crema::spec::from_yaml_str(COVERAGE, "coverage.yaml").unwrap();
+    let mut net = build(&p, None);
+    let mut rng = StdRng::seed_from_u64(4);
+    randomize(&mut net, &mut rng);
+    // BatchNorm's stored statistics: mean, variance (positive), and Caffe's scale factor.
+    let bn = net
+        .layers()
+        .iter()
+        .find(|l| l.ty == "BatchNorm")
+        .unwrap()
+        .params
+        .clone();
+    let params = net.params_mut();
+    for v in &mut params[bn[1]].data {
+        *v = v.abs() * 3.0 + 0.1;
+    }
+    params[bn[2]].data[0] = 2.5;
+    let x = random_blob(&[2, 4, 13, 11], &mut rng);
+    check(
+        &mut net,
+        &ExportOptions::default(),
+        &[("data", &x)],
+        "coverage",
+    );
+    let (_d, path) = check(
+        &mut net,
+        &ExportOptions {
+            dynamic_batch: true,
+            opset: 19,
+            ..Default::default()
+        },
+        &[("data", &x)],
+        "coverage_dyn",
+    );
+    import_and_check(&path, &[("data", &x)], "coverage import");
 }
 
 #[test]
@@ -260,12 +440,21 @@ fn unsupported_layers_are_named() {
     let yaml = "name: t\nlayer:\n  - {name: input, type: Input, top: data, input_param: {shape: [{dim: [1, 4]}]}}\n  - {name: am, type: ArgMax, bottom: data, top: am}\n";
     let p: NetParameter = crema::spec::from_yaml_str(yaml, "t.yaml").unwrap();
     let net = build(&p, None);
-    let e = export_net(&net, &ExportOptions::default()).err().unwrap().to_string();
-    assert!(e.contains("`am`") && e.contains("ArgMax"), "{e}");
-    let e = export_net(&net, &ExportOptions { opset: 9, ..Default::default() })
+    let e = export_net(&net, &ExportOptions::default())
         .err()
         .unwrap()
         .to_string();
+    assert!(e.contains("`am`") && e.contains("ArgMax"), "{e}");
+    let e = export_net(
+        &net,
+        &ExportOptions {
+            opset: 9,
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("opset"), "{e}");
 }
 
@@ -276,7 +465,11 @@ fn import_and_check(path: &Path, inputs: &[(&str, &Blob)], what: &str) -> NetPar
     let mut rng = StdRng::seed_from_u64(1);
     let mut net = Net::for_phase(&im.net, Phase::Test, &mut rng).unwrap();
     let r = net.copy_trained_layers_from(&im.weights, "import").unwrap();
-    assert!(r.fresh.is_empty(), "{what}: layers without weights {:?}", r.fresh);
+    assert!(
+        r.fresh.is_empty(),
+        "{what}: layers without weights {:?}",
+        r.fresh
+    );
     let ort = run_ort(path, inputs);
     let ours = forward(&mut net, inputs);
     for (name, o) in &ort {
@@ -294,14 +487,31 @@ fn exported_models_import_back() {
     let (p, w) = lenet();
     let mut net = build(&p, Some(&w));
     let x = mnist(4);
-    let (_d1, path) = check(&mut net, &ExportOptions::default(), &[("data", &x)], "lenet_rt");
+    let (_d1, path) = check(
+        &mut net,
+        &ExportOptions::default(),
+        &[("data", &x)],
+        "lenet_rt",
+    );
     import_and_check(&path, &[("data", &x)], "lenet import");
-    let p = crema::load_net(root().join("models/googlenet/deploy.yaml").to_str().unwrap()).unwrap();
-    let p = with_inputs(p, &[&[1, 3, 224, 224]]);
+    let p = crema::load_net(
+        root()
+            .join("models/googlenet/deploy.yaml")
+            .to_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let p = logits(with_inputs(p, &[&[1, 3, 224, 224]]));
     let mut net = build(&p, None);
     let mut rng = StdRng::seed_from_u64(2);
+    randomize(&mut net, &mut rng);
     let x = random_blob(&[1, 3, 224, 224], &mut rng);
-    let (_d2, path) = check(&mut net, &ExportOptions::default(), &[("data", &x)], "googlenet_rt");
+    let (_d2, path) = check(
+        &mut net,
+        &ExportOptions::default(),
+        &[("data", &x)],
+        "googlenet_rt",
+    );
     import_and_check(&path, &[("data", &x)], "googlenet import");
 }
 
@@ -314,7 +524,10 @@ fn pytorch_exported_lenet_imports_and_matches_onnxruntime() {
     let input = m.graph.as_ref().unwrap().input[0].name().to_string();
     let net = import_and_check(&path, &[(&input, &x)], "torch lenet");
     let types: Vec<&str> = net.layer.iter().map(|l| l.r#type()).collect();
-    assert!(types.contains(&"Convolution") && types.contains(&"InnerProduct"), "{types:?}");
+    assert!(
+        types.contains(&"Convolution") && types.contains(&"InnerProduct"),
+        "{types:?}"
+    );
 }
 
 #[test]
@@ -334,7 +547,10 @@ fn import_names_unsupported_operators() {
         ..Default::default()
     };
     let e = import_model(&m, "m.onnx").err().unwrap().to_string();
-    assert!(e.contains("m.onnx") && e.contains("TopK") && e.contains("`topk`"), "{e}");
+    assert!(
+        e.contains("m.onnx") && e.contains("TopK") && e.contains("`topk`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -348,7 +564,10 @@ fn safetensors_weights_load_wherever_caffemodels_do() {
     crema::caffe::safetensors::write(&st, &proto).unwrap();
     let mut b = build(&p, Some(&st));
     let x = mnist(2);
-    let (ya, yb) = (forward(&mut a, &[("data", &x)]), forward(&mut b, &[("data", &x)]));
+    let (ya, yb) = (
+        forward(&mut a, &[("data", &x)]),
+        forward(&mut b, &[("data", &x)]),
+    );
     assert_eq!(ya["prob"].data, yb["prob"].data);
     // Through the command line: export, then forward with --weights x.safetensors.
     let exe = env!("CARGO_BIN_EXE_crema");
@@ -367,7 +586,11 @@ fn safetensors_weights_load_wherever_caffemodels_do() {
         .arg("--json")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["weight_layers"], 4, "{j}");
     let back = crema::caffe::caffemodel::read(&st2).unwrap();
@@ -380,7 +603,11 @@ fn safetensors_weights_load_wherever_caffemodels_do() {
         .arg(&imported)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ip = crema::load_net(imported.join("deploy.yaml").to_str().unwrap()).unwrap();
     let ip = with_inputs(ip, &[&[2, 1, 28, 28]]);
     let mut c = build(&ip, Some(&imported.join("weights.caffemodel")));
@@ -388,6 +615,8 @@ fn safetensors_weights_load_wherever_caffemodels_do() {
     close(&yc["prob"], &ya["prob"], "lenet via export/import CLI");
     let bad = dir.path().join("bad.safetensors");
     std::fs::write(&bad, b"not safetensors").unwrap();
-    let e = crema::caffe::caffemodel::read(&bad).unwrap_err().to_string();
+    let e = crema::caffe::caffemodel::read(&bad)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("bad.safetensors"), "{e}");
 }

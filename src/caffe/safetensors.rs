@@ -18,7 +18,7 @@ pub fn looks_like(bytes: &[u8]) -> bool {
     let mut n = [0u8; 8];
     n.copy_from_slice(head);
     let n = u64::from_le_bytes(n);
-    n >= 2 && n <= (bytes.len() as u64).saturating_sub(8) && bytes.get(8) == Some(&b'{')
+    (2..=(bytes.len() as u64).saturating_sub(8)).contains(&n) && bytes.get(8) == Some(&b'{')
 }
 
 /// Decodes a safetensors file held in memory into layers with blobs; `label` names it in errors.
@@ -78,7 +78,10 @@ pub fn decode(bytes: &[u8], label: &str) -> Result<NetParameter> {
         }
         let slot = layers.entry(layer.to_string()).or_default();
         if slot.insert(idx, blob).is_some() {
-            return Err(Error::format(label, format!("tensor `{name}` appears twice")));
+            return Err(Error::format(
+                label,
+                format!("tensor `{name}` appears twice"),
+            ));
         }
     }
     order.sort();
@@ -157,7 +160,10 @@ mod tests {
             layer: vec![
                 LayerParameter {
                     name: Some("conv.1".into()),
-                    blobs: vec![blob(vec![2, 1, 1, 1], vec![1.5, -2.0]), blob(vec![2], vec![0.25, 3.0])],
+                    blobs: vec![
+                        blob(vec![2, 1, 1, 1], vec![1.5, -2.0]),
+                        blob(vec![2], vec![0.25, 3.0]),
+                    ],
                     ..Default::default()
                 },
                 LayerParameter {
@@ -182,7 +188,9 @@ mod tests {
     #[test]
     fn bad_files_are_errors_naming_the_file() {
         assert!(!looks_like(b"\x0a\x05LeNet"));
-        let e = decode(b"\x10\0\0\0\0\0\0\0{\"a\":1}", "w.safetensors").unwrap_err().to_string();
+        let e = decode(b"\x10\0\0\0\0\0\0\0{\"a\":1}", "w.safetensors")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("w.safetensors"), "{e}");
         let v = vec![0u8; 4];
         let view = safetensors::tensor::TensorView::new(Dtype::F32, vec![1], &v).unwrap();

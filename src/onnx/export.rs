@@ -14,6 +14,10 @@ use crate::proto::eltwise_parameter::EltwiseOp;
 use crate::proto::lrn_parameter::NormRegion;
 use crate::proto::pooling_parameter::{PoolMethod, RoundMode};
 use crate::{Blob, Error, Net, Result};
+use std::collections::{HashMap, HashSet};
+
+mod ops;
+use ops::{eltwise, inner_product, lstm, pooling, reshape_to, scale_bias};
 
 /// What to write.
 #[derive(Debug, Clone)]
@@ -49,12 +53,13 @@ struct Ctx<'a> {
     nodes: Vec<NodeProto>,
     inits: Vec<TensorProto>,
     notes: Vec<String>,
-    /// Current ONNX value name of each blob.
+    /// ONNX value name of each blob (by index; crema may give an in-place top a new index).
     cur: Vec<String>,
-    /// Writes left for each blob (the last one gets the blob's own name).
-    writes_left: Vec<usize>,
-    is_input: Vec<bool>,
-    version: Vec<usize>,
+    /// By blob name: writes left (the last one gets the blob's own name), whether an Input
+    /// layer writes it (then the first one does), writes so far.
+    writes_left: HashMap<String, usize>,
+    is_input: HashSet<String>,
+    version: HashMap<String, usize>,
 }
 
 fn err(l: &LayerEntry, msg: impl Into<String>) -> Error {
@@ -79,7 +84,14 @@ fn ir_version(opset: i64) -> i64 {
 }
 
 impl<'a> Ctx<'a> {
-    fn node(&mut self, op: &str, name: &str, inputs: Vec<String>, outputs: Vec<String>, attribute: Vec<super::proto::AttributeProto>) {
+    fn node(
+        &mut self,
+        op: &str,
+        name: &str,
+        inputs: Vec<String>,
+        outputs: Vec<String>,
+        attribute: Vec<super::proto::AttributeProto>,
+    ) {
         self.nodes.push(NodeProto {
             input: inputs,
             output: outputs,
@@ -94,7 +106,8 @@ impl<'a> Ctx<'a> {
         name
     }
     fn init_i64(&mut self, name: String, data: &[i64]) -> String {
-        self.inits.push(tensor_i64(&name, &[data.len() as i64], data));
+        self.inits
+            .push(tensor_i64(&name, &[data.len() as i64], data));
         name
     }
     fn input(&self, l: &LayerEntry, k: usize) -> String {
@@ -106,14 +119,16 @@ impl<'a> Ctx<'a> {
     /// The next ONNX name of blob `b` (written by a layer now).
     fn define(&mut self, b: usize) -> String {
         let base = self.net.blob_name(b).to_string();
-        self.version[b] += 1;
-        self.writes_left[b] = self.writes_left[b].saturating_sub(1);
-        let name = if (self.is_input[b] && self.version[b] == 1)
-            || (!self.is_input[b] && self.writes_left[b] == 0)
-        {
+        let version = self.version.entry(base.clone()).or_default();
+        *version += 1;
+        let version = *version;
+        let left = self.writes_left.entry(base.clone()).or_default();
+        *left = left.saturating_sub(1);
+        let input = self.is_input.contains(&base);
+        let name = if (input && version == 1) || (!input && *left == 0) {
             base
         } else {
-            format!("{base}__{}", self.version[b])
+            format!("{base}__{version}")
         };
         self.cur[b] = name.clone();
         name
@@ -129,7 +144,10 @@ impl<'a> Ctx<'a> {
     /// spatial dims are dynamic.
     fn fixed_shape(&self, l: &LayerEntry, shape: &[usize]) -> Result<Vec<i64>> {
         if self.opts.dynamic_spatial {
-            return Err(err(l, "needs fixed sizes in ONNX; export without dynamic spatial dims"));
+            return Err(err(
+                l,
+                "needs fixed sizes in ONNX; export without dynamic spatial dims",
+            ));
         }
         let mut d = dims(shape);
         if self.opts.dynamic_batch && !d.is_empty() {
@@ -167,13 +185,14 @@ pub fn export_net(net: &Net, opts: &ExportOptions) -> Result<Exported> {
         )));
     }
     let nb = net.blobs().count();
-    let mut writes = vec![0usize; nb];
-    let mut is_input = vec![false; nb];
+    let mut writes = HashMap::new();
+    let mut is_input = HashSet::new();
     for l in net.layers() {
         for &t in &l.top {
-            writes[t] += 1;
+            let name = net.blob_name(t).to_string();
+            *writes.entry(name.clone()).or_default() += 1;
             if l.ty == "Input" {
-                is_input[t] = true;
+                is_input.insert(name);
             }
         }
     }
@@ -186,7 +205,7 @@ pub fn export_net(net: &Net, opts: &ExportOptions) -> Result<Exported> {
         cur: (0..nb).map(|b| net.blob_name(b).to_string()).collect(),
         writes_left: writes,
         is_input,
-        version: vec![0; nb],
+        version: HashMap::new(),
     };
     let mut inputs = Vec::new();
     for l in net.layers() {
@@ -210,7 +229,7 @@ pub fn export_net(net: &Net, opts: &ExportOptions) -> Result<Exported> {
         })
         .collect();
     // Inputs no node reads (an LSTM's `cont`) are left out.
-    let used: std::collections::HashSet<&str> = c
+    let used: HashSet<&str> = c
         .nodes
         .iter()
         .flat_map(|n| n.input.iter().map(|s| s.as_str()))
@@ -221,7 +240,10 @@ pub fn export_net(net: &Net, opts: &ExportOptions) -> Result<Exported> {
         if used.contains(i.name()) {
             kept.push(i);
         } else {
-            c.notes.push(format!("input `{}` is not used by the ONNX graph and is left out", i.name()));
+            c.notes.push(format!(
+                "input `{}` is not used by the ONNX graph and is left out",
+                i.name()
+            ));
         }
     }
     let graph = GraphProto {
@@ -297,9 +319,13 @@ fn layer(c: &mut Ctx, l: &LayerEntry) -> Result<()> {
     match l.ty.as_str() {
         "Convolution" | "Deconvolution" => {
             let cp = p.convolution_param.clone().unwrap_or_default();
-            let s = crate::layers::base_conv::ConvSpec::parse(&cp, true).map_err(|e| err(l, e.to_string()))?;
+            let s = crate::layers::base_conv::ConvSpec::parse(&cp, true)
+                .map_err(|e| err(l, e.to_string()))?;
             if rank != 4 || s.axis != 1 {
-                return Err(err(l, "only 2-D convolution over N x C x H x W (axis 1) has an ONNX form here"));
+                return Err(err(
+                    l,
+                    "only 2-D convolution over N x C x H x W (axis 1) has an ONNX form here",
+                ));
             }
             let x = c.input(l, 0);
             let w = c.param(l, 0)?;
@@ -318,21 +344,33 @@ fn layer(c: &mut Ctx, l: &LayerEntry) -> Result<()> {
                 attr_i("group", s.group as i64),
             ];
             let y = c.define(l.top[0]);
-            let op = if l.ty == "Convolution" { "Conv" } else { "ConvTranspose" };
+            let op = if l.ty == "Convolution" {
+                "Conv"
+            } else {
+                "ConvTranspose"
+            };
             c.node(op, name, ins, vec![y], attrs);
         }
         "Pooling" => pooling(c, l)?,
         "LRN" => {
-            let lp = p.lrn_param.clone().unwrap_or_default();
+            let lp = p.lrn_param.unwrap_or_default();
             if lp.norm_region() != NormRegion::AcrossChannels {
-                return Err(err(l, "WITHIN_CHANNEL LRN has no ONNX operator; only ACROSS_CHANNELS exports"));
+                return Err(err(
+                    l,
+                    "WITHIN_CHANNEL LRN has no ONNX operator; only ACROSS_CHANNELS exports",
+                ));
             }
-            unary(c, l, "LRN", vec![
-                attr_i("size", i64::from(lp.local_size())),
-                attr_f("alpha", lp.alpha()),
-                attr_f("beta", lp.beta()),
-                attr_f("bias", lp.k()),
-            ]);
+            unary(
+                c,
+                l,
+                "LRN",
+                vec![
+                    attr_i("size", i64::from(lp.local_size())),
+                    attr_f("alpha", lp.alpha()),
+                    attr_f("beta", lp.beta()),
+                    attr_f("bias", lp.k()),
+                ],
+            );
         }
         "BatchNorm" => {
             let bp = p.batch_norm_param.unwrap_or_default();
@@ -356,7 +394,13 @@ fn layer(c: &mut Ctx, l: &LayerEntry) -> Result<()> {
                 c.init_f32(format!("{name}/var"), &[ch], &var),
             ];
             let y = c.define(l.top[0]);
-            c.node("BatchNormalization", name, ins, vec![y], vec![attr_f("epsilon", bp.eps())]);
+            c.node(
+                "BatchNormalization",
+                name,
+                ins,
+                vec![y],
+                vec![attr_f("epsilon", bp.eps())],
+            );
         }
         "Scale" | "Bias" => scale_bias(c, l)?,
         "ReLU" => {
@@ -382,25 +426,45 @@ fn layer(c: &mut Ctx, l: &LayerEntry) -> Result<()> {
         "TanH" => unary(c, l, "Tanh", vec![]),
         "AbsVal" => unary(c, l, "Abs", vec![]),
         "BNLL" => unary(c, l, "Softplus", vec![]),
-        "ELU" => unary(c, l, "Elu", vec![attr_f("alpha", p.elu_param.unwrap_or_default().alpha())]),
+        "ELU" => unary(
+            c,
+            l,
+            "Elu",
+            vec![attr_f("alpha", p.elu_param.unwrap_or_default().alpha())],
+        ),
         "Power" => {
             let pp = p.power_param.unwrap_or_default();
             let mut x = c.input(l, 0);
-            let steps = [("Mul", pp.scale(), 1.0), ("Add", pp.shift(), 0.0), ("Pow", pp.power(), 1.0)];
+            let steps = [
+                ("Mul", pp.scale(), 1.0),
+                ("Add", pp.shift(), 0.0),
+                ("Pow", pp.power(), 1.0),
+            ];
             let active: Vec<_> = steps.iter().filter(|s| s.1 != s.2).collect();
             if active.is_empty() {
                 unary(c, l, "Identity", vec![]);
             }
             for (i, (op, v, _)) in active.iter().enumerate() {
                 let k = c.init_f32(format!("{name}/{op}"), &[], &[*v]);
-                let y = if i + 1 == active.len() { c.define(l.top[0]) } else { format!("{name}/{op}_out") };
-                c.node(op, &format!("{name}/{op}"), vec![x, k], vec![y.clone()], vec![]);
+                let y = if i + 1 == active.len() {
+                    c.define(l.top[0])
+                } else {
+                    format!("{name}/{op}_out")
+                };
+                c.node(
+                    op,
+                    &format!("{name}/{op}"),
+                    vec![x, k],
+                    vec![y.clone()],
+                    vec![],
+                );
                 x = y;
             }
         }
         "InnerProduct" => inner_product(c, l)?,
         "Softmax" => {
-            let axis = crate::blob::canonical_axis(p.softmax_param.unwrap_or_default().axis(), rank)?;
+            let axis =
+                crate::blob::canonical_axis(p.softmax_param.unwrap_or_default().axis(), rank)?;
             unary(c, l, "Softmax", vec![attr_i("axis", axis as i64)]);
         }
         "Concat" => {
@@ -412,7 +476,13 @@ fn layer(c: &mut Ctx, l: &LayerEntry) -> Result<()> {
             };
             let ins = (0..l.bottom.len()).map(|k| c.input(l, k)).collect();
             let y = c.define(l.top[0]);
-            c.node("Concat", name, ins, vec![y], vec![attr_i("axis", axis as i64)]);
+            c.node(
+                "Concat",
+                name,
+                ins,
+                vec![y],
+                vec![attr_i("axis", axis as i64)],
+            );
         }
         "Slice" => {
             let sp = p.slice_param.clone().unwrap_or_default();
@@ -426,7 +496,13 @@ fn layer(c: &mut Ctx, l: &LayerEntry) -> Result<()> {
             let x = c.input(l, 0);
             let split = c.init_i64(format!("{name}/split"), &sizes);
             let ys = l.top.iter().map(|&t| c.define(t)).collect();
-            c.node("Split", name, vec![x, split], ys, vec![attr_i("axis", axis as i64)]);
+            c.node(
+                "Split",
+                name,
+                vec![x, split],
+                ys,
+                vec![attr_i("axis", axis as i64)],
+            );
         }
         "Eltwise" => eltwise(c, l)?,
         "Crop" => {
@@ -481,7 +557,13 @@ fn layer(c: &mut Ctx, l: &LayerEntry) -> Result<()> {
             let x = c.input(l, 0);
             let ys: Vec<String> = l.top.iter().map(|&t| c.define(t)).collect();
             for (k, y) in ys.into_iter().enumerate() {
-                c.node("Identity", &format!("{name}/{k}"), vec![x.clone()], vec![y], vec![]);
+                c.node(
+                    "Identity",
+                    &format!("{name}/{k}"),
+                    vec![x.clone()],
+                    vec![y],
+                    vec![],
+                );
             }
         }
         "Embed" => {
@@ -490,17 +572,35 @@ fn layer(c: &mut Ctx, l: &LayerEntry) -> Result<()> {
             let x = c.input(l, 0);
             let wn = c.init_f32(format!("{name}/w"), &dims(&w.shape), &w.data);
             let idx = format!("{name}/index");
-            c.node("Cast", &format!("{name}/cast"), vec![x], vec![idx.clone()], vec![attr_i("to", 7)]);
+            c.node(
+                "Cast",
+                &format!("{name}/cast"),
+                vec![x],
+                vec![idx.clone()],
+                vec![attr_i("to", 7)],
+            );
             if ep.bias_term() {
                 let b = c.param(l, 1)?;
                 let bn = c.init_f32(format!("{name}/b"), &dims(&b.shape), &b.data);
                 let g = format!("{name}/gather");
-                c.node("Gather", name, vec![wn, idx], vec![g.clone()], vec![attr_i("axis", 0)]);
+                c.node(
+                    "Gather",
+                    name,
+                    vec![wn, idx],
+                    vec![g.clone()],
+                    vec![attr_i("axis", 0)],
+                );
                 let y = c.define(l.top[0]);
                 c.node("Add", &format!("{name}/bias"), vec![g, bn], vec![y], vec![]);
             } else {
                 let y = c.define(l.top[0]);
-                c.node("Gather", name, vec![wn, idx], vec![y], vec![attr_i("axis", 0)]);
+                c.node(
+                    "Gather",
+                    name,
+                    vec![wn, idx],
+                    vec![y],
+                    vec![attr_i("axis", 0)],
+                );
             }
         }
         "LSTM" => lstm(c, l)?,
@@ -511,263 +611,5 @@ fn layer(c: &mut Ctx, l: &LayerEntry) -> Result<()> {
             ))
         }
     }
-    Ok(())
-}
-
-fn reshape_to(c: &mut Ctx, l: &LayerEntry, out: &[usize]) -> Result<()> {
-    let d = c.fixed_shape(l, out)?;
-    let x = c.input(l, 0);
-    let s = c.init_i64(format!("{}/shape", l.name), &d);
-    let y = c.define(l.top[0]);
-    c.node("Reshape", &l.name, vec![x, s], vec![y], vec![]);
-    Ok(())
-}
-
-fn pooling(c: &mut Ctx, l: &LayerEntry) -> Result<()> {
-    let pp = l.param.pooling_param.unwrap_or_default();
-    let name = l.name.as_str();
-    if l.top.len() > 1 {
-        return Err(err(l, "the MAX mask top has no ONNX form; give Pooling one top"));
-    }
-    let method = pp.pool();
-    if method == PoolMethod::Stochastic {
-        return Err(err(l, "STOCHASTIC pooling has no ONNX operator"));
-    }
-    let shape = c.shape(l.bottom[0]).to_vec();
-    if shape.len() != 4 {
-        return Err(err(l, "only pooling over N x C x H x W exports"));
-    }
-    if pp.global_pooling() {
-        let op = if method == PoolMethod::Max { "GlobalMaxPool" } else { "GlobalAveragePool" };
-        unary(c, l, op, vec![]);
-        return Ok(());
-    }
-    let two = |s: Option<u32>, h: Option<u32>, w: Option<u32>, d: u32| -> [usize; 2] {
-        match (s, h, w) {
-            (Some(v), _, _) => [v as usize; 2],
-            (None, Some(a), Some(b)) => [a as usize, b as usize],
-            _ => [d as usize; 2],
-        }
-    };
-    let k = two(pp.kernel_size, pp.kernel_h, pp.kernel_w, 1);
-    let s = two(pp.stride, pp.stride_h, pp.stride_w, 1);
-    let p = two(pp.pad, pp.pad_h, pp.pad_w, 0);
-    let ceil = pp.round_mode() == RoundMode::Ceil;
-    let out = &c.shape(l.top[0])[2..].to_vec();
-    let mut attrs = vec![
-        attr_ints("kernel_shape", &[k[0] as i64, k[1] as i64]),
-        attr_ints("strides", &[s[0] as i64, s[1] as i64]),
-    ];
-    let ave = method == PoolMethod::Ave;
-    // With AVE and pad, the zeros of an explicit Pad count in the divisor like Caffe's padding;
-    // the extra end pads (ceil rounding) do not.
-    let (lead, tail): ([i64; 2], [i64; 2]) = if c.opts.dynamic_spatial {
-        if p != [0, 0] || k[0] < s[0] || k[1] < s[1] {
-            return Err(err(l, "pooling with pad (or a kernel smaller than its stride) needs fixed spatial sizes; export without dynamic spatial dims"));
-        }
-        attrs.push(attr_i("ceil_mode", i64::from(ceil)));
-        ([0, 0], [0, 0])
-    } else {
-        let mut tail = [0i64; 2];
-        for i in 0..2 {
-            let need = (out[i] as i64 - 1) * s[i] as i64 + k[i] as i64 - (shape[2 + i] + p[i]) as i64;
-            tail[i] = need.max(0);
-        }
-        ([p[0] as i64, p[1] as i64], tail)
-    };
-    let mut x = c.input(l, 0);
-    let pads = if ave && lead != [0, 0] {
-        let pads = c.init_i64(format!("{name}/pads"), &[0, 0, lead[0], lead[1], 0, 0, lead[0], lead[1]]);
-        let padded = format!("{name}/padded");
-        c.node("Pad", &format!("{name}/pad"), vec![x, pads], vec![padded.clone()], vec![]);
-        x = padded;
-        let t = [(tail[0] - lead[0]).max(0), (tail[1] - lead[1]).max(0)];
-        [0, 0, t[0], t[1]]
-    } else {
-        [lead[0], lead[1], tail[0], tail[1]]
-    };
-    attrs.push(attr_ints("pads", &pads));
-    if ave {
-        attrs.push(attr_i("count_include_pad", 0));
-    }
-    let y = c.define(l.top[0]);
-    let op = if ave { "AveragePool" } else { "MaxPool" };
-    c.node(op, name, vec![x], vec![y], attrs);
-    let _ = ceil;
-    Ok(())
-}
-
-fn scale_bias(c: &mut Ctx, l: &LayerEntry) -> Result<()> {
-    let name = l.name.as_str();
-    let rank = c.shape(l.bottom[0]).len();
-    let (axis, bias_term, is_scale) = if l.ty == "Scale" {
-        let sp = l.param.scale_param.clone().unwrap_or_default();
-        (sp.axis(), sp.bias_term(), true)
-    } else {
-        (l.param.bias_param.clone().unwrap_or_default().axis(), false, false)
-    };
-    let axis = crate::blob::canonical_axis(axis, rank)?;
-    let x = c.input(l, 0);
-    let op = if is_scale { "Mul" } else { "Add" };
-    let factor = if l.bottom.len() > 1 {
-        let b = l.bottom[1];
-        let mut d = c.fixed_shape(l, c.shape(b))?;
-        if c.opts.dynamic_batch && axis == 0 {
-            return Err(err(l, "a second bottom from axis 0 needs a fixed batch size"));
-        }
-        while axis + d.len() < rank {
-            d.push(1);
-        }
-        let s = c.init_i64(format!("{name}/shape"), &d);
-        let r = format!("{name}/factor");
-        let second = c.input(l, 1);
-        c.node("Reshape", &format!("{name}/reshape"), vec![second, s], vec![r.clone()], vec![]);
-        r
-    } else {
-        let p = c.param(l, 0)?.clone();
-        c.broadcast_init(format!("{name}/{}", if is_scale { "scale" } else { "bias" }), &p, axis, rank)
-    };
-    if bias_term {
-        let bi = if l.bottom.len() > 1 { 0 } else { 1 };
-        let b = c.param(l, bi)?.clone();
-        let bn = c.broadcast_init(format!("{name}/bias"), &b, axis, rank);
-        let m = format!("{name}/mul");
-        c.node("Mul", name, vec![x, factor], vec![m.clone()], vec![]);
-        let y = c.define(l.top[0]);
-        c.node("Add", &format!("{name}/add"), vec![m, bn], vec![y], vec![]);
-    } else {
-        let y = c.define(l.top[0]);
-        c.node(op, name, vec![x, factor], vec![y], vec![]);
-    }
-    Ok(())
-}
-
-fn inner_product(c: &mut Ctx, l: &LayerEntry) -> Result<()> {
-    let ip = l.param.inner_product_param.clone().unwrap_or_default();
-    let name = l.name.as_str();
-    let rank = c.shape(l.bottom[0]).len();
-    let axis = crate::blob::canonical_axis(ip.axis(), rank)?;
-    let w = c.param(l, 0)?.clone();
-    let bias = if ip.bias_term() { Some(c.param(l, 1)?.clone()) } else { None };
-    let x = c.input(l, 0);
-    if axis == 1 {
-        let flat = format!("{name}/flat");
-        c.node("Flatten", &format!("{name}/flatten"), vec![x], vec![flat.clone()], vec![attr_i("axis", 1)]);
-        let mut ins = vec![flat, c.init_f32(format!("{name}/w"), &dims(&w.shape), &w.data)];
-        if let Some(b) = &bias {
-            ins.push(c.init_f32(format!("{name}/b"), &dims(&b.shape), &b.data));
-        }
-        let y = c.define(l.top[0]);
-        c.node("Gemm", name, ins, vec![y], vec![attr_i("transB", i64::from(!ip.transpose()))]);
-        return Ok(());
-    }
-    // Leading axes kept, the rest flattened, then x W^T (+ b).
-    let mut shape = vec![0i64; axis];
-    shape.push(-1);
-    let s = c.init_i64(format!("{name}/shape"), &shape);
-    let flat = format!("{name}/flat");
-    c.node("Reshape", &format!("{name}/reshape"), vec![x, s], vec![flat.clone()], vec![]);
-    let (rows, cols) = (w.shape[0], w.shape[1]);
-    let wt: Vec<f32> = if ip.transpose() {
-        w.data.clone()
-    } else {
-        (0..cols).flat_map(|j| (0..rows).map(move |i| (i, j))).map(|(i, j)| w.data[i * cols + j]).collect()
-    };
-    let wd = if ip.transpose() { [rows as i64, cols as i64] } else { [cols as i64, rows as i64] };
-    let wn = c.init_f32(format!("{name}/wT"), &wd, &wt);
-    match bias {
-        Some(b) => {
-            let m = format!("{name}/matmul");
-            c.node("MatMul", name, vec![flat, wn], vec![m.clone()], vec![]);
-            let bn = c.init_f32(format!("{name}/b"), &dims(&b.shape), &b.data);
-            let y = c.define(l.top[0]);
-            c.node("Add", &format!("{name}/bias"), vec![m, bn], vec![y], vec![]);
-        }
-        None => {
-            let y = c.define(l.top[0]);
-            c.node("MatMul", name, vec![flat, wn], vec![y], vec![]);
-        }
-    }
-    Ok(())
-}
-
-fn eltwise(c: &mut Ctx, l: &LayerEntry) -> Result<()> {
-    let ep = l.param.eltwise_param.clone().unwrap_or_default();
-    let name = l.name.as_str();
-    let mut ins: Vec<String> = (0..l.bottom.len()).map(|k| c.input(l, k)).collect();
-    let op = match ep.operation() {
-        EltwiseOp::Prod => "Mul",
-        EltwiseOp::Max => "Max",
-        EltwiseOp::Sum => {
-            if !ep.coeff.is_empty() && ep.coeff.len() != ins.len() {
-                return Err(err(l, "Eltwise needs one coeff per bottom"));
-            }
-            for (k, &co) in ep.coeff.iter().enumerate() {
-                if co != 1.0 {
-                    let kn = c.init_f32(format!("{name}/coeff{k}"), &[], &[co]);
-                    let scaled = format!("{name}/scaled{k}");
-                    c.node("Mul", &format!("{name}/coeff{k}"), vec![ins[k].clone(), kn], vec![scaled.clone()], vec![]);
-                    ins[k] = scaled;
-                }
-            }
-            "Sum"
-        }
-    };
-    let y = c.define(l.top[0]);
-    if op == "Sum" || op == "Max" {
-        c.node(op, name, ins, vec![y], vec![]);
-        return Ok(());
-    }
-    // Mul is binary: a chain.
-    let mut acc = ins[0].clone();
-    for (k, next) in ins.iter().enumerate().skip(1) {
-        let out = if k + 1 == ins.len() { y.clone() } else { format!("{name}/prod{k}") };
-        c.node("Mul", &format!("{name}/{k}"), vec![acc, next.clone()], vec![out.clone()], vec![]);
-        acc = out;
-    }
-    Ok(())
-}
-
-/// Caffe's gate blocks i, f, o, g in ONNX's order i, o, f, c.
-fn onnx_gate_order(data: &[f32], h: usize) -> Vec<f32> {
-    let per = data.len() / 4;
-    let _ = h;
-    [0usize, 2, 1, 3]
-        .iter()
-        .flat_map(|&g| data[g * per..(g + 1) * per].iter().copied())
-        .collect()
-}
-
-fn lstm(c: &mut Ctx, l: &LayerEntry) -> Result<()> {
-    let rp = l.param.recurrent_param.clone().unwrap_or_default();
-    let name = l.name.as_str();
-    if rp.expose_hidden() || l.bottom.len() != 2 {
-        return Err(err(l, "only LSTM with bottoms x and cont (no static input, no expose_hidden) exports"));
-    }
-    let h = rp.num_output() as usize;
-    let xs = c.shape(l.bottom[0]).to_vec();
-    let (wx, b, wh) = (c.param(l, 0)?.clone(), c.param(l, 1)?.clone(), c.param(l, 2)?.clone());
-    let mut x = c.input(l, 0);
-    if xs.len() != 3 {
-        let s = c.init_i64(format!("{name}/shape"), &[0, 0, -1]);
-        let r = format!("{name}/x3");
-        c.node("Reshape", &format!("{name}/reshape"), vec![x, s], vec![r.clone()], vec![]);
-        x = r;
-    }
-    let input = wx.shape[1] as i64;
-    let wn = c.init_f32(format!("{name}/W"), &[1, 4 * h as i64, input], &onnx_gate_order(&wx.data, h));
-    let rn = c.init_f32(format!("{name}/R"), &[1, 4 * h as i64, h as i64], &onnx_gate_order(&wh.data, h));
-    let mut bias = onnx_gate_order(&b.data, h);
-    bias.extend(std::iter::repeat_n(0.0, 4 * h));
-    let bn = c.init_f32(format!("{name}/B"), &[1, 8 * h as i64], &bias);
-    let y4 = format!("{name}/Y");
-    c.node("LSTM", name, vec![x, wn, rn, bn], vec![y4.clone()], vec![attr_i("hidden_size", h as i64)]);
-    let axes = c.init_i64(format!("{name}/axes"), &[1]);
-    let y = c.define(l.top[0]);
-    c.node("Squeeze", &format!("{name}/squeeze"), vec![y4, axes], vec![y], vec![]);
-    c.notes.push(format!(
-        "LSTM `{name}`: its `cont` input is not exported; the ONNX LSTM runs each stream as one \
-         sequence from a zero state (what crema does for cont = 0 at t = 0 and 1 after)"
-    ));
     Ok(())
 }

@@ -4,13 +4,18 @@
 //! each pooling's output size (Caffe's rounding) equals the ONNX one; a pooling that needs FLOOR
 //! rounding gets it.
 
-use super::proto::{tensor_shape_proto::dimension, type_proto, AttributeProto, ModelProto, NodeProto};
+use super::proto::{
+    tensor_shape_proto::dimension, type_proto, AttributeProto, ModelProto, NodeProto,
+};
 use super::tensor_values;
 use crate::proto::eltwise_parameter::EltwiseOp;
 use crate::proto::pooling_parameter::{PoolMethod, RoundMode};
 use crate::proto::*;
 use crate::{Error, Result};
 use std::collections::HashMap;
+
+mod ops;
+use ops::node;
 
 /// The imported model.
 pub struct Imported {
@@ -93,14 +98,27 @@ impl Ctx<'_> {
     }
     fn konst(&self, n: &NodeProto, k: usize) -> Result<&Const> {
         let v = n.input.get(k).map(|s| s.as_str()).unwrap_or("");
-        self.consts
-            .get(v)
-            .ok_or_else(|| self.err(n, format!("input {k} (`{v}`) must be a constant (an initializer)")))
+        self.consts.get(v).ok_or_else(|| {
+            self.err(
+                n,
+                format!("input {k} (`{v}`) must be a constant (an initializer)"),
+            )
+        })
     }
     fn opt_konst(&self, n: &NodeProto, k: usize) -> Option<&Const> {
-        n.input.get(k).filter(|s| !s.is_empty()).and_then(|v| self.consts.get(v))
+        n.input
+            .get(k)
+            .filter(|s| !s.is_empty())
+            .and_then(|v| self.consts.get(v))
     }
-    fn push(&mut self, n: &NodeProto, ty: &str, bottoms: &[usize], blobs: Vec<BlobProto>, f: impl FnOnce(&mut LayerParameter)) -> usize {
+    fn push(
+        &mut self,
+        n: &NodeProto,
+        ty: &str,
+        bottoms: &[usize],
+        blobs: Vec<BlobProto>,
+        f: impl FnOnce(&mut LayerParameter),
+    ) -> usize {
         let mut name = if n.name().is_empty() {
             format!("{}_{}", n.op_type(), self.layers.len())
         } else {
@@ -132,7 +150,10 @@ fn two(v: Option<Vec<i64>>, d: i64, c: &Ctx, n: &NodeProto, what: &str) -> Resul
     match v.as_deref() {
         None => Ok([d, d]),
         Some([a, b]) => Ok([*a, *b]),
-        Some(other) => Err(c.err(n, format!("{what} {other:?}: only 2-D (two values) is supported"))),
+        Some(other) => Err(c.err(
+            n,
+            format!("{what} {other:?}: only 2-D (two values) is supported"),
+        )),
     }
 }
 
@@ -141,14 +162,23 @@ fn sym_pads(c: &Ctx, n: &NodeProto) -> Result<[i64; 2]> {
     let p = attr_ints(n, "pads").unwrap_or_else(|| vec![0; 4]);
     match p.as_slice() {
         [a, b, e0, e1] if a == e0 && b == e1 => Ok([*a, *b]),
-        _ => Err(c.err(n, format!("pads {p:?} are not symmetric, which Caffe's layer cannot express"))),
+        _ => Err(c.err(
+            n,
+            format!("pads {p:?} are not symmetric, which Caffe's layer cannot express"),
+        )),
     }
 }
 
 fn check_auto_pad(c: &Ctx, n: &NodeProto) -> Result<()> {
     match attr(n, "auto_pad").and_then(|a| a.s.as_deref()) {
         None | Some(b"NOTSET") => Ok(()),
-        Some(s) => Err(c.err(n, format!("auto_pad {} is not supported; give explicit pads", String::from_utf8_lossy(s)))),
+        Some(s) => Err(c.err(
+            n,
+            format!(
+                "auto_pad {} is not supported; give explicit pads",
+                String::from_utf8_lossy(s)
+            ),
+        )),
     }
 }
 
@@ -178,8 +208,15 @@ pub fn import_model(m: &ModelProto, label: &str) -> Result<Imported> {
         opset,
     };
     for t in &g.initializer {
-        let vals = tensor_values(t, &format!("initializer `{}`", t.name())).map_err(|e| Error::format(label, e))?;
-        c.consts.insert(t.name().to_string(), Const { dims: t.dims.clone(), vals });
+        let vals = tensor_values(t, &format!("initializer `{}`", t.name()))
+            .map_err(|e| Error::format(label, e))?;
+        c.consts.insert(
+            t.name().to_string(),
+            Const {
+                dims: t.dims.clone(),
+                vals,
+            },
+        );
     }
     for n in &g.node {
         for i in &n.input {
@@ -194,8 +231,13 @@ pub fn import_model(m: &ModelProto, label: &str) -> Result<Imported> {
         ..Default::default()
     };
     for vi in g.input.iter().filter(|v| !c.consts.contains_key(v.name())) {
-        let Some(type_proto::Value::TensorType(tt)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
-            return Err(Error::format(label, format!("input `{}` is not a tensor", vi.name())));
+        let Some(type_proto::Value::TensorType(tt)) =
+            vi.r#type.as_ref().and_then(|t| t.value.as_ref())
+        else {
+            return Err(Error::format(
+                label,
+                format!("input `{}` is not a tensor", vi.name()),
+            ));
         };
         let mut dim = Vec::new();
         for (i, d) in tt.shape.clone().unwrap_or_default().dim.iter().enumerate() {
@@ -222,7 +264,9 @@ pub fn import_model(m: &ModelProto, label: &str) -> Result<Imported> {
         node(&mut c, n)?;
     }
     let mut net = NetParameter {
-        name: Some(g.name().to_string()).filter(|s| !s.is_empty()).or(Some("imported".into())),
+        name: Some(g.name().to_string())
+            .filter(|s| !s.is_empty())
+            .or(Some("imported".into())),
         layer: c.layers,
         ..Default::default()
     };
@@ -248,7 +292,10 @@ fn fix_pool_rounding(net: &mut NetParameter, pools: &[PoolCheck], label: &str) -
         let mut changed = false;
         for pc in pools {
             let lp = &net.layer[pc.layer];
-            let (Some(bi), Some(ti)) = (built.blob_index(&lp.bottom[0]), built.blob_index(&lp.top[0])) else {
+            let (Some(bi), Some(ti)) = (
+                built.blob_index(&lp.bottom[0]),
+                built.blob_index(&lp.top[0]),
+            ) else {
                 continue;
             };
             let (ins, outs) = (&built.blob_at(bi).shape, &built.blob_at(ti).shape);
@@ -259,12 +306,18 @@ fn fix_pool_rounding(net: &mut NetParameter, pools: &[PoolCheck], label: &str) -
                 .map(|i| {
                     let span = ins[2 + i] as i64 + pc.pads[i] + pc.pads[2 + i] - pc.kernel[i];
                     let s = pc.stride[i];
-                    (if pc.ceil { (span + s - 1).div_euclid(s) } else { span.div_euclid(s) }) + 1
+                    (if pc.ceil {
+                        (span + s - 1).div_euclid(s)
+                    } else {
+                        span.div_euclid(s)
+                    }) + 1
                 })
                 .collect();
             let got = [outs[2] as i64, outs[3] as i64];
             if want != got {
-                let pp = net.layer[pc.layer].pooling_param.get_or_insert_with(Default::default);
+                let pp = net.layer[pc.layer]
+                    .pooling_param
+                    .get_or_insert_with(Default::default);
                 if pp.round_mode() == RoundMode::Floor {
                     return Err(Error::format(
                         label,
@@ -282,324 +335,6 @@ fn fix_pool_rounding(net: &mut NetParameter, pools: &[PoolCheck], label: &str) -
     Ok(())
 }
 
-fn node(c: &mut Ctx, n: &NodeProto) -> Result<()> {
-    if !n.domain().is_empty() && n.domain() != "ai.onnx" {
-        return Err(c.err(n, format!("operators of domain `{}` are not supported", n.domain())));
-    }
-    let op = n.op_type();
-    let x0 = n.input.first().cloned().unwrap_or_default();
-    let r0 = c.rank_of(&x0);
-    let out0 = n.output.first().cloned().unwrap_or_default();
-    match op {
-        "Constant" => {
-            let t = attr(n, "value")
-                .and_then(|a| a.t.as_ref())
-                .ok_or_else(|| c.err(n, "only Constant with a tensor `value` is supported"))?;
-            let vals = tensor_values(t, &format!("constant `{out0}`")).map_err(|e| Error::format(c.label, e))?;
-            c.consts.insert(out0, Const { dims: t.dims.clone(), vals });
-        }
-        "Conv" | "ConvTranspose" => {
-            check_auto_pad(c, n)?;
-            let w = c.konst(n, 1)?;
-            if w.dims.len() != 4 {
-                return Err(c.err(n, "only 2-D convolution (4-D weights) is supported"));
-            }
-            let wd = w.dims.clone();
-            let mut blobs = vec![w.blob(&wd)];
-            let group = attr_i(n, "group", 1);
-            if let Some(b) = c.opt_konst(n, 2) {
-                blobs.push(b.blob(&b.dims));
-            }
-            let k = two(attr_ints(n, "kernel_shape"), 0, c, n, "kernel_shape")?;
-            let k = if k == [0, 0] { [wd[2], wd[3]] } else { k };
-            let s = two(attr_ints(n, "strides"), 1, c, n, "strides")?;
-            let d = two(attr_ints(n, "dilations"), 1, c, n, "dilations")?;
-            let p = sym_pads(c, n)?;
-            let transposed = op == "ConvTranspose";
-            if transposed && (attr(n, "output_shape").is_some() || attr_ints(n, "output_padding").is_some_and(|v| v.iter().any(|&x| x != 0))) {
-                return Err(c.err(n, "output_shape / output_padding have no Caffe form"));
-            }
-            let num_output = if transposed { wd[1] * group } else { wd[0] };
-            let bias = blobs.len() > 1;
-            let u = |v: [i64; 2]| vec![v[0] as u32, v[1] as u32];
-            c.push(n, if transposed { "Deconvolution" } else { "Convolution" }, &[0], blobs, |l| {
-                l.convolution_param = Some(ConvolutionParameter {
-                    num_output: Some(num_output as u32),
-                    bias_term: Some(bias),
-                    kernel_size: if k[0] == k[1] { vec![k[0] as u32] } else { u(k) },
-                    stride: if s[0] == s[1] { vec![s[0] as u32] } else { u(s) },
-                    pad: if p[0] == p[1] { vec![p[0] as u32] } else { u(p) },
-                    dilation: if d[0] == d[1] { vec![d[0] as u32] } else { u(d) },
-                    group: (group != 1).then_some(group as u32),
-                    ..Default::default()
-                });
-            });
-            c.set_rank(n, 4);
-        }
-        "MaxPool" | "AveragePool" => {
-            check_auto_pad(c, n)?;
-            if attr_ints(n, "dilations").is_some_and(|v| v.iter().any(|&x| x != 1)) {
-                return Err(c.err(n, "dilated pooling has no Caffe form"));
-            }
-            if n.output.len() > 1 && c.consumers.get(&n.output[1]).copied().unwrap_or(0) > 0 {
-                return Err(c.err(n, "the Indices output has no Caffe form"));
-            }
-            let k = two(attr_ints(n, "kernel_shape"), 0, c, n, "kernel_shape")?;
-            let s = two(attr_ints(n, "strides"), 1, c, n, "strides")?;
-            let mut pads: [i64; 4] = match attr_ints(n, "pads").as_deref() {
-                None => [0; 4],
-                Some([a, b, e, f]) => [*a, *b, *e, *f],
-                Some(v) => return Err(c.err(n, format!("pads {v:?}: only 2-D pooling is supported"))),
-            };
-            let ave = op == "AveragePool";
-            let include = attr_i(n, "count_include_pad", 0) == 1;
-            let mut bottom_override = None;
-            if let Some((from, p)) = c.padded.get(&x0).cloned() {
-                if !ave || include || pads[0] != 0 || pads[1] != 0 {
-                    return Err(c.err(n, "a Pad before pooling folds only into AveragePool with count_include_pad 0 and no begin pads"));
-                }
-                pads = [p[0], p[1], pads[2] + p[0], pads[3] + p[1]];
-                bottom_override = Some(from);
-            } else if ave && !include && pads.iter().any(|&v| v != 0) && (pads[0] != 0 || pads[1] != 0) {
-                return Err(c.err(n, "AveragePool with begin pads and count_include_pad 0 divides differently from Caffe (whose divisor counts the padding)"));
-            }
-            if pads[2] < pads[0] || pads[3] < pads[1] {
-                return Err(c.err(n, format!("pads {pads:?}: end pads smaller than begin pads have no Caffe form")));
-            }
-            let ceil = attr_i(n, "ceil_mode", 0) == 1;
-            if ave && include && pads[..2] != pads[2..] {
-                return Err(c.err(n, "AveragePool with count_include_pad 1 matches Caffe only with symmetric pads"));
-            }
-            let li = c.push(n, "Pooling", &[0], vec![], |l| {
-                l.pooling_param = Some(PoolingParameter {
-                    pool: Some(if ave { PoolMethod::Ave } else { PoolMethod::Max } as i32),
-                    kernel_h: Some(k[0] as u32),
-                    kernel_w: Some(k[1] as u32),
-                    stride_h: Some(s[0] as u32),
-                    stride_w: Some(s[1] as u32),
-                    pad_h: Some(pads[0] as u32),
-                    pad_w: Some(pads[1] as u32),
-                    ..Default::default()
-                });
-            });
-            if let Some(from) = bottom_override {
-                c.layers[li].bottom = vec![c.blob(&from)];
-            }
-            c.pools.push(PoolCheck { layer: li, node: n.name().to_string(), kernel: k, stride: s, pads, ceil });
-            c.set_rank(n, 4);
-        }
-        "Pad" => {
-            let mode = attr(n, "mode").and_then(|a| a.s.clone()).unwrap_or_else(|| b"constant".to_vec());
-            let p = c.konst(n, 1)?.vals.iter().map(|&v| v as i64).collect::<Vec<_>>();
-            let zero = c.opt_konst(n, 2).is_none_or(|k| k.vals.iter().all(|&v| v == 0.0));
-            match p.as_slice() {
-                [0, 0, a, b, 0, 0, e, f] if mode == b"constant" && zero && a == e && b == f && n.input.len() < 4 => {
-                    c.padded.insert(out0.clone(), (x0.clone(), [*a, *b]));
-                    c.rank.insert(out0, 4);
-                }
-                _ => return Err(c.err(n, "only a symmetric zero Pad of H and W feeding an AveragePool is supported")),
-            }
-        }
-        "GlobalMaxPool" | "GlobalAveragePool" => {
-            let ave = op == "GlobalAveragePool";
-            c.push(n, "Pooling", &[0], vec![], |l| {
-                l.pooling_param = Some(PoolingParameter {
-                    pool: Some(if ave { PoolMethod::Ave } else { PoolMethod::Max } as i32),
-                    global_pooling: Some(true),
-                    ..Default::default()
-                });
-            });
-            c.set_rank(n, r0);
-        }
-        "LRN" => {
-            let (size, alpha, beta, bias) = (attr_i(n, "size", 5), attr_f(n, "alpha", 1e-4), attr_f(n, "beta", 0.75), attr_f(n, "bias", 1.0));
-            c.push(n, "LRN", &[0], vec![], |l| {
-                l.lrn_param = Some(LrnParameter {
-                    local_size: Some(size as u32),
-                    alpha: Some(alpha),
-                    beta: Some(beta),
-                    k: Some(bias),
-                    ..Default::default()
-                });
-            });
-            c.set_rank(n, r0);
-        }
-        "BatchNormalization" => {
-            let (scale, bias, mean, var) = (c.konst(n, 1)?, c.konst(n, 2)?, c.konst(n, 3)?, c.konst(n, 4)?);
-            let ch = mean.vals.len() as i64;
-            let blobs = vec![mean.blob(&[ch]), var.blob(&[ch]), BlobProto { shape: Some(BlobShape { dim: vec![1] }), data: vec![1.0], ..Default::default() }];
-            let affine = scale.vals.iter().any(|&v| v != 1.0) || bias.vals.iter().any(|&v| v != 0.0);
-            let sb = vec![scale.blob(&[ch]), bias.blob(&[ch])];
-            let eps = attr_f(n, "epsilon", 1e-5);
-            let li = c.push(n, "BatchNorm", &[0], blobs, |l| {
-                l.batch_norm_param = Some(BatchNormParameter { use_global_stats: Some(true), eps: Some(eps), ..Default::default() });
-            });
-            if affine {
-                let top = c.layers[li].top.clone();
-                let name = format!("{}/scale", c.layers[li].name());
-                c.layers.push(LayerParameter {
-                    name: Some(name),
-                    r#type: Some("Scale".into()),
-                    bottom: top.clone(),
-                    top,
-                    scale_param: Some(ScaleParameter { bias_term: Some(true), ..Default::default() }),
-                    ..Default::default()
-                });
-                c.blobs.push(sb);
-            }
-            c.set_rank(n, r0);
-        }
-        "Relu" | "Sigmoid" | "Tanh" | "Abs" | "Softplus" => {
-            let ty = match op { "Relu" => "ReLU", "Tanh" => "TanH", "Abs" => "AbsVal", "Softplus" => "BNLL", o => o };
-            c.push(n, ty, &[0], vec![], |_| {});
-            c.set_rank(n, r0);
-        }
-        "LeakyRelu" => {
-            let a = attr_f(n, "alpha", 0.01);
-            c.push(n, "ReLU", &[0], vec![], |l| l.relu_param = Some(ReLuParameter { negative_slope: Some(a), ..Default::default() }));
-            c.set_rank(n, r0);
-        }
-        "Elu" => {
-            let a = attr_f(n, "alpha", 1.0);
-            c.push(n, "ELU", &[0], vec![], |l| l.elu_param = Some(EluParameter { alpha: Some(a) }));
-            c.set_rank(n, r0);
-        }
-        "PRelu" => {
-            let s = c.konst(n, 1)?;
-            let cnt = s.vals.len() as i64;
-            let b = s.blob(&[cnt]);
-            c.push(n, "PReLU", &[0], vec![b], |l| {
-                l.prelu_param = Some(PReLuParameter { channel_shared: Some(cnt == 1), ..Default::default() });
-            });
-            c.set_rank(n, r0);
-        }
-        "Gemm" => {
-            if attr_f(n, "alpha", 1.0) != 1.0 || attr_f(n, "beta", 1.0) != 1.0 || attr_i(n, "transA", 0) != 0 || r0 != 2 {
-                return Err(c.err(n, "only Gemm with alpha = beta = 1, transA = 0 on a 2-D input (an InnerProduct) is supported"));
-            }
-            let w = c.konst(n, 1)?;
-            let trans_b = attr_i(n, "transB", 0) == 1;
-            let num_output = if trans_b { w.dims[0] } else { w.dims[1] };
-            let mut blobs = vec![w.blob(&w.dims)];
-            if let Some(b) = c.opt_konst(n, 2) {
-                if b.vals.len() as i64 != num_output {
-                    return Err(c.err(n, "the bias C must have one value per output"));
-                }
-                blobs.push(b.blob(&[num_output]));
-            }
-            let bias = blobs.len() > 1;
-            c.push(n, "InnerProduct", &[0], blobs, |l| {
-                l.inner_product_param = Some(InnerProductParameter {
-                    num_output: Some(num_output as u32),
-                    bias_term: Some(bias),
-                    transpose: (!trans_b).then_some(true),
-                    ..Default::default()
-                });
-            });
-            c.set_rank(n, 2);
-        }
-        "MatMul" => {
-            let w = c.konst(n, 1)?;
-            if w.dims.len() != 2 || r0 < 2 {
-                return Err(c.err(n, "only MatMul of a tensor by a constant matrix (an InnerProduct) is supported"));
-            }
-            let num_output = w.dims[1];
-            let blobs = vec![w.blob(&w.dims)];
-            let li = c.push(n, "InnerProduct", &[0], blobs, |l| {
-                l.inner_product_param = Some(InnerProductParameter {
-                    num_output: Some(num_output as u32),
-                    bias_term: Some(false),
-                    transpose: Some(true),
-                    axis: Some(r0 as i32 - 1),
-                    ..Default::default()
-                });
-            });
-            c.open_bias.insert(out0, li);
-            c.set_rank(n, r0);
-        }
-        "Add" | "Mul" | "Sum" | "Max" => binary(c, n, r0)?,
-        "Flatten" => {
-            let axis = attr_i(n, "axis", 1);
-            if axis != 1 {
-                return Err(c.err(n, format!("Flatten axis {axis}: only axis 1 matches Caffe's Flatten")));
-            }
-            c.push(n, "Flatten", &[0], vec![], |_| {});
-            c.set_rank(n, 2);
-        }
-        "Reshape" => {
-            let s = c.konst(n, 1)?.vals.iter().map(|&v| v as i64).collect::<Vec<_>>();
-            if attr_i(n, "allowzero", 0) != 0 {
-                return Err(c.err(n, "allowzero 1 has no Caffe form"));
-            }
-            let r = s.len();
-            c.push(n, "Reshape", &[0], vec![], |l| {
-                l.reshape_param = Some(ReshapeParameter { shape: Some(BlobShape { dim: s }), ..Default::default() });
-            });
-            c.set_rank(n, r);
-        }
-        "Softmax" => {
-            let axis = attr_i(n, "axis", if c.opset >= 13 { -1 } else { 1 });
-            let a = if axis < 0 { axis + r0 as i64 } else { axis };
-            if c.opset < 13 && a != r0 as i64 - 1 {
-                return Err(c.err(n, "Softmax before opset 13 flattens from `axis`; only the last axis matches Caffe"));
-            }
-            c.push(n, "Softmax", &[0], vec![], |l| l.softmax_param = Some(SoftmaxParameter { axis: Some(a as i32), ..Default::default() }));
-            c.set_rank(n, r0);
-        }
-        "Concat" => {
-            let axis = attr_i(n, "axis", 1);
-            let a = if axis < 0 { axis + r0 as i64 } else { axis };
-            let all: Vec<usize> = (0..n.input.len()).collect();
-            c.push(n, "Concat", &all, vec![], |l| l.concat_param = Some(ConcatParameter { axis: Some(a as i32), ..Default::default() }));
-            c.set_rank(n, r0);
-        }
-        "Split" => {
-            let axis = attr_i(n, "axis", 0);
-            let a = if axis < 0 { axis + r0 as i64 } else { axis };
-            let sizes: Vec<i64> = match c.opt_konst(n, 1) {
-                Some(k) => k.vals.iter().map(|&v| v as i64).collect(),
-                None => attr_ints(n, "split").ok_or_else(|| c.err(n, "Split needs explicit split sizes"))?,
-            };
-            let points: Vec<u32> = sizes.iter().take(sizes.len().saturating_sub(1)).scan(0i64, |acc, s| { *acc += s; Some(*acc as u32) }).collect();
-            let outs = n.output.clone();
-            let li = c.push(n, "Slice", &[0], vec![], |l| l.slice_param = Some(SliceParameter { axis: Some(a as i32), slice_point: points, ..Default::default() }));
-            c.layers[li].top = outs;
-            c.set_rank(n, r0);
-        }
-        "Identity" | "Dropout" => {
-            let b = c.blob(&x0);
-            c.alias.insert(out0, b);
-            c.set_rank(n, r0);
-        }
-        "Cast" => {
-            let b = c.blob(&x0);
-            c.alias.insert(out0, b);
-            c.set_rank(n, r0);
-        }
-        "Gather" => {
-            let w = c.konst(n, 0)?;
-            if attr_i(n, "axis", 0) != 0 || w.dims.len() != 2 {
-                return Err(c.err(n, "only Gather of rows of a constant matrix (an Embed) is supported"));
-            }
-            let (input_dim, num_output) = (w.dims[0], w.dims[1]);
-            let blobs = vec![w.blob(&w.dims)];
-            let ri = c.rank_of(&n.input[1]);
-            let li = c.push(n, "Embed", &[1], blobs, |l| {
-                l.embed_param = Some(EmbedParameter {
-                    num_output: Some(num_output as u32),
-                    input_dim: Some(input_dim as u32),
-                    bias_term: Some(false),
-                    ..Default::default()
-                });
-            });
-            c.open_bias.insert(out0, li);
-            c.set_rank(n, ri + 1);
-        }
-        other => return Err(c.err(n, format!("operator {other} is not supported by crema's importer"))),
-    }
-    Ok(())
-}
-
 /// Add / Mul / Sum / Max: a bias fused into the layer before it, a Scale / Bias / Power with a
 /// constant, or an Eltwise of tensors.
 fn binary(c: &mut Ctx, n: &NodeProto, r0: usize) -> Result<()> {
@@ -608,7 +343,10 @@ fn binary(c: &mut Ctx, n: &NodeProto, r0: usize) -> Result<()> {
     let konst_at = n.input.iter().position(|i| c.consts.contains_key(i));
     if let Some(ki) = konst_at {
         if n.input.len() != 2 || !(op == "Add" || op == "Mul") {
-            return Err(c.err(n, "a constant operand is supported only for binary Add / Mul"));
+            return Err(c.err(
+                n,
+                "a constant operand is supported only for binary Add / Mul",
+            ));
         }
         let xi = 1 - ki;
         let x = n.input[xi].clone();
@@ -618,8 +356,14 @@ fn binary(c: &mut Ctx, n: &NodeProto, r0: usize) -> Result<()> {
         if op == "Add" {
             if let Some(&li) = c.open_bias.get(&x) {
                 let lp = &c.layers[li];
-                let no = lp.inner_product_param.as_ref().and_then(|p| p.num_output).or(lp.embed_param.as_ref().and_then(|p| p.num_output));
-                if c.consumers.get(&x).copied() == Some(1) && no.is_some_and(|no| k.vals.len() == no as usize) {
+                let no = lp
+                    .inner_product_param
+                    .as_ref()
+                    .and_then(|p| p.num_output)
+                    .or(lp.embed_param.as_ref().and_then(|p| p.num_output));
+                if c.consumers.get(&x).copied() == Some(1)
+                    && no.is_some_and(|no| k.vals.len() == no as usize)
+                {
                     let b = k.blob(&[k.vals.len() as i64]);
                     c.blobs[li].push(b);
                     let lp = &mut c.layers[li];
@@ -639,9 +383,15 @@ fn binary(c: &mut Ctx, n: &NodeProto, r0: usize) -> Result<()> {
             let v = k.vals[0] as f32;
             c.push(n, "Power", &[xi], vec![], |l| {
                 l.power_param = Some(if op == "Mul" {
-                    PowerParameter { scale: Some(v), ..Default::default() }
+                    PowerParameter {
+                        scale: Some(v),
+                        ..Default::default()
+                    }
                 } else {
-                    PowerParameter { shift: Some(v), ..Default::default() }
+                    PowerParameter {
+                        shift: Some(v),
+                        ..Default::default()
+                    }
                 });
             });
             c.set_rank(n, r);
@@ -654,19 +404,39 @@ fn binary(c: &mut Ctx, n: &NodeProto, r0: usize) -> Result<()> {
         }
         let lead = k.dims.len();
         if lead > r || d.is_empty() {
-            return Err(c.err(n, format!("a constant of dims {:?} against a rank-{r} tensor has no Caffe form", k.dims)));
+            return Err(c.err(
+                n,
+                format!(
+                    "a constant of dims {:?} against a rank-{r} tensor has no Caffe form",
+                    k.dims
+                ),
+            ));
         }
         let axis = (r - lead) as i32;
         let num_axes = d.len() as i32;
         let b = k.blob(&d);
         let is_mul = op == "Mul";
-        c.push(n, if is_mul { "Scale" } else { "Bias" }, &[xi], vec![b], |l| {
-            if is_mul {
-                l.scale_param = Some(ScaleParameter { axis: Some(axis), num_axes: Some(num_axes), ..Default::default() });
-            } else {
-                l.bias_param = Some(BiasParameter { axis: Some(axis), num_axes: Some(num_axes), ..Default::default() });
-            }
-        });
+        c.push(
+            n,
+            if is_mul { "Scale" } else { "Bias" },
+            &[xi],
+            vec![b],
+            |l| {
+                if is_mul {
+                    l.scale_param = Some(ScaleParameter {
+                        axis: Some(axis),
+                        num_axes: Some(num_axes),
+                        ..Default::default()
+                    });
+                } else {
+                    l.bias_param = Some(BiasParameter {
+                        axis: Some(axis),
+                        num_axes: Some(num_axes),
+                        ..Default::default()
+                    });
+                }
+            },
+        );
         c.set_rank(n, r);
         return Ok(());
     }
@@ -677,8 +447,80 @@ fn binary(c: &mut Ctx, n: &NodeProto, r0: usize) -> Result<()> {
     };
     let all: Vec<usize> = (0..n.input.len()).collect();
     c.push(n, "Eltwise", &all, vec![], |l| {
-        l.eltwise_param = Some(EltwiseParameter { operation: Some(operation as i32), ..Default::default() });
+        l.eltwise_param = Some(EltwiseParameter {
+            operation: Some(operation as i32),
+            ..Default::default()
+        });
     });
+    c.set_rank(n, r0);
+    Ok(())
+}
+
+/// ONNX Slice with constant, finite bounds on the trailing axes (steps 1) as Caffe's Crop, whose
+/// reference shape comes from a DummyData blob (Crop reads only its sizes from `axis` on).
+fn slice_as_crop(c: &mut Ctx, n: &NodeProto, r0: usize) -> Result<()> {
+    let vals = |k: usize| -> Result<Vec<i64>> {
+        Ok(c.konst(n, k)?.vals.iter().map(|&v| v as i64).collect())
+    };
+    let (starts, ends) = (vals(1)?, vals(2)?);
+    let axes: Vec<i64> = match c.opt_konst(n, 3) {
+        Some(k) => k
+            .vals
+            .iter()
+            .map(|&v| v as i64)
+            .map(|a| if a < 0 { a + r0 as i64 } else { a })
+            .collect(),
+        None => (0..starts.len() as i64).collect(),
+    };
+    let steps_one = c
+        .opt_konst(n, 4)
+        .is_none_or(|k| k.vals.iter().all(|&v| v == 1.0));
+    let first = axes.first().copied().unwrap_or(0);
+    let trailing = !axes.is_empty()
+        && axes.iter().enumerate().all(|(i, &a)| a == first + i as i64)
+        && first + axes.len() as i64 == r0 as i64;
+    let bounded = starts
+        .iter()
+        .zip(&ends)
+        .all(|(&s, &e)| s >= 0 && e > s && e < i32::MAX as i64);
+    if !steps_one
+        || !trailing
+        || !bounded
+        || starts.len() != ends.len()
+        || starts.len() != axes.len()
+    {
+        return Err(c.err(n, "only a Slice with steps 1 and finite, non-negative bounds on the trailing axes (a Caffe Crop) is supported"));
+    }
+    let mut dim = vec![1i64; first as usize];
+    dim.extend(starts.iter().zip(&ends).map(|(s, e)| e - s));
+    let refname = format!("{}/crop_shape", n.output[0]);
+    let lname = format!(
+        "{}/shape",
+        if n.name().is_empty() {
+            n.output[0].as_str()
+        } else {
+            n.name()
+        }
+    );
+    c.layers.push(LayerParameter {
+        name: Some(lname),
+        r#type: Some("DummyData".into()),
+        top: vec![refname.clone()],
+        dummy_data_param: Some(DummyDataParameter {
+            shape: vec![BlobShape { dim }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    c.blobs.push(Vec::new());
+    let offset: Vec<u32> = starts.iter().map(|&v| v as u32).collect();
+    let li = c.push(n, "Crop", &[0], vec![], |l| {
+        l.crop_param = Some(CropParameter {
+            axis: Some(first as i32),
+            offset,
+        });
+    });
+    c.layers[li].bottom.push(refname);
     c.set_rank(n, r0);
     Ok(())
 }

@@ -130,7 +130,9 @@ pub(crate) fn tensor_values(t: &TensorProto, what: &str) -> std::result::Result<
         }
     };
     let Some(w) = width(dt) else {
-        return Err(format!("{what}: data type {dt} is not supported (float, double or integer)"));
+        return Err(format!(
+            "{what}: data type {dt} is not supported (float, double or integer)"
+        ));
     };
     let vals: Vec<f64> = match raw {
         Some(r) => {
