@@ -20,7 +20,7 @@ pub struct ContrastiveLoss {
 
 /// Creates `ContrastiveLoss` from `contrastive_loss_param` (`margin` 1, `legacy_version` false).
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
-    let c = p.contrastive_loss_param.clone().unwrap_or_default();
+    let c = p.contrastive_loss_param.unwrap_or_default();
     Ok(Box::new(ContrastiveLoss {
         margin: c.margin(),
         legacy: c.legacy_version(),

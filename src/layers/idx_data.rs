@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 /// The seed of the partners of `tuples` (fixed: the pairs are part of the data set, as in
 /// Caffe's converted pair databases).
-const TUPLE_SEED: u64 = 0x5eed_7u64;
+const TUPLE_SEED: u64 = 0x0005_eed7_u64;
 
 /// Creates `IdxData` from `idx_data_param` and `transform_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {

@@ -22,10 +22,10 @@ pub struct TripletLoss {
 
 /// Creates `TripletLoss` from `triplet_loss_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
-    let t = p.triplet_loss_param.clone().unwrap_or_default();
+    let t = p.triplet_loss_param.unwrap_or_default();
     crate::ensure!(
-        t.margin() >= 0.0,
-        "triplet_loss_param.margin must be >= 0, got {}",
+        t.margin().is_finite() && t.margin() >= 0.0,
+        "triplet_loss_param.margin must be a finite number >= 0, got {}",
         t.margin()
     );
     Ok(Box::new(TripletLoss {
