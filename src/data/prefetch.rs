@@ -114,14 +114,16 @@ impl Producer {
     fn make(&mut self) -> Result<Batch> {
         let bs = self.cfg.batch_size;
         let Shard { rank, count } = self.shard;
-        let picks: Vec<(usize, u64)> = (0..bs * count.max(1))
+        // Every worker draws the whole larger batch (so all stay on one stream), then keeps
+        // its part.
+        let mut picks: Vec<(usize, u64)> = (0..bs * count.max(1))
             .map(|_| {
                 let i = self.next_index();
                 (i, self.rng.gen())
             })
-            .skip(rank * bs)
-            .take(bs)
             .collect();
+        picks.drain(..rank * bs);
+        picks.truncate(bs);
         let ds = &self.ds;
         let samples: Vec<Sample> = if ds.costly() {
             picks
