@@ -1,12 +1,76 @@
 //! Micro-benchmarks of the vision kernels at the layer sizes of LeNet, CIFAR10-quick and
 //! AlexNet/CaffeNet: `cargo bench --bench vision [filter]`.
+//!
+//! Time is the process's CPU time (all threads), not wall time, so the figures hold on a
+//! shared, busy machine; the throughput column is GFLOP/s of CPU time (the layer's nominal
+//! FLOPs: a direct convolution's multiply-adds, whatever algorithm runs). Run with
+//! `RAYON_NUM_THREADS=1` for per-core figures free of the threads' waits. Every Winograd
+//! convolution is also timed with Winograd off (`.../forward_im2col`).
 
 use crema::math::im2col::{im2col_batch, ConvGeom};
+use crema::math::winograd;
 use crema::testing::Harness;
 use crema::Blob;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::measurement::{Measurement, ValueFormatter};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
+
+/// CPU time of the whole process, in nanoseconds.
+struct CpuTime;
+
+fn cpu_now() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a plain clock read into a local.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 * 1e9 + t.tv_nsec as f64
+}
+
+impl Measurement for CpuTime {
+    type Intermediate = f64;
+    type Value = f64;
+    fn start(&self) -> f64 {
+        cpu_now()
+    }
+    fn end(&self, i: f64) -> f64 {
+        cpu_now() - i
+    }
+    fn add(&self, a: &f64, b: &f64) -> f64 {
+        a + b
+    }
+    fn zero(&self) -> f64 {
+        0.0
+    }
+    fn to_f64(&self, v: &f64) -> f64 {
+        *v
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuFormatter
+    }
+}
+
+struct CpuFormatter;
+
+impl ValueFormatter for CpuFormatter {
+    fn scale_values(&self, _typical: f64, values: &mut [f64]) -> &'static str {
+        values.iter_mut().for_each(|v| *v /= 1e6);
+        "ms cpu"
+    }
+    fn scale_throughputs(&self, _typical: f64, t: &Throughput, values: &mut [f64]) -> &'static str {
+        let (n, unit) = match *t {
+            Throughput::Elements(n) => (n as f64, "GFLOP/s"),
+            Throughput::Bytes(n) | Throughput::BytesDecimal(n) => (n as f64, "GB/s"),
+        };
+        values.iter_mut().for_each(|v| *v = n / *v);
+        unit
+    }
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
 
 fn noise(shape: &[usize]) -> Blob {
     let n: usize = shape.iter().product();
@@ -27,14 +91,44 @@ fn layer(yaml: &str, shape: &[usize]) -> Harness {
     h
 }
 
-fn bench_layer(c: &mut Criterion, name: &str, yaml: &str, shape: &[usize]) {
+type C = Criterion<CpuTime>;
+
+/// Forward (and backward unless `forward_only`) of one layer; convolutions that run by
+/// Winograd are timed a second time with it off.
+fn bench_layer(
+    c: &mut C,
+    name: &str,
+    yaml: &str,
+    shape: &[usize],
+    [forward_only, wino]: [bool; 2],
+) {
     let mut h = layer(yaml, shape);
-    c.bench_function(&format!("{name}/forward"), |b| {
-        b.iter(|| h.forward().expect("forward"))
-    });
-    c.bench_function(&format!("{name}/backward"), |b| {
-        b.iter(|| h.backward(&[true]).expect("backward"))
-    });
+    let flops = {
+        let (b, t): (Vec<&Blob>, Vec<&Blob>) = (h.bottom.iter().collect(), h.top.iter().collect());
+        h.layer.forward_flops(&b, &t)
+    };
+    let mut g = c.benchmark_group(name);
+    let elements = |f: f64| Throughput::Elements(f as u64);
+    if let Some(f) = flops {
+        g.throughput(elements(f));
+    }
+    g.bench_function("forward", |b| b.iter(|| h.forward().expect("forward")));
+    if wino {
+        winograd::set_enabled(false);
+        g.bench_function("forward_im2col", |b| {
+            b.iter(|| h.forward().expect("forward"))
+        });
+        winograd::set_enabled(true);
+    }
+    if !forward_only {
+        if let Some(f) = flops {
+            g.throughput(elements(2.0 * f));
+        }
+        g.bench_function("backward", |b| {
+            b.iter(|| h.backward(&[true]).expect("backward"))
+        });
+    }
+    g.finish();
 }
 
 fn conv(num: usize, k: usize, pad: usize, stride: usize, group: usize) -> String {
@@ -43,17 +137,20 @@ fn conv(num: usize, k: usize, pad: usize, stride: usize, group: usize) -> String
     )
 }
 
-fn benches(c: &mut Criterion) {
+fn benches(c: &mut C) {
     // GEMM at the shape of CaffeNet conv2 (per group, whole batch of 10): 128 x 7290 x 1200.
     let (m, n, k) = (128, 7290, 1200);
     let a = vec![0.5f32; m * k];
     let bm = vec![0.25f32; k * n];
     let mut cm = vec![0.0f32; m * n];
-    c.bench_function("gemm/128x7290x1200", |b| {
+    let mut g = c.benchmark_group("gemm");
+    g.throughput(Throughput::Elements((2 * m * n * k) as u64));
+    g.bench_function("128x7290x1200", |b| {
         b.iter(|| crema::math::gemm(false, false, m, n, k, 1.0, &a, &bm, 0.0, black_box(&mut cm)))
     });
+    g.finish();
     // im2col of a CIFAR10-quick conv2 batch (100 x 32 x 16 x 16, 5x5, pad 2).
-    let g = ConvGeom {
+    let geom = ConvGeom {
         channels: 32,
         height: 16,
         width: 16,
@@ -67,63 +164,57 @@ fn benches(c: &mut Criterion) {
         dilation_w: 1,
     };
     let x = noise(&[100, 32, 16, 16]).data;
-    let mut col = vec![0.0f32; g.col_rows() * 100 * g.col_cols()];
-    c.bench_function("im2col/cifar_conv2_b100", |b| {
-        b.iter(|| im2col_batch(&x, &g, 100, black_box(&mut col)))
+    let mut col = vec![0.0f32; geom.col_rows() * 100 * geom.col_cols()];
+    let mut g = c.benchmark_group("im2col");
+    g.throughput(Throughput::Bytes((col.len() * 4) as u64));
+    g.bench_function("cifar_conv2_b100", |b| {
+        b.iter(|| im2col_batch(&x, &geom, 100, black_box(&mut col)))
     });
-    bench_layer(
-        c,
-        "conv/lenet_conv1_b64",
-        &conv(20, 5, 0, 1, 1),
-        &[64, 1, 28, 28],
-    );
-    bench_layer(
-        c,
-        "conv/lenet_conv2_b64",
-        &conv(50, 5, 0, 1, 1),
-        &[64, 20, 12, 12],
-    );
-    bench_layer(
-        c,
-        "conv/cifar_conv2_b100",
-        &conv(32, 5, 2, 1, 1),
-        &[100, 32, 16, 16],
-    );
-    bench_layer(
-        c,
-        "conv/alexnet_conv1_b10",
-        &conv(96, 11, 0, 4, 1),
-        &[10, 3, 227, 227],
-    );
-    bench_layer(
-        c,
-        "conv/alexnet_conv2_b10",
-        &conv(256, 5, 2, 1, 2),
-        &[10, 96, 27, 27],
-    );
-    bench_layer(
-        c,
-        "pool/cifar_pool1_max_b100",
-        "type: Pooling\npooling_param: { pool: MAX, kernel_size: 3, stride: 2 }",
-        &[100, 32, 32, 32],
-    );
-    bench_layer(
-        c,
-        "pool/cifar_pool2_ave_b100",
-        "type: Pooling\npooling_param: { pool: AVE, kernel_size: 3, stride: 2 }",
-        &[100, 32, 16, 16],
-    );
-    bench_layer(
-        c,
-        "lrn/caffenet_norm1_b10",
-        "type: LRN\nlrn_param: { local_size: 5, alpha: 0.0001, beta: 0.75 }",
-        &[10, 96, 27, 27],
-    );
+    g.finish();
+    // (name, layer, bottom shape, [forward only, runs by Winograd])
+    let layers: &[(&str, String, &[usize], [bool; 2])] = &[
+        ("conv/lenet_conv1_b64", conv(20, 5, 0, 1, 1), &[64, 1, 28, 28], [false, false]),
+        ("conv/lenet_conv2_b64", conv(50, 5, 0, 1, 1), &[64, 20, 12, 12], [false; 2]),
+        ("conv/cifar_conv2_b100", conv(32, 5, 2, 1, 1), &[100, 32, 16, 16], [false; 2]),
+        ("conv/cifar_conv3_b100", conv(64, 5, 2, 1, 1), &[100, 32, 8, 8], [false; 2]),
+        ("conv/alexnet_conv1_b10", conv(96, 11, 0, 4, 1), &[10, 3, 227, 227], [false, false]),
+        ("conv/alexnet_conv2_b10", conv(256, 5, 2, 1, 2), &[10, 96, 27, 27], [false; 2]),
+        ("conv/alexnet_conv3_b10", conv(384, 3, 1, 1, 1), &[10, 256, 13, 13], [true, true]),
+        ("conv/alexnet_conv4_b10", conv(384, 3, 1, 1, 2), &[10, 384, 13, 13], [true, true]),
+        ("conv/alexnet_conv5_b10", conv(256, 3, 1, 1, 2), &[10, 384, 13, 13], [true, true]),
+        (
+            "pool/cifar_pool1_max_b100",
+            "type: Pooling\npooling_param: { pool: MAX, kernel_size: 3, stride: 2 }".into(),
+            &[100, 32, 32, 32],
+            [false; 2],
+        ),
+        (
+            "pool/cifar_pool2_ave_b100",
+            "type: Pooling\npooling_param: { pool: AVE, kernel_size: 3, stride: 2 }".into(),
+            &[100, 32, 16, 16],
+            [false; 2],
+        ),
+        (
+            "lrn/caffenet_norm1_b10",
+            "type: LRN\nlrn_param: { local_size: 5, alpha: 0.0001, beta: 0.75 }".into(),
+            &[10, 96, 27, 27],
+            [false; 2],
+        ),
+        (
+            "ip/caffenet_fc6_b10",
+            "type: InnerProduct\ninner_product_param: { num_output: 4096, weight_filler: { type: gaussian, std: 0.005 } }".into(),
+            &[10, 256, 6, 6],
+            [true, false],
+        ),
+    ];
+    for (name, yaml, shape, flags) in layers {
+        bench_layer(c, name, yaml, shape, *flags);
+    }
 }
 
 criterion_group! {
     name = vision;
-    config = Criterion::default().sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+    config = Criterion::default().with_measurement(CpuTime).sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
     targets = benches
 }
 criterion_main!(vision);

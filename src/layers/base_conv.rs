@@ -5,6 +5,7 @@
 use super::conv_engine::ConvEngine;
 use super::{BlobCounts, Layer, SetupCtx};
 use crate::math::im2col::ConvGeom;
+use crate::math::winograd::{WeightCache, WinoConv};
 use crate::proto::{ConvolutionParameter, FillerParameter, LayerParameter};
 use crate::{Blob, Result};
 
@@ -197,12 +198,15 @@ pub fn bias_forward(bias: &[f32], num: usize, ch: usize, plane: usize, y: &mut [
 }
 
 /// Convolution (`transposed: false`) and Deconvolution (`transposed: true`): the same weights,
-/// engine and bookkeeping, with the roles of bottom and top swapped in the engine.
+/// engine and bookkeeping, with the roles of bottom and top swapped in the engine. A
+/// convolution's forward pass runs by Winograd F(4x4, 3x3) when [`WinoConv::applies`] (3x3,
+/// stride 1, wide enough), with the transformed weights cached across passes.
 pub struct ConvLayer {
     spec: ConvSpec,
     transposed: bool,
     channels: usize,
     engine: Option<ConvEngine>,
+    winograd: WeightCache,
 }
 
 impl ConvLayer {
@@ -214,6 +218,7 @@ impl ConvLayer {
             transposed,
             channels: 0,
             engine: None,
+            winograd: WeightCache::default(),
         }))
     }
 
@@ -326,7 +331,18 @@ impl Layer for ConvLayer {
         let bias = self.spec.bias_term.then(|| params[1].data.as_slice());
         let (x, w, y) = (&bottom[0].data, &params[0].data, &mut top[0].data);
         if !self.transposed {
-            e.conv_forward(x, w, bias, y);
+            if WinoConv::applies(&e.geom, e.co, e.group) {
+                let conv = WinoConv {
+                    geom: e.geom,
+                    co: e.co,
+                    group: e.group,
+                    num: e.num,
+                };
+                let u = self.winograd.get(&conv, w);
+                conv.forward(x, u, bias, y);
+            } else {
+                e.conv_forward(x, w, bias, y);
+            }
             return Ok(());
         }
         e.deconv_forward(x, w, y);

@@ -3,6 +3,7 @@
 pub mod im2col;
 pub mod scratch;
 pub mod simd;
+pub mod winograd;
 
 use cblas::{Layout, Transpose};
 
