@@ -10,14 +10,45 @@ use crate::{Error, Result};
 
 /// An N-D float tensor with a gradient buffer of the same size. Plain data: the net owns every
 /// blob and lends slices of them to one layer call at a time.
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// The gradient buffer may be *deferred* (see [`Blob::defer_diff`]): then `diff` is empty and
+/// reshaping leaves it so, until [`Blob::ensure_diff`] (or [`Blob::diff_mut`],
+/// [`Blob::zero_diff`]) allocates it. A net defers every diff until backward can run, so a
+/// forward-only net holds no gradient memory. A blob made with [`Blob::new`] or
+/// [`Blob::from_data`] has its diff from the start.
+#[derive(Debug, Clone, Default)]
 pub struct Blob {
     /// Dimensions, outermost first.
     pub shape: Vec<usize>,
     /// Values (`count()` of them).
     pub data: Vec<f32>,
-    /// Gradient of the loss with respect to `data` (same length).
+    /// Gradient of the loss with respect to `data` (same length, or empty while deferred).
     pub diff: Vec<f32>,
+    /// True while the diff is deferred: empty, and kept empty by `reshape`.
+    deferred: bool,
+}
+
+/// Equal shapes, values and gradients (a deferred diff is an empty one).
+impl PartialEq for Blob {
+    fn eq(&self, other: &Blob) -> bool {
+        self.shape == other.shape && self.data == other.data && self.diff == other.diff
+    }
+}
+
+/// `n` zeros. A fresh zeroed allocation: large ones come from the OS as zero pages that cost no
+/// memory until written (unlike `Vec::resize`, which writes every value).
+fn zeros(n: usize) -> Vec<f32> {
+    vec![0.0; n]
+}
+
+/// Resizes `v` to `n` values, zeros for new ones; a buffer that grows from empty is a fresh
+/// zeroed allocation (see [`zeros`]).
+fn resize_zeroed(v: &mut Vec<f32>, n: usize) {
+    if v.is_empty() {
+        *v = zeros(n);
+    } else {
+        v.resize(n, 0.0);
+    }
 }
 
 impl Blob {
@@ -40,8 +71,9 @@ impl Blob {
         }
         Ok(Blob {
             shape: shape.to_vec(),
-            diff: vec![0.0; data.len()],
+            diff: zeros(data.len()),
             data,
+            deferred: false,
         })
     }
 
@@ -52,9 +84,55 @@ impl Blob {
         }
         let n = shape.iter().product();
         if self.data.len() != n {
-            self.data.resize(n, 0.0);
-            self.diff.resize(n, 0.0);
+            resize_zeroed(&mut self.data, n);
         }
+        if !self.deferred && self.diff.len() != n {
+            resize_zeroed(&mut self.diff, n);
+        }
+    }
+
+    /// Frees the gradient buffer and keeps it unallocated until [`Blob::ensure_diff`].
+    pub fn defer_diff(&mut self) {
+        self.diff = Vec::new();
+        self.deferred = true;
+    }
+
+    /// Whether the gradient buffer is allocated (not deferred).
+    pub fn has_diff(&self) -> bool {
+        !self.deferred
+    }
+
+    /// Allocates a deferred gradient buffer (zeros); a no-op when it is allocated.
+    pub fn ensure_diff(&mut self) {
+        if self.deferred {
+            self.diff = zeros(self.data.len());
+            self.deferred = false;
+        }
+    }
+
+    /// The gradient, allocated (zeros) first if it was deferred.
+    pub fn diff_mut(&mut self) -> &mut [f32] {
+        self.ensure_diff();
+        &mut self.diff
+    }
+
+    /// Takes the gradient buffer out, leaving the diff deferred (a net's buffer plan).
+    pub(crate) fn take_diff(&mut self) -> Vec<f32> {
+        self.deferred = true;
+        std::mem::take(&mut self.diff)
+    }
+
+    /// Installs `diff` (`count()` values) as the gradient buffer (a net's buffer plan).
+    pub(crate) fn set_diff(&mut self, diff: Vec<f32>) {
+        debug_assert_eq!(diff.len(), self.data.len());
+        self.diff = diff;
+        self.deferred = false;
+    }
+
+    /// Bytes held by the values and by the gradient (allocated lengths).
+    pub fn bytes(&self) -> (usize, usize) {
+        let f = std::mem::size_of::<f32>();
+        (self.data.len() * f, self.diff.len() * f)
     }
 
     /// Makes this blob's shape equal to `other`'s.
@@ -98,9 +176,13 @@ impl Blob {
         format!("{} ({})", shape_str(&self.shape), self.count())
     }
 
-    /// Sets every diff value to zero.
+    /// Sets every diff value to zero (allocating a deferred diff, which starts as zeros).
     pub fn zero_diff(&mut self) {
-        self.diff.iter_mut().for_each(|d| *d = 0.0);
+        if self.deferred {
+            self.ensure_diff();
+        } else {
+            self.diff.iter_mut().for_each(|d| *d = 0.0);
+        }
     }
 
     /// Sum of |data|.
@@ -158,5 +240,25 @@ mod tests {
         assert_eq!(b.canonical_axis(-1).unwrap(), 0);
         assert!(b.canonical_axis(2).is_err());
         assert!(Blob::from_data(&[2, 2], vec![1.0; 3]).is_err());
+    }
+
+    #[test]
+    fn a_deferred_diff_stays_empty_through_reshapes_until_asked_for() {
+        let mut b = Blob::new(&[2, 3]);
+        assert!(b.has_diff());
+        b.defer_diff();
+        assert!(!b.has_diff());
+        b.reshape(&[4, 5]);
+        assert_eq!((b.data.len(), b.diff.len()), (20, 0));
+        assert_eq!(b.bytes(), (80, 0));
+        b.diff_mut()[3] = 2.0;
+        assert_eq!(b.diff.len(), 20);
+        assert_eq!(b.asum_diff(), 2.0);
+        b.reshape(&[3]);
+        assert_eq!(b.diff.len(), 3);
+        let mut c = Blob::new(&[3]);
+        c.defer_diff();
+        c.zero_diff();
+        assert_eq!(c.diff, vec![0.0; 3]);
     }
 }

@@ -1,6 +1,8 @@
 //! `crema time`: Caffe's `caffe time`. One warm-up forward+backward, then `--iterations` timed
 //! passes; per-layer average forward/backward milliseconds, totals, and GFLOP/s where a layer
 //! knows its forward FLOPs (backward of a conv/inner-product layer costs about twice that).
+//! `--phase TEST` times inference: forward only (backward times are 0), and the net holds no
+//! gradient memory.
 
 use crate::check::{fill_inputs, parse_phase};
 use crate::Failure;
@@ -18,7 +20,7 @@ pub struct Args {
     /// Timed forward+backward iterations (after one warm-up).
     #[arg(long, default_value_t = 50)]
     iterations: usize,
-    /// Phase to build (TRAIN or TEST).
+    /// Phase to build (TRAIN or TEST; TEST times forward only).
     #[arg(long, default_value = "TRAIN", value_parser = parse_phase)]
     phase: Phase,
     /// Print one JSON object on stdout.
@@ -36,24 +38,35 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
     // (communication) is timed beside the compute; rank 0 reports.
     let cluster = crema::dist::Cluster::from_env()?;
     let root = cluster.as_ref().is_none_or(|c| c.is_root());
-    let mut param = crema::load_net(&a.model)?;
+    let param = crema::load_net(&a.model)?;
     let mut rng = StdRng::seed_from_u64(1701);
     let mut net = crema::Net::for_phase(&param, a.phase, &mut rng)?;
+    // TEST is inference: forward only, so the net never allocates gradient memory.
+    let backward = a.phase != Phase::Test;
     let has_loss = net
         .layers()
         .iter()
         .any(|l| l.loss_weight.iter().any(|&w| w != 0.0));
-    if !has_loss && !param.force_backward() {
+    if backward && !has_loss && !param.force_backward() {
         // A deploy net has no loss, so Caffe would skip every backward; time the backward
         // computation anyway (as `force_backward: true` does), since that is what is asked.
         eprintln!("note: the net has no loss; timing backward with force_backward: true");
-        param.force_backward = Some(true);
-        net = crema::Net::for_phase(&param, a.phase, &mut rng)?;
+        net.force_backward();
     }
+    if backward {
+        // Nothing reads an activation gradient here: backward passes its buffers along.
+        net.reuse_dead_diffs(&[])?;
+    }
+    drop(param);
     fill_inputs(&mut net, &mut rng);
-    eprintln!("warm-up: one forward and backward pass");
+    eprintln!(
+        "warm-up: one forward{} pass",
+        if backward { " and backward" } else { "" }
+    );
     net.forward()?;
-    net.backward()?;
+    if backward {
+        net.backward()?;
+    }
     net.reset_timers();
     let (mut fwd, mut bwd, mut comm) = (0.0f64, 0.0f64, 0.0f64);
     let all = Instant::now();
@@ -62,7 +75,9 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         net.forward()?;
         let f = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        net.backward()?;
+        if backward {
+            net.backward()?;
+        }
         let b = t.elapsed().as_secs_f64();
         fwd += f;
         bwd += b;

@@ -103,7 +103,7 @@ impl Blob {
         let py = slf.py();
         let me = slf.get();
         let (ptr, shape) = me.with(py, |b| {
-            let v = if diff { diff_mut(b) } else { &mut b.data[..] };
+            let v = if diff { b.diff_mut() } else { &mut b.data[..] };
             (v.as_mut_ptr(), b.shape.clone())
         })?;
         let container = match &me.src {
@@ -124,15 +124,6 @@ impl Blob {
     }
 }
 
-/// The blob's diff (the one place that touches it, so a lazily allocated diff changes here).
-pub(crate) fn diff_mut(b: &mut crema::Blob) -> &mut [f32] {
-    let n = b.count();
-    if b.diff.len() != n {
-        b.diff.resize(n, 0.0);
-    }
-    &mut b.diff[..]
-}
-
 /// Copies a numpy array into a blob's data (or diff), reshaping when the counts differ.
 pub(crate) fn fill(
     b: &mut crema::Blob,
@@ -143,7 +134,7 @@ pub(crate) fn fill(
     if shape.iter().product::<usize>() != b.count() {
         b.reshape(&shape);
     }
-    let dst = if diff { diff_mut(b) } else { &mut b.data[..] };
+    let dst = if diff { b.diff_mut() } else { &mut b.data[..] };
     match values.as_slice() {
         Ok(s) => dst.copy_from_slice(s),
         Err(_) => dst

@@ -184,7 +184,7 @@ impl Layer for PythonLayer {
         let kept: Vec<Vec<f32>> = bottom
             .iter_mut()
             .map(|b| {
-                let d = crate::blob::diff_mut(b);
+                let d = b.diff_mut();
                 let k = d.to_vec();
                 d.fill(0.0);
                 k
@@ -197,7 +197,7 @@ impl Layer for PythonLayer {
             exclusive(bottom),
         );
         for (b, k) in bottom.iter_mut().zip(kept) {
-            for (d, v) in crate::blob::diff_mut(b).iter_mut().zip(k) {
+            for (d, v) in b.diff_mut().iter_mut().zip(k) {
                 *d += v;
             }
         }

@@ -29,8 +29,22 @@ impl Net {
         for li in 0..self.layers.len() {
             let l = &self.layers[li];
             let (name, ty) = (l.name.clone(), l.ty.clone());
-            let mut bottoms: Vec<Blob> = l.bottom.iter().map(|&b| self.blobs[b].clone()).collect();
-            let mut params: Vec<Blob> = l.params.iter().map(|&p| self.params[p].clone()).collect();
+            // Copies with their gradient buffers (the net's may still be deferred).
+            let with_diff = |b: &Blob| {
+                let mut c = b.clone();
+                c.ensure_diff();
+                c
+            };
+            let mut bottoms: Vec<Blob> = l
+                .bottom
+                .iter()
+                .map(|&b| with_diff(&self.blobs[b]))
+                .collect();
+            let mut params: Vec<Blob> = l
+                .params
+                .iter()
+                .map(|&p| with_diff(&self.params[p]))
+                .collect();
             let shapes: Vec<Vec<usize>> = bottoms.iter().map(|b| b.shape.clone()).collect();
             let top_count = l.top.len();
             let l = &mut self.layers[li];
@@ -74,7 +88,10 @@ impl Net {
             .iter()
             .map(|l| (l.need_backward, l.bottom_need_backward.clone()))
             .collect();
+        // The check reads every gradient it perturbs: no buffers are passed around meanwhile.
+        let plan = self.diff_plan.take();
         let result = self.check_net_at_current_point(checker);
+        self.diff_plan = plan;
         for (p, s) in self.params.iter_mut().zip(saved_params) {
             *p = s;
         }

@@ -6,6 +6,7 @@ mod builder;
 mod filter;
 mod gradcheck;
 mod params;
+mod reuse;
 mod weights;
 mod wiring;
 
@@ -65,6 +66,26 @@ pub struct ParamInfo {
     pub(crate) decay_set: bool,
 }
 
+/// Bytes a net's buffers hold (allocated lengths; the layers' own scratch is not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Values of the activation blobs.
+    pub blob_data: usize,
+    /// Gradients of the activation blobs (0 until backward can run).
+    pub blob_diff: usize,
+    /// Values of the learnable blobs.
+    pub param_data: usize,
+    /// Gradients of the learnable blobs (0 until backward can run).
+    pub param_diff: usize,
+}
+
+impl MemoryUse {
+    /// All four together.
+    pub fn total(&self) -> usize {
+        self.blob_data + self.blob_diff + self.param_data + self.param_diff
+    }
+}
+
 /// A built network.
 pub struct Net {
     /// Net name from the model file.
@@ -79,6 +100,8 @@ pub struct Net {
     pub(crate) inputs: Vec<usize>,
     pub(crate) outputs: Vec<usize>,
     pub(crate) blob_loss_weight: Vec<f32>,
+    /// Gradient buffers passed from blob to blob in backward (`reuse_dead_diffs`), if asked.
+    pub(crate) diff_plan: Option<reuse::DiffPlan>,
 }
 
 /// Borrows `shared` blobs immutably and `exclusive` blobs mutably from one slice at once.
@@ -123,6 +146,7 @@ impl Net {
             inputs: Vec::new(),
             outputs: Vec::new(),
             blob_loss_weight: Vec::new(),
+            diff_plan: None,
         }
     }
 
@@ -136,6 +160,12 @@ impl Net {
         let mut state = param.state.clone().unwrap_or_default();
         state.set_phase(phase);
         builder::build(param, &state, rng)
+    }
+
+    /// Makes every layer run backward, as `force_backward: true` in the model would have
+    /// (Caffe's need-backward analysis again, forced).
+    pub fn force_backward(&mut self) {
+        analysis::analyse_backward(self, true);
     }
 
     /// Runs every layer forward and returns the weighted loss.
@@ -182,8 +212,11 @@ impl Net {
     /// Zeroes activation diffs and sets each loss top's diff to its loss weight (what
     /// [`Net::backward`] starts from; callers may then set other tops' diffs themselves).
     pub fn seed_loss_diffs(&mut self) {
+        self.ensure_diffs();
         for b in self.blobs.iter_mut() {
-            b.zero_diff();
+            if b.has_diff() {
+                b.zero_diff();
+            }
         }
         for (b, &w) in self.blobs.iter_mut().zip(&self.blob_loss_weight) {
             if w != 0.0 {
@@ -195,6 +228,7 @@ impl Net {
     /// Runs the backward of layers `start..end`, last to first, from the diffs already in the
     /// blobs.
     pub fn backward_range(&mut self, start: usize, end: usize) -> Result<()> {
+        self.ensure_diffs();
         for li in (start..end.min(self.layers.len())).rev() {
             self.backward_layer(li)?;
         }
@@ -215,6 +249,13 @@ impl Net {
     }
 
     fn backward_layer(&mut self, li: usize) -> Result<()> {
+        self.lend_diffs(li);
+        self.backward_layer_body(li)?;
+        self.reclaim_diffs(li);
+        Ok(())
+    }
+
+    fn backward_layer_body(&mut self, li: usize) -> Result<()> {
         let l = &mut self.layers[li];
         // In place, the shared diff holds the gradient of this layer's output. When the layer
         // does not turn it into the input's gradient, the input gets none through this layer
@@ -353,6 +394,40 @@ impl Net {
     /// Total number of learnable values.
     pub fn param_count(&self) -> usize {
         self.params.iter().map(|p| p.count()).sum()
+    }
+
+    /// Allocates every gradient buffer the net deferred (each blob's and each learnable
+    /// blob's diff, zeros; not those [`Net::reuse_dead_diffs`] lends out). A net holds no gradient memory until this runs: the first
+    /// backward, [`Net::clear_param_diffs`] or a caller that wants to write diffs itself.
+    pub fn ensure_diffs(&mut self) {
+        for i in 0..self.blobs.len() {
+            if !self.diff_is_lent(i) {
+                self.blobs[i].ensure_diff();
+            }
+        }
+        for p in self.params.iter_mut() {
+            p.ensure_diff();
+        }
+    }
+
+    /// What the net's blobs and learnable blobs hold, in bytes (see [`MemoryUse`]); the free
+    /// buffers of [`Net::reuse_dead_diffs`] count as activation gradients.
+    pub fn memory_use(&self) -> MemoryUse {
+        let sum = |bs: &[Blob]| {
+            bs.iter().fold((0, 0), |(d, g), b| {
+                let (bd, bg) = b.bytes();
+                (d + bd, g + bg)
+            })
+        };
+        let (blob_data, mut blob_diff) = sum(&self.blobs);
+        blob_diff += self.diff_plan.as_ref().map_or(0, |p| p.slot_bytes());
+        let (param_data, param_diff) = sum(&self.params);
+        MemoryUse {
+            blob_data,
+            blob_diff,
+            param_data,
+            param_diff,
+        }
     }
 
     /// Zeroes every parameter diff (the solver does this before each iteration).

@@ -44,7 +44,9 @@ impl ParamTable {
             )));
         }
         let mut ids = Vec::with_capacity(created.len());
-        for (pi, blob) in created.into_iter().enumerate() {
+        for (pi, mut blob) in created.into_iter().enumerate() {
+            // Gradient memory waits until backward can run (see `Net::ensure_diffs`).
+            blob.defer_diff();
             let spec = lp.param.get(pi).cloned().unwrap_or_default();
             let info = ParamInfo::new(lp, pi, &spec, frozen)?;
             let id = match self.owner_of_name.get(&info.name) {

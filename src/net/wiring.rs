@@ -135,7 +135,10 @@ impl Wiring {
     /// A new blob called `name`, now the current version of that name.
     fn create(&mut self, net: &mut Net, name: &str, producer: &str) -> usize {
         let id = net.blobs.len();
-        net.blobs.push(Blob::default());
+        // Gradient memory waits until backward can run (see `Net::ensure_diffs`).
+        let mut blob = Blob::default();
+        blob.defer_diff();
+        net.blobs.push(blob);
         net.blob_names.push(name.to_string());
         self.producer.push(producer.to_string());
         self.read.push(false);
