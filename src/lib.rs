@@ -18,6 +18,7 @@ pub mod math;
 pub mod model;
 pub mod net;
 pub mod proto;
+pub mod seq2seq;
 pub mod solver;
 pub mod spec;
 pub mod testing;

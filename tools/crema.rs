@@ -12,6 +12,7 @@ mod sample;
 mod test;
 mod time;
 mod train;
+mod translate;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -53,6 +54,8 @@ enum Command {
     Draw(draw::Args),
     /// Generate text from a trained character model (deploy net with T = 1).
     Sample(sample::Args),
+    /// Greedy decoding with a trained encoder-decoder; scores exact match with --pairs.
+    Translate(translate::Args),
 }
 
 /// How a command failed: a user error (exit 1) or an internal failure (exit 2).
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
         Command::Plot(a) => plot::run(a),
         Command::Draw(a) => draw::run(a),
         Command::Sample(a) => sample::run(a),
+        Command::Translate(a) => translate::run(a),
     };
     match r {
         Ok(code) => code,
