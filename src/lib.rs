@@ -20,6 +20,7 @@ pub mod model;
 pub mod net;
 pub mod onnx;
 pub mod proto;
+pub mod seq2seq;
 pub mod solver;
 pub mod spec;
 pub mod testing;

@@ -6,6 +6,9 @@
 //! - `--compute-mean DB_OR_IDX --out mean.binaryproto`: Caffe's `compute_image_mean`.
 //! - `--idx-to-png IMAGES [--idx-labels LABELS] --out DIR [--first K] [--count N]`: writes IDX
 //!   images as PNG files plus `DIR/list.txt` (`path label`, ready for ImageData or classify).
+//! - `--seq2seq reverse|sort --count N [--min-length A --max-length B] [--seed S] --out FILE`:
+//!   a deterministic toy data set of digit strings and their reversal (or sorted digits), as
+//!   `source<TAB>target` lines for `SeqPairData` and `crema translate`.
 
 use crate::Failure;
 use anyhow::{anyhow, bail};
@@ -65,9 +68,21 @@ pub struct Args {
     /// With --idx-to-png: index of the first image.
     #[arg(long, default_value_t = 0)]
     first: usize,
-    /// With --idx-to-png: number of images (default: all).
+    /// With --idx-to-png: number of images (default: all); with --seq2seq: number of pairs.
     #[arg(long)]
     count: Option<usize>,
+    /// Generate a sequence-to-sequence data set: `reverse` or `sort` digit strings.
+    #[arg(long, value_name = "TASK")]
+    seq2seq: Option<String>,
+    /// With --seq2seq: shortest source.
+    #[arg(long, default_value_t = 1)]
+    min_length: usize,
+    /// With --seq2seq: longest source.
+    #[arg(long, default_value_t = 8)]
+    max_length: usize,
+    /// With --seq2seq: seed of the generator (the same seed gives the same file).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -90,10 +105,11 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         a.list.is_some(),
         a.compute_mean.is_some(),
         a.idx_to_png.is_some(),
+        a.seq2seq.is_some(),
     ];
     if modes.iter().filter(|&&m| m).count() != 1 {
         return Err(Failure::User(anyhow!(
-            "give exactly one of --idx, --list, --compute-mean, --idx-to-png"
+            "give exactly one of --idx, --list, --compute-mean, --idx-to-png, --seq2seq"
         )));
     }
     if (a.resize_height == 0) != (a.resize_width == 0) {
@@ -109,6 +125,8 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         mean(&a, src)?
     } else if let Some(images) = &a.idx_to_png {
         idx_to_png(&a, images)?
+    } else if let Some(task) = &a.seq2seq {
+        seq_pairs(&a, task)?
     } else {
         unreachable!("exactly one mode is set")
     };
@@ -116,6 +134,15 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         println!("{summary}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn seq_pairs(a: &Args, task: &str) -> anyhow::Result<serde_json::Value> {
+    use crema::data::seq_pairs::{generate, to_text};
+    let n = a.count.ok_or_else(|| anyhow!("--seq2seq needs --count"))?;
+    let pairs = generate(task, n, a.min_length, a.max_length, a.seed)?;
+    std::fs::write(&a.out, to_text(&pairs)).map_err(|e| anyhow!("{}: {e}", a.out.display()))?;
+    eprintln!("wrote {n} {task} pairs to {}", a.out.display());
+    Ok(serde_json::json!({"out": a.out.display().to_string(), "pairs": n}))
 }
 
 fn shuffled(n: usize, shuffle: bool) -> Vec<usize> {

@@ -13,6 +13,7 @@ mod sample;
 mod test;
 mod time;
 mod train;
+mod translate;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -56,6 +57,8 @@ enum Command {
     Sample(sample::Args),
     /// Features of labelled IDX images: .npy, a 2-D scatter PNG, 1-NN accuracy, reconstructions.
     Embed(embed::Args),
+    /// Greedy decoding with a trained encoder-decoder; scores exact match with --pairs.
+    Translate(translate::Args),
 }
 
 /// How a command failed: a user error (exit 1) or an internal failure (exit 2).
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
         Command::Draw(a) => draw::run(a),
         Command::Sample(a) => sample::run(a),
         Command::Embed(a) => embed::run(a),
+        Command::Translate(a) => translate::run(a),
     };
     match r {
         Ok(code) => code,

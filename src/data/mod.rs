@@ -12,6 +12,7 @@ pub mod lmdb;
 pub mod mean;
 pub mod photo;
 pub mod prefetch;
+pub mod seq_pairs;
 pub mod text;
 pub mod transform;
 pub mod tuples;

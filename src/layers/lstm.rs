@@ -6,16 +6,18 @@
 //! `h_t = o * tanh(c_t)`. Blobs (Caffe's order and shapes, so Caffe-trained weights load
 //! unchanged): `W_xc [4H, I]`, `b_c [4H]`, `[W_xc_static [4H, S]]`, `W_hc [4H, H]`.
 //!
-//! Forward: one sgemm for every step's input projection, then per step one sgemm for the
-//! recurrent term and the element-wise cell update. The activated gates, cells and masked
-//! previous states are kept for backward, which runs BPTT over the whole sequence with one
-//! sgemm per step and one sgemm per weight at the end. See `recurrent.rs` for bottoms and tops.
+//! Forward: one sgemm for every step's input projection, then per step one GEMM for the
+//! recurrent term against the packed weight and one fused element-wise kernel (`lstm_step.rs`).
+//! The activated gates, cells and masked previous states are kept for backward, which runs BPTT
+//! over the whole sequence with one GEMM per step and one sgemm per weight for all steps at the
+//! end. See `recurrent.rs` for bottoms and tops.
 
-use super::recurrent::{mask_diffs, mask_states, project_inputs, sigmoid, sized, tanh};
-use super::recurrent::{Dims, ProjectionGrads, RecurrentConfig};
+use super::lstm_step::{Backward, Forward};
+use super::recurrent::{project_inputs, sized, Dims, ProjectionGrads, RecurrentConfig};
 use super::{BlobCounts, Layer, SetupCtx};
+use crate::math::packed::PackedB;
 use crate::proto::LayerParameter;
-use crate::{math, Blob, Result};
+use crate::{Blob, Result};
 
 /// `LSTM` layer.
 #[derive(Default)]
@@ -41,6 +43,8 @@ pub struct Lstm {
     dgates: Vec<f32>,
     dh: Vec<f32>,
     dc: Vec<f32>,
+    /// The recurrent weight packed for the step GEMMs (`W_hc^T` in forward, `W_hc` in backward).
+    packed: PackedB,
 }
 
 /// Creates `LSTM` from `recurrent_param`.
@@ -104,8 +108,6 @@ impl Layer for Lstm {
     ) -> Result<()> {
         let Dims { t: steps, n, .. } = self.dims;
         let h = self.cfg.hidden;
-        let (g4, nh) = (4 * h, n * h);
-        let cont = &bottom[1].data;
         self.cfg.initial_states(
             bottom,
             [&mut self.h0, &mut self.c0],
@@ -113,47 +115,24 @@ impl Layer for Lstm {
         );
         // Input projections of all steps at once.
         let out = &mut self.gates;
-        project_inputs(bottom, params, self.dims, g4, out, &mut self.stat_proj);
-        let wh = &params[self.wh_index()].data;
+        project_inputs(bottom, params, self.dims, 4 * h, out, &mut self.stat_proj);
+        self.packed
+            .pack(true, h, 4 * h, &params[self.wh_index()].data);
         let (htop, rest) = top.split_at_mut(1);
         let hout = &mut htop[0].data;
-        for t in 0..steps {
-            let hm = &mut self.hm[t * nh..(t + 1) * nh];
-            let hprev = if t == 0 {
-                &self.h0[..]
-            } else {
-                &hout[(t - 1) * nh..t * nh]
-            };
-            mask_states(hm, hprev, &cont[t * n..(t + 1) * n], h);
-            let gt = &mut self.gates[t * n * g4..(t + 1) * n * g4];
-            math::gemm(false, true, n, g4, h, 1.0, hm, wh, 1.0, gt);
-            for j in 0..n {
-                let cn = cont[t * n + j];
-                let gr = &mut gt[j * g4..(j + 1) * g4];
-                for k in 0..h {
-                    let i = sigmoid(gr[k]);
-                    let f = sigmoid(gr[h + k]);
-                    let o = sigmoid(gr[2 * h + k]);
-                    let g = tanh(gr[3 * h + k]);
-                    gr[k] = i;
-                    gr[h + k] = f;
-                    gr[2 * h + k] = o;
-                    gr[3 * h + k] = g;
-                    let cp = if t == 0 {
-                        self.c0[j * h + k]
-                    } else {
-                        self.cell[(t - 1) * nh + j * h + k]
-                    };
-                    let c = cn * f * cp + i * g;
-                    let idx = t * nh + j * h + k;
-                    let tc = tanh(c);
-                    self.cell[idx] = c;
-                    self.tanh_c[idx] = tc;
-                    hout[idx] = o * tc;
-                }
-            }
+        Forward {
+            gates: &mut self.gates,
+            cell: &mut self.cell,
+            tanh_c: &mut self.tanh_c,
+            hm: &mut self.hm,
+            h: hout,
+            h0: &self.h0,
+            c0: &self.c0,
+            cont: &bottom[1].data,
+            w: &self.packed,
         }
-        let last = (steps - 1) * nh..steps * nh;
+        .run(steps, n, h);
+        let last = (steps - 1) * n * h..steps * n * h;
         self.cfg.final_states(
             [&hout[last.clone()], &self.cell[last]],
             rest,
@@ -170,48 +149,31 @@ impl Layer for Lstm {
     ) -> Result<()> {
         let Dims { t: steps, n, .. } = self.dims;
         let h = self.cfg.hidden;
-        let (g4, nh) = (4 * h, n * h);
         let whi = self.wh_index();
         self.cfg
             .final_state_diffs(top, [&mut self.dh, &mut self.dc]);
-        let dtop = &top[0].diff;
-        let cont = &bottom[1].data;
-        for t in (0..steps).rev() {
-            for j in 0..n {
-                let cn = cont[t * n + j];
-                let gr = &self.gates[(t * n + j) * g4..(t * n + j + 1) * g4];
-                let dg = &mut self.dgates[(t * n + j) * g4..(t * n + j + 1) * g4];
-                for k in 0..h {
-                    let idx = t * nh + j * h + k;
-                    let (i, f, o, g) = (gr[k], gr[h + k], gr[2 * h + k], gr[3 * h + k]);
-                    let tc = self.tanh_c[idx];
-                    let cp = if t == 0 {
-                        self.c0[j * h + k]
-                    } else {
-                        self.cell[idx - nh]
-                    };
-                    let dh = dtop[idx] + self.dh[j * h + k];
-                    let dc = self.dc[j * h + k] + dh * o * (1.0 - tc * tc);
-                    dg[k] = dc * g * i * (1.0 - i);
-                    dg[h + k] = dc * cn * cp * f * (1.0 - f);
-                    dg[2 * h + k] = dh * tc * o * (1.0 - o);
-                    dg[3 * h + k] = dc * i * (1.0 - g * g);
-                    self.dc[j * h + k] = dc * cn * f;
-                }
-            }
-            // dh_{t-1} = cont_t * (W_hc^T da_t).
-            let dgt = &self.dgates[t * n * g4..(t + 1) * n * g4];
-            let wh = &params[whi].data;
-            math::gemm(false, false, n, h, g4, 1.0, dgt, wh, 0.0, &mut self.dh);
-            mask_diffs(&mut self.dh, &cont[t * n..(t + 1) * n], h);
+        self.packed.pack(false, 4 * h, h, &params[whi].data);
+        Backward {
+            gates: &self.gates,
+            cell: &self.cell,
+            tanh_c: &self.tanh_c,
+            c0: &self.c0,
+            cont: &bottom[1].data,
+            dtop: &top[0].diff,
+            dgates: &mut self.dgates,
+            dh: &mut self.dh,
+            dc: &mut self.dc,
+            w: &self.packed,
+            initial_diffs: self.cfg.expose_hidden,
         }
+        .run(steps, n, h);
         let grads = ProjectionGrads {
             dpre: &self.dgates,
             hm: &self.hm,
             w_rec: whi,
             dims: self.dims,
             hidden: h,
-            width: g4,
+            width: 4 * h,
         };
         grads.add(down, bottom, params, &mut self.stat_proj);
         self.cfg
@@ -349,6 +311,33 @@ mod tests {
         let (h0, c0) = (f32s(&hl), f32s(&cl));
         let (hs2, _, _) = reference(&x, &h.bottom[1].data, Some(&xs), &h.params, dims, &h0, &c0);
         assert_close(&h.top[0].data, &f32s(&hs2), 1e-5);
+    }
+
+    #[test]
+    fn stream_parts_match_reference() {
+        // 17 streams: split into parts that run on separate threads (at least 8 streams each).
+        let (steps, n, inp, hid) = (3, 17, 2, 5);
+        let x = wave(steps * n * inp, 0.3);
+        let cont: Vec<f32> = (0..steps * n)
+            .map(|i| ((i * 7) % 3 != 0) as u8 as f32)
+            .collect();
+        let mut h = Harness::new(
+            &yaml(hid, false),
+            vec![
+                Blob::from_data(&[steps, n, inp], x.clone()).unwrap(),
+                Blob::from_data(&[steps, n], cont.clone()).unwrap(),
+            ],
+        )
+        .unwrap();
+        h.forward().unwrap();
+        let zero = vec![0.0; n * hid];
+        let dims = (steps, n, inp, 0, hid);
+        let (hs, _, _) = reference(&x, &cont, None, &h.params, dims, &zero, &zero);
+        assert_close(&h.top[0].data, &f32s(&hs), 1e-5);
+        check(
+            &yaml(3, true),
+            &[&[2, 17, 2], &[2, 17], &[1, 17, 3], &[1, 17, 3]],
+        );
     }
 
     #[test]

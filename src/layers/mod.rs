@@ -377,8 +377,10 @@ const DATA: &[(&str, Constructor)] = &[
 
 mod embed;
 mod lstm;
+mod lstm_step;
 mod recurrent;
 mod rnn;
+mod seq_pair_data;
 mod text_data;
 
 /// Recurrent layers.
@@ -387,6 +389,7 @@ const RECURRENT: &[(&str, Constructor)] = &[
     ("LSTM", lstm::create),
     ("RNN", rnn::create),
     ("TextData", text_data::create),
+    ("SeqPairData", seq_pair_data::create),
 ];
 
 fn registry() -> impl Iterator<Item = &'static (&'static str, Constructor)> {

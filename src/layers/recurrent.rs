@@ -252,12 +252,6 @@ pub(crate) struct Dims {
     pub stat: Option<usize>,
 }
 
-/// `1 / (1 + e^-x)`.
-#[inline]
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
 /// The time-parallel part of a recurrent layer's forward pass: for all `T*N` rows of `x`
 /// (bottom 0), `out = x W_x^T + b` (params 0 and 1), plus `x_static W_static^T` (bottom 2 and
 /// param 2, an `N x width` block kept in `stat_proj`) added to every step when there is a
@@ -401,11 +395,4 @@ pub(crate) fn sized(v: &mut Vec<f32>, n: usize) {
         v.clear();
         v.resize(n, 0.0);
     }
-}
-
-/// `tanh(x)` as `2 sigmoid(2x) - 1`: one `expf` instead of libm's `tanhf` (which profiling
-/// showed at a fifth of an LSTM training step); absolute error about 1e-7, saturates cleanly.
-#[inline]
-pub(crate) fn tanh(x: f32) -> f32 {
-    2.0 / (1.0 + (-2.0 * x).exp()) - 1.0
 }

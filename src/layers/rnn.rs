@@ -7,8 +7,9 @@
 //! See `recurrent.rs` for the shared bottoms, tops and carried state.
 
 use super::recurrent::{add_col_sums, add_rows, mask_diffs, mask_states, project_inputs};
-use super::recurrent::{sized, tanh, Dims, ProjectionGrads, RecurrentConfig};
+use super::recurrent::{sized, Dims, ProjectionGrads, RecurrentConfig};
 use super::{BlobCounts, Layer, SetupCtx};
+use crate::math::activations::tanh_in_place;
 use crate::proto::LayerParameter;
 use crate::{math, Blob, Result};
 
@@ -115,7 +116,7 @@ impl Layer for Rnn {
             mask_states(hm, hprev, &cont[t * n..(t + 1) * n], h);
             let cur = &mut cur[..nh];
             math::gemm(false, true, n, h, h, 1.0, hm, &params[whh].data, 1.0, cur);
-            cur.iter_mut().for_each(|v| *v = tanh(*v));
+            tanh_in_place(cur);
         }
         let out = &mut top[0].data;
         math::gemm(
@@ -131,7 +132,7 @@ impl Layer for Rnn {
             out,
         );
         add_rows(out, &params[bo].data);
-        out.iter_mut().for_each(|v| *v = tanh(*v));
+        tanh_in_place(out);
         let last = &self.hidden[(steps - 1) * nh..];
         self.cfg
             .final_states([last], &mut top[1..], [&mut self.carry]);

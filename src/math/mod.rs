@@ -1,6 +1,8 @@
 //! All heavy math: one sgemm/sgemv wrapper over cblas (OpenBLAS) and small vector kernels.
 
+pub mod activations;
 pub mod im2col;
+pub mod packed;
 pub mod scratch;
 pub mod simd;
 pub mod winograd;

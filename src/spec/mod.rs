@@ -203,6 +203,9 @@ fn map_layer_paths(l: &mut LayerParameter, resolve: &dyn Fn(&str) -> String) {
     if let Some(d) = l.text_data_param.as_mut() {
         fix(&mut d.source);
     }
+    if let Some(d) = l.seq_pair_data_param.as_mut() {
+        fix(&mut d.source);
+    }
     if let Some(d) = l.hdf5_data_param.as_mut() {
         fix(&mut d.source);
     }
