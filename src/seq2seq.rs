@@ -80,7 +80,7 @@ pub fn greedy_decode(net: &mut Net, sources: &[Vec<u8>], max_len: usize) -> Resu
                 .map(|b| b.data.as_slice())
                 .unwrap_or_default();
             crate::ensure!(
-                probs.len() % (step * n) == 0 && !probs.is_empty(),
+                probs.len().is_multiple_of(step * n) && !probs.is_empty(),
                 "output `{output}` should be T x N x V = {step} x {n} x V, has {} values",
                 probs.len()
             );

@@ -22,10 +22,18 @@ fn layers() -> String {
         format!("  - {{ name: {name}, type: Embed, bottom: {bottom}, top: {name}, embed_param: {{ num_output: 16, input_dim: 128, bias_term: false, weight_filler: {{ type: uniform, min: -0.1, max: 0.1 }} }} }}\n")
     };
     let mut s = embed("src_embed", "src");
-    s += &lstm("encoder", "[src_embed, src_cont, h0, c0]", "[enc, enc_h, enc_c]");
+    s += &lstm(
+        "encoder",
+        "[src_embed, src_cont, h0, c0]",
+        "[enc, enc_h, enc_c]",
+    );
     s += "  - { name: silence, type: Silence, bottom: [enc] }\n";
     s += &embed("tgt_embed", "tgt_in");
-    s += &lstm("decoder", "[tgt_embed, tgt_cont, enc_h, enc_c]", "[dec, dec_h, dec_c]");
+    s += &lstm(
+        "decoder",
+        "[tgt_embed, tgt_cont, enc_h, enc_c]",
+        "[dec, dec_h, dec_c]",
+    );
     s += "  - { name: silence2, type: Silence, bottom: [dec_h, dec_c] }\n";
     s += "  - { name: predict, type: InnerProduct, bottom: dec, top: predict, inner_product_param: { num_output: 128, axis: 2, weight_filler: { type: uniform, min: -0.1, max: 0.1 }, bias_filler: { type: constant } } }\n";
     s
@@ -35,7 +43,11 @@ fn layers() -> String {
 fn reversal_is_learnt_well_above_the_copy_baseline() {
     let dir = tempfile::tempdir().unwrap();
     let train = dir.path().join("train.tsv");
-    std::fs::write(&train, to_text(&generate("reverse", 2000, 2, 4, 1).unwrap())).unwrap();
+    std::fs::write(
+        &train,
+        to_text(&generate("reverse", 2000, 2, 4, 1).unwrap()),
+    )
+    .unwrap();
     let net = format!(
         "name: s2s\nlayer:\n  - {{ name: data, type: SeqPairData, top: [src, src_cont, tgt_in, tgt_out], seq_pair_data_param: {{ source: '{}', batch_size: {N}, source_steps: 4, target_steps: 5 }} }}\n  - {{ name: states, type: DummyData, top: [h0, c0], dummy_data_param: {{ shape: [{{ dim: [1, {N}, {H}] }}, {{ dim: [1, {N}, {H}] }}] }} }}\n  - {{ name: ones, type: DummyData, top: tgt_cont, dummy_data_param: {{ shape: {{ dim: [5, {N}] }}, data_filler: {{ type: constant, value: 1 }} }} }}\n{}  - {{ name: loss, type: SoftmaxWithLoss, bottom: [predict, tgt_out], top: loss, loss_param: {{ ignore_label: -1 }}, softmax_param: {{ axis: 2 }} }}\n",
         train.display(),
@@ -52,7 +64,12 @@ fn reversal_is_learnt_well_above_the_copy_baseline() {
         layers()
     );
     let param = crema::spec::from_yaml_str(&deploy, "deploy").unwrap();
-    let mut dnet = Net::for_phase(&param, crema::proto::Phase::Test, &mut StdRng::seed_from_u64(1)).unwrap();
+    let mut dnet = Net::for_phase(
+        &param,
+        crema::proto::Phase::Test,
+        &mut StdRng::seed_from_u64(1),
+    )
+    .unwrap();
     dnet.copy_params_from_net(solver.net()).unwrap();
     let held_out = generate("reverse", 200, 2, 4, 99).unwrap();
     let sources: Vec<Vec<u8>> = held_out.iter().map(|p| p.source.clone()).collect();
@@ -61,5 +78,8 @@ fn reversal_is_learnt_well_above_the_copy_baseline() {
     let acc = crema::seq2seq::exact_match(&decoded, &targets);
     let copy = crema::seq2seq::exact_match(&sources, &targets);
     assert!(copy < 0.15, "copy baseline {copy}");
-    assert!(acc > copy + 0.4, "exact match {acc} vs copy baseline {copy}");
+    assert!(
+        acc > copy + 0.4,
+        "exact match {acc} vs copy baseline {copy}"
+    );
 }

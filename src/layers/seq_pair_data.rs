@@ -155,7 +155,7 @@ mod tests {
         let mut l = layers::create(&layer_param_from_yaml(&yaml).unwrap()).unwrap();
         let mut rng = StdRng::seed_from_u64(1);
         l.setup(&[], &mut SetupCtx { rng: &mut rng }).unwrap();
-        let mut tops = vec![
+        let mut tops = [
             Blob::default(),
             Blob::default(),
             Blob::default(),

@@ -259,9 +259,9 @@ mod tests {
             for (l, t, _) in parts.iter_mut() {
                 step(l, t);
             }
-            for top in 0..3 {
+            for (top, w) in wt.iter().enumerate().take(3) {
                 for t in 0..5 {
-                    let row = &wt[top].data[t * 4..t * 4 + 4];
+                    let row = &w.data[t * 4..t * 4 + 4];
                     assert_eq!(row[..2], parts[0].1[top].data[t * 2..t * 2 + 2]);
                     assert_eq!(row[2..], parts[1].1[top].data[t * 2..t * 2 + 2]);
                 }

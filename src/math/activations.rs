@@ -12,6 +12,7 @@
 //! - [`sigmoid`]: relative error below `2e-7` for `x >= -87` (and every larger finite `x`);
 //!   below `-87` (true value under `1.7e-38`) it returns a value under `2e-38`.
 //! - [`tanh`]: relative error below `2e-7` for all finite `x` (odd, exactly 0 at 0, ±1 past ±9).
+//!
 //! NaN stays NaN.
 
 use super::simd::multiversion;
@@ -29,14 +30,8 @@ const EXP_HI: f32 = 88.0;
 /// `e^x` (see the module's error bounds).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    // Comparisons (not f32::max/min) so that NaN passes through.
-    let x = if x < EXP_LO {
-        EXP_LO
-    } else if x > EXP_HI {
-        EXP_HI
-    } else {
-        x
-    };
+    // clamp (not f32::max/min) so that NaN passes through.
+    let x = x.clamp(EXP_LO, EXP_HI);
     // x = n ln2 + r with n = round(x / ln2), |r| <= ln2 / 2.
     let t = x * LOG2E + ROUNDER;
     let n = t - ROUNDER;
@@ -46,7 +41,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 5e-1;
     let e = p * (r * r) + r + 1.0;
     // 2^n from the integer in t's mantissa (t's bits are ROUNDER's plus n).
     let bits = t
@@ -70,10 +65,10 @@ pub fn tanh(x: f32) -> f32 {
     let a = x.abs();
     let z = x * x;
     let mut p = -5.704_988_7e-3;
-    p = p * z + 2.063_908_9e-2;
+    p = p * z + 2.063_909e-2;
     p = p * z - 5.373_971_6e-2;
     p = p * z + 1.333_144_2e-1;
-    p = p * z - 3.333_328_2e-1;
+    p = p * z - 3.333_328e-1;
     let small = p * z * x + x;
     let big = (1.0 - 2.0 / (exp(2.0 * a) + 1.0)).copysign(x);
     if a < 0.625 {
