@@ -132,9 +132,6 @@ impl WinoConv {
         assert!(w.len() >= self.co * cg * r * r && u.len() >= self.u_len());
         let up = SyncPtr(u.as_mut_ptr());
         (0..self.group * cg).into_par_iter().for_each(|gc| {
-            // Moves the Send wrapper in whole (a closure would capture only its raw pointer).
-            #[allow(clippy::redundant_locals)]
-            let up = up;
             // SAFETY: task `gc` writes only the elements U[xi][g][c][..] of its own (g, c).
             unsafe { weight_unit(w, &g, r, cg, kg, self.group, gc, up) }
         });
@@ -178,9 +175,6 @@ impl WinoConv {
         let geom = &self.geom;
         let vp = SyncPtr(v.as_mut_ptr());
         (0..n * t.groups * cb).into_par_iter().for_each(|unit| {
-            // Moves the Send wrapper in whole (a closure would capture only its raw pointer).
-            #[allow(clippy::redundant_locals)]
-            let vp = vp;
             with_buffer(&PAD, t.hp * t.wp, |pad| {
                 // SAFETY: unit (image, group, channel block) writes only V[..][g][its tiles]
                 // [its channels]; `v` holds XI * nt * C floats.
@@ -199,9 +193,6 @@ impl WinoConv {
         let mm = &*mm;
         let (oh, ow) = (geom.out_h(), geom.out_w());
         (0..n * t.groups * kb).into_par_iter().for_each(|unit| {
-            // Moves the Send wrapper in whole (a closure would capture only its raw pointer).
-            #[allow(clippy::redundant_locals)]
-            let op = op;
             // SAFETY: unit (image, group, output block) writes only its own output planes.
             unsafe { output_unit(mm, t, oh, ow, unit, bias, op) }
         });
