@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 /// Where the crema net lives.
 pub(crate) enum Owner {
-    Own(Exclusive<crema::Net>),
+    Own(Box<Exclusive<crema::Net>>),
     /// The solver's train net (`None`) or test net `i`.
     Solver {
         solver: Py<Solver>,
@@ -142,7 +142,7 @@ impl Net {
             Ok(net)
         })?;
         Ok(Net {
-            owner: Owner::Own(Exclusive::new(net)),
+            owner: Owner::Own(Box::new(Exclusive::new(net))),
         })
     }
 
