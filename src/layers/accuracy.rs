@@ -1,5 +1,6 @@
 //! `Accuracy`: fraction of items whose label is among the top-k scores (no backward).
 
+use super::softmax_loss::class_bound;
 use super::{BlobCounts, Layer};
 use crate::proto::LayerParameter;
 use crate::{Blob, Result};
@@ -34,12 +35,7 @@ impl Layer for Accuracy {
         }
     }
     fn index_bound(&self, bottom: usize, shapes: &[Vec<usize>]) -> Option<usize> {
-        if bottom == 1 {
-            let a = crate::blob::canonical_axis(self.axis, shapes[0].len()).ok()?;
-            Some(shapes[0][a])
-        } else {
-            None
-        }
+        class_bound(self.axis, bottom, shapes)
     }
     fn allow_force_backward(&self, _: usize) -> bool {
         false

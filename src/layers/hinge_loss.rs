@@ -34,6 +34,14 @@ pub fn num_dim(b: &Blob) -> (usize, usize) {
     (n, b.count() / n)
 }
 
+/// The bound on the label input (bottom 1) of a loss whose bottom 0 is N items of D class
+/// scores: D. For `Layer::index_bound`.
+pub(crate) fn per_item_class_bound(bottom: usize, shapes: &[Vec<usize>]) -> Option<usize> {
+    let s = &shapes[0];
+    let n = s.first().copied().unwrap_or(1).max(1);
+    (bottom == 1).then(|| s.iter().product::<usize>() / n)
+}
+
 /// Checks that `labels` holds one label per item of `x` (Caffe's `num` axis).
 pub fn check_one_label_per_item(x: &Blob, labels: &Blob) -> Result<()> {
     let (n, _) = num_dim(x);
@@ -62,9 +70,7 @@ impl Layer for HingeLoss {
         bottom != 1
     }
     fn index_bound(&self, bottom: usize, shapes: &[Vec<usize>]) -> Option<usize> {
-        let s = &shapes[0];
-        let n = s.first().copied().unwrap_or(1).max(1);
-        (bottom == 1).then(|| s.iter().product::<usize>() / n)
+        per_item_class_bound(bottom, shapes)
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
         check_one_label_per_item(bottom[0], bottom[1])?;

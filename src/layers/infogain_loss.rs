@@ -8,7 +8,7 @@
 
 use super::multinomial_logistic_loss::LOG_THRESHOLD;
 use super::softmax::{softmax, split_axis};
-use super::softmax_loss::{check_label, normalization_mode, normalizer};
+use super::softmax_loss::{check_label, class_bound, normalization_mode, normalizer};
 use super::{BlobCounts, Layer};
 use crate::proto::loss_parameter::NormalizationMode;
 use crate::proto::LayerParameter;
@@ -97,12 +97,7 @@ impl Layer for InfogainLoss {
         bottom == 0
     }
     fn index_bound(&self, bottom: usize, shapes: &[Vec<usize>]) -> Option<usize> {
-        if bottom != 1 {
-            return None;
-        }
-        let s = &shapes[0];
-        let a = crate::blob::canonical_axis(self.axis, s.len()).ok()?;
-        Some(s[a])
+        class_bound(self.axis, bottom, shapes)
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
         let (outer, k, inner) = split_axis(bottom[0], self.axis)?;

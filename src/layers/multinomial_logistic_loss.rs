@@ -2,7 +2,7 @@
 //! `D = count / N` classes and one label per item; loss `-sum_n log(max(p[n, l_n], 1e-20)) / N`,
 //! gradient `-1 / (N max(p[n, l_n], 1e-20))` at the label and 0 elsewhere.
 
-use super::hinge_loss::{check_one_label_per_item, num_dim};
+use super::hinge_loss::{check_one_label_per_item, num_dim, per_item_class_bound};
 use super::softmax_loss::check_label;
 use super::{BlobCounts, Layer};
 use crate::proto::LayerParameter;
@@ -33,9 +33,7 @@ impl Layer for MultinomialLogisticLoss {
         bottom != 1
     }
     fn index_bound(&self, bottom: usize, shapes: &[Vec<usize>]) -> Option<usize> {
-        let s = &shapes[0];
-        let n = s.first().copied().unwrap_or(1).max(1);
-        (bottom == 1).then(|| s.iter().product::<usize>() / n)
+        per_item_class_bound(bottom, shapes)
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
         check_one_label_per_item(bottom[0], bottom[1])?;

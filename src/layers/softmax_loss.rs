@@ -7,6 +7,16 @@ use crate::proto::loss_parameter::NormalizationMode;
 use crate::proto::LayerParameter;
 use crate::{Blob, Result};
 
+/// The bound on the label input (bottom 1) of a classifier over `axis` of bottom 0: its
+/// number of classes. For `Layer::index_bound` of the losses and Accuracy.
+pub(crate) fn class_bound(axis: i32, bottom: usize, shapes: &[Vec<usize>]) -> Option<usize> {
+    if bottom != 1 {
+        return None;
+    }
+    let s = &shapes[0];
+    Some(s[crate::blob::canonical_axis(axis, s.len()).ok()?])
+}
+
 /// `SoftmaxWithLoss` layer; optional second top holds the probabilities.
 pub struct SoftmaxWithLoss {
     axis: i32,
@@ -92,12 +102,7 @@ impl Layer for SoftmaxWithLoss {
         bottom != 1
     }
     fn index_bound(&self, bottom: usize, shapes: &[Vec<usize>]) -> Option<usize> {
-        if bottom != 1 {
-            return None;
-        }
-        let s = &shapes[0];
-        let a = crate::blob::canonical_axis(self.axis, s.len()).ok()?;
-        Some(s[a])
+        class_bound(self.axis, bottom, shapes)
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
         let (outer, _, inner) = split_axis(bottom[0], self.axis)?;
