@@ -561,6 +561,28 @@ mod tests {
         }
     }
 
+    /// A set written by Caffe's own LevelDB library (C++ libleveldb 1.23, see
+    /// tests/leveldb/make_libleveldb_set.cc): 200 records in a snappy table, 20 in the log.
+    #[test]
+    fn reads_a_set_written_by_libleveldb() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("set");
+        // Opening may write (LevelDB replays the log), so a copy.
+        std::fs::create_dir(&p).unwrap();
+        for f in std::fs::read_dir("tests/leveldb/libleveldb_1.23").unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, p.join(f.file_name().unwrap())).unwrap();
+        }
+        let ds = LevelDbDataset::open(&p, Decode::default()).unwrap();
+        assert_eq!(ds.len(), 220);
+        for i in [0, 1, 199, 200, 219] {
+            let s = ds.get(i).unwrap();
+            assert_eq!((s.shape(), s.label), ([1, 28, 28], (i % 10) as i32));
+            let want: Vec<f32> = (0..784).map(|k| ((7 * i + k) % 256) as f32).collect();
+            assert_eq!(s.data, want, "record {i}");
+        }
+    }
+
     #[test]
     fn wrong_backend_truncated_and_garbage_directories() {
         let dir = tempfile::tempdir().unwrap();
