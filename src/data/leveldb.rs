@@ -77,6 +77,14 @@ fn check_tables(dir: &Path) -> Result<()> {
         if !f.extension().is_some_and(|x| x == "ldb" || x == "sst") {
             continue;
         }
+        if f.extension().is_some_and(|x| x == "sst") && !f.with_extension("ldb").exists() {
+            // LevelDB before 1.14 named tables `.sst`; rusty-leveldb opens `.ldb` only.
+            return Err(Error::format(
+                &f,
+                "a table with LevelDB's pre-1.14 name: rename each NNNNNN.sst of this directory \
+                 to NNNNNN.ldb (the format is the same)",
+            ));
+        }
         let bad = |m: String| Error::format(&f, format!("corrupt LevelDB table: {m}"));
         let len = std::fs::metadata(&f).map_err(|e| Error::io(&f, e))?.len();
         if len < FOOTER {
@@ -614,6 +622,7 @@ mod tests {
             ("nocurrent", 2),
             ("badcurrent", 3),
             ("flipped", 4),
+            ("oldnames", 5),
         ] {
             let bad = dir.path().join(name);
             std::fs::create_dir(&bad).unwrap();
@@ -636,7 +645,12 @@ mod tests {
                 if damage == 2 && fname == "CURRENT" {
                     continue;
                 }
-                std::fs::write(bad.join(&fname), out).unwrap();
+                let to = if damage == 5 && is_table {
+                    bad.join(&fname).with_extension("sst")
+                } else {
+                    bad.join(&fname)
+                };
+                std::fs::write(to, out).unwrap();
             }
             // Opening fails with the file or directory named: never a panic, never a set that
             // is silently shorter.
@@ -647,7 +661,8 @@ mod tests {
                         0 | 1 => "no table magic number",
                         2 => "no CURRENT",
                         3 => "MANIFEST-999999",
-                        _ => "record 00000012 is missing",
+                        4 => "record 00000012 is missing",
+                        _ => "to NNNNNN.ldb",
                     };
                     assert!(e.contains(name) && e.contains(want), "{e}");
                 }
