@@ -444,3 +444,54 @@ fn fashion_mnist_lmdb_and_leveldb_train_identically() {
     // It learned something: the loss fell below ln(10) = 2.30 of a uniform guess (measured 1.67).
     assert!(loss_lv < 2.0, "{loss_lv}");
 }
+
+/// `--list --backend leveldb`: the same records in the same (shuffled) order as the LMDB, encoded
+/// or not.
+#[test]
+fn image_list_to_leveldb_matches_lmdb() {
+    use crema::data::leveldb::LevelDbDataset;
+    use crema::data::lmdb::LmdbDataset;
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, "chelsea.png 0\ncoffee.png 1\nrocket.jpg 2\n").unwrap();
+    for encoded in [false, true] {
+        let mut outs = Vec::new();
+        for backend in ["lmdb", "leveldb"] {
+            let out = dir.path().join(format!("{backend}_{encoded}"));
+            let mut args = vec![
+                "--list",
+                list.to_str().unwrap(),
+                "--root",
+                PHOTOS,
+                "--out",
+                out.to_str().unwrap(),
+                "--backend",
+                backend,
+                "--shuffle",
+            ];
+            if encoded {
+                args.push("--encoded");
+            } else {
+                args.extend(["--resize-height", "24", "--resize-width", "32"]);
+            }
+            let (rc, _, err) = convert(&args);
+            assert_eq!(rc, 0, "{err}");
+            outs.push(out);
+        }
+        let a = LmdbDataset::open(&outs[0], Decode::default()).unwrap();
+        let b = LevelDbDataset::open(&outs[1], Decode::default()).unwrap();
+        assert_eq!((a.len(), b.len()), (3, 3));
+        for i in 0..3 {
+            assert_eq!(a.datum(i).unwrap(), b.datum(i).unwrap(), "record {i}");
+        }
+        // The shuffled order is the same, and every label is there once.
+        let mut labels: Vec<i32> = (0..3).map(|i| b.get(i).unwrap().label).collect();
+        labels.sort();
+        assert_eq!(labels, [0, 1, 2]);
+        if !encoded {
+            assert_eq!(b.get(0).unwrap().shape(), [3, 24, 32]);
+        } else {
+            assert!(b.datum(0).unwrap().encoded());
+        }
+    }
+}
