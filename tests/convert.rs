@@ -1,4 +1,4 @@
-//! `crema convert` end to end: the LMDBs it writes are read back by the `Data` layer with the
+//! `crema convert` end to end: the LMDBs and LevelDBs it writes are read back by the `Data` layer with the
 //! same pixels and labels; mean files; IDX to PNG; errors name the file.
 
 use crema::data::idx::IdxDataset;
@@ -267,4 +267,231 @@ fn idx_to_png_and_errors() {
         err.contains("nothere.jpg") && err.contains("line 1"),
         "{err}"
     );
+}
+
+const FASHION: &str = "/usr/share/datasets/fashion-mnist/";
+
+/// Every learned layer's name and blobs.
+type Weights = Vec<(String, Vec<Vec<f32>>)>;
+
+/// Weights of every layer of a `.caffemodel`, by layer name.
+fn weights(model: &Path) -> Weights {
+    use prost::Message;
+    let bytes = std::fs::read(model).unwrap();
+    let net = crema::proto::NetParameter::decode(bytes.as_slice()).unwrap();
+    net.layer
+        .iter()
+        .filter(|l| !l.blobs.is_empty())
+        .map(|l| {
+            (
+                l.name().to_string(),
+                l.blobs.iter().map(|b| b.data.clone()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Trains a small LeNet for 100 iterations (batch 20: the first 2000 images, no shuffle) from a
+/// `Data` layer on `db` and returns the final weights and the last displayed loss.
+fn train_from(dir: &Path, name: &str, db: &Path, backend: &str) -> (Weights, f64) {
+    let net = format!(
+        r#"name: small_lenet
+layer:
+  - name: data
+    type: Data
+    top: [data, label]
+    transform_param: {{ scale: 0.00390625 }}
+    data_param: {{ source: '{}', batch_size: 20{backend} }}
+  - name: conv1
+    type: Convolution
+    bottom: data
+    top: conv1
+    convolution_param: {{ num_output: 8, kernel_size: 5, weight_filler: {{ type: xavier }} }}
+  - {{ name: pool1, type: Pooling, bottom: conv1, top: pool1, pooling_param: {{ pool: MAX, kernel_size: 2, stride: 2 }} }}
+  - name: ip1
+    type: InnerProduct
+    bottom: pool1
+    top: ip1
+    inner_product_param: {{ num_output: 32, weight_filler: {{ type: xavier }} }}
+  - {{ name: relu1, type: ReLU, bottom: ip1, top: ip1 }}
+  - name: ip2
+    type: InnerProduct
+    bottom: ip1
+    top: ip2
+    inner_product_param: {{ num_output: 10, weight_filler: {{ type: xavier }} }}
+  - {{ name: loss, type: SoftmaxWithLoss, bottom: [ip2, label], top: loss }}
+"#,
+        db.display()
+    );
+    std::fs::write(dir.join(format!("{name}.yaml")), net).unwrap();
+    let solver = dir.join(format!("{name}_solver.yaml"));
+    std::fs::write(
+        &solver,
+        format!(
+            "net: {name}.yaml\nbase_lr: 0.01\nmomentum: 0.9\nweight_decay: 0.0005\n\
+             lr_policy: fixed\nmax_iter: 100\ndisplay: 100\nrandom_seed: 7\n\
+             snapshot_prefix: {name}\n"
+        ),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_crema"))
+        .args(["train", "--solver", solver.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let loss = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["loss"].as_f64())
+        .next_back()
+        .unwrap();
+    (
+        weights(&dir.join(format!("{name}_iter_100.caffemodel"))),
+        loss,
+    )
+}
+
+/// An LMDB and a LevelDB made by `crema convert` from the same Fashion-MNIST images hold the same
+/// records in the same order, so the same net trains bit for bit the same from either.
+#[test]
+fn fashion_mnist_lmdb_and_leveldb_train_identically() {
+    let images = format!("{FASHION}t10k-images-idx3-ubyte.gz");
+    let labels = format!("{FASHION}t10k-labels-idx1-ubyte.gz");
+    if !Path::new(&images).exists() {
+        eprintln!("{images} is missing (Debian's dataset-fashion-mnist); skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lm = dir.path().join("fashion_lmdb");
+    let lv = dir.path().join("fashion_leveldb");
+    for (db, backend) in [(&lm, "lmdb"), (&lv, "leveldb")] {
+        let (rc, out, err) = convert(&[
+            "--idx",
+            &images,
+            "--idx-labels",
+            &labels,
+            "--out",
+            db.to_str().unwrap(),
+            "--backend",
+            backend,
+            "--json",
+        ]);
+        assert_eq!(rc, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["records"], 10000);
+    }
+    assert!(lm.join("data.mdb").is_file() && lv.join("CURRENT").is_file());
+
+    // Both read back as the IDX file (records 0, 1999, 9999).
+    let ds = IdxDataset::open(&images, Some(Path::new(&labels))).unwrap();
+    let a = crema::data::lmdb::LmdbDataset::open(&lm, Decode::default()).unwrap();
+    let b = crema::data::leveldb::LevelDbDataset::open(&lv, Decode::default()).unwrap();
+    assert_eq!((a.len(), b.len()), (10000, 10000));
+    for i in [0, 1999, 9999] {
+        let s = ds.get(i).unwrap();
+        assert_eq!(a.get(i).unwrap(), s);
+        assert_eq!(b.get(i).unwrap(), s);
+    }
+    drop((a, b));
+
+    // --compute-mean reads either and gives the same mean.
+    let mut means = Vec::new();
+    for db in [&lm, &lv] {
+        let m = dir.path().join("mean.binaryproto");
+        let _ = std::fs::remove_file(&m);
+        let (rc, out, err) = convert(&[
+            "--compute-mean",
+            db.to_str().unwrap(),
+            "--out",
+            m.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(rc, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["records"], 10000);
+        means.push((v["channel_means"].clone(), std::fs::read(&m).unwrap()));
+    }
+    assert_eq!(means[0], means[1]);
+    // The pixel mean of the Fashion-MNIST test images, from the IDX file directly.
+    let mut sum = 0f64;
+    for i in 0..ds.len() {
+        sum += ds
+            .get(i)
+            .unwrap()
+            .data
+            .iter()
+            .map(|&v| v as f64)
+            .sum::<f64>();
+    }
+    let want = sum / (10000.0 * 784.0);
+    let got = means[0].0[0].as_f64().unwrap();
+    assert!((got - want).abs() < 1e-3, "{got} vs {want}");
+
+    // The default backend (unset) is LevelDB, as in Caffe.
+    let (w_lv, loss_lv) = train_from(dir.path(), "from_leveldb", &lv, "");
+    let (w_lm, loss_lm) = train_from(dir.path(), "from_lmdb", &lm, ", backend: LMDB");
+    assert_eq!(
+        w_lv.iter().map(|w| w.0.as_str()).collect::<Vec<_>>(),
+        ["conv1", "ip1", "ip2"]
+    );
+    assert_eq!(w_lv, w_lm, "weights differ");
+    assert_eq!(loss_lv, loss_lm);
+    // It learned something: the loss fell below ln(10) = 2.30 of a uniform guess (measured 1.67).
+    assert!(loss_lv < 2.0, "{loss_lv}");
+}
+
+/// `--list --backend leveldb`: the same records in the same (shuffled) order as the LMDB, encoded
+/// or not.
+#[test]
+fn image_list_to_leveldb_matches_lmdb() {
+    use crema::data::leveldb::LevelDbDataset;
+    use crema::data::lmdb::LmdbDataset;
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, "chelsea.png 0\ncoffee.png 1\nrocket.jpg 2\n").unwrap();
+    for encoded in [false, true] {
+        let mut outs = Vec::new();
+        for backend in ["lmdb", "leveldb"] {
+            let out = dir.path().join(format!("{backend}_{encoded}"));
+            let mut args = vec![
+                "--list",
+                list.to_str().unwrap(),
+                "--root",
+                PHOTOS,
+                "--out",
+                out.to_str().unwrap(),
+                "--backend",
+                backend,
+                "--shuffle",
+            ];
+            if encoded {
+                args.push("--encoded");
+            } else {
+                args.extend(["--resize-height", "24", "--resize-width", "32"]);
+            }
+            let (rc, _, err) = convert(&args);
+            assert_eq!(rc, 0, "{err}");
+            outs.push(out);
+        }
+        let a = LmdbDataset::open(&outs[0], Decode::default()).unwrap();
+        let b = LevelDbDataset::open(&outs[1], Decode::default()).unwrap();
+        assert_eq!((a.len(), b.len()), (3, 3));
+        for i in 0..3 {
+            assert_eq!(a.datum(i).unwrap(), b.datum(i).unwrap(), "record {i}");
+        }
+        // The shuffled order is the same, and every label is there once.
+        let mut labels: Vec<i32> = (0..3).map(|i| b.get(i).unwrap().label).collect();
+        labels.sort();
+        assert_eq!(labels, [0, 1, 2]);
+        if !encoded {
+            assert_eq!(b.get(0).unwrap().shape(), [3, 24, 32]);
+        } else {
+            assert!(b.datum(0).unwrap().encoded());
+        }
+    }
 }

@@ -1,9 +1,11 @@
 //! `crema convert`: data set conversions with progress bars.
-//! - `--idx IMAGES [--idx-labels LABELS] --out DB`: IDX (gzipped or not) to a Caffe LMDB
-//!   (Caffe's `convert_mnist_data`; keys `%08d`).
+//! - `--idx IMAGES [--idx-labels LABELS] --out DB [--backend lmdb|leveldb]`: IDX (gzipped or
+//!   not) to a Caffe LMDB or LevelDB (Caffe's `convert_mnist_data`; keys `%08d`).
 //! - `--list LIST [--root DIR] --out DB [--resize-height H --resize-width W] [--shuffle] [--gray]
-//!   [--encoded [--encode-type png|jpg]]`: Caffe's `convert_imageset` (keys `%08d_path`).
-//! - `--compute-mean DB_OR_IDX --out mean.binaryproto`: Caffe's `compute_image_mean`.
+//!   [--encoded [--encode-type png|jpg]] [--backend lmdb|leveldb]`: Caffe's `convert_imageset`
+//!   (keys `%08d_path`).
+//! - `--compute-mean DB_OR_IDX --out mean.binaryproto`: Caffe's `compute_image_mean` (an LMDB or
+//!   LevelDB directory, told apart by its files, or an IDX file).
 //! - `--idx-to-png IMAGES [--idx-labels LABELS] --out DIR [--first K] [--count N]`: writes IDX
 //!   images as PNG files plus `DIR/list.txt` (`path label`, ready for ImageData or classify).
 //! - `--seq2seq reverse|sort --count N [--min-length A --max-length B] [--seed S] --out FILE`:
@@ -14,6 +16,7 @@ use crate::Failure;
 use anyhow::{anyhow, bail};
 use crema::data::idx::IdxDataset;
 use crema::data::image_list::{encode_image, read_image, read_list, write_png, Decode};
+use crema::data::leveldb::{detect_backend, LevelDbDataset, LevelDbWriter};
 use crema::data::lmdb::{sample_to_datum, LmdbDataset, LmdbWriter};
 use crema::data::mean::{compute_mean, write_mean};
 use crema::data::Dataset;
@@ -26,27 +29,30 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// IDX image file to convert to an LMDB (gzipped or not).
+    /// IDX image file to convert to a database (gzipped or not).
     #[arg(long, value_name = "IMAGES")]
     idx: Option<PathBuf>,
     /// IDX label file that goes with --idx or --idx-to-png.
     #[arg(long, value_name = "LABELS")]
     idx_labels: Option<PathBuf>,
-    /// Caffe image list (`path label` per line) to convert to an LMDB.
+    /// Caffe image list (`path label` per line) to convert to a database.
     #[arg(long, value_name = "LIST")]
     list: Option<PathBuf>,
     /// Folder prepended to every path of --list.
     #[arg(long, default_value = "")]
     root: String,
-    /// Compute the mean image of an LMDB (a directory) or an IDX file.
+    /// Compute the mean image of an LMDB or LevelDB (a directory) or an IDX file.
     #[arg(long, value_name = "DB_OR_IDX")]
     compute_mean: Option<PathBuf>,
     /// Write the images of an IDX file as PNG files into --out.
     #[arg(long, value_name = "IMAGES")]
     idx_to_png: Option<PathBuf>,
-    /// Output: LMDB directory, mean file, or PNG folder.
+    /// Output: database directory, mean file, or PNG folder.
     #[arg(long)]
     out: PathBuf,
+    /// Database written by --idx and --list (Caffe's `--backend`).
+    #[arg(long, value_enum, default_value_t = Backend::Lmdb)]
+    backend: Backend,
     /// Resize images to this height (with --resize-width).
     #[arg(long, default_value_t = 0)]
     resize_height: usize,
@@ -88,6 +94,48 @@ pub struct Args {
     json: bool,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Backend {
+    Lmdb,
+    Leveldb,
+}
+
+/// The writer --backend chose.
+enum DbWriter {
+    Lmdb(LmdbWriter),
+    LevelDb(Box<LevelDbWriter>),
+}
+
+impl DbWriter {
+    fn create(backend: Backend, path: &Path) -> crema::Result<Self> {
+        Ok(match backend {
+            Backend::Lmdb => DbWriter::Lmdb(LmdbWriter::create(path)?),
+            Backend::Leveldb => DbWriter::LevelDb(Box::new(LevelDbWriter::create(path)?)),
+        })
+    }
+
+    fn put(&mut self, key: &[u8], d: &Datum) -> crema::Result<()> {
+        match self {
+            DbWriter::Lmdb(w) => w.put(key, d),
+            DbWriter::LevelDb(w) => w.put(key, d),
+        }
+    }
+
+    fn finish(self) -> crema::Result<usize> {
+        match self {
+            DbWriter::Lmdb(w) => w.finish(),
+            DbWriter::LevelDb(w) => w.finish(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            DbWriter::Lmdb(_) => "lmdb",
+            DbWriter::LevelDb(_) => "leveldb",
+        }
+    }
+}
+
 fn bar(n: usize, what: &str) -> ProgressBar {
     let b = ProgressBar::new(n as u64);
     if let Ok(s) = ProgressStyle::with_template(
@@ -118,9 +166,9 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         )));
     }
     let summary = if let Some(images) = &a.idx {
-        idx_to_lmdb(&a, images)?
+        idx_to_db(&a, images)?
     } else if let Some(list) = &a.list {
-        list_to_lmdb(&a, list)?
+        list_to_db(&a, list)?
     } else if let Some(src) = &a.compute_mean {
         mean(&a, src)?
     } else if let Some(images) = &a.idx_to_png {
@@ -153,10 +201,10 @@ fn shuffled(n: usize, shuffle: bool) -> Vec<usize> {
     order
 }
 
-fn idx_to_lmdb(a: &Args, images: &Path) -> anyhow::Result<serde_json::Value> {
+fn idx_to_db(a: &Args, images: &Path) -> anyhow::Result<serde_json::Value> {
     let ds = IdxDataset::open(images, a.idx_labels.as_deref())?;
-    let mut w = LmdbWriter::create(&a.out)?;
-    let pb = bar(ds.len(), "idx -> lmdb");
+    let mut w = DbWriter::create(a.backend, &a.out)?;
+    let pb = bar(ds.len(), &format!("idx -> {}", w.name()));
     for (k, i) in shuffled(ds.len(), a.shuffle).into_iter().enumerate() {
         let s = ds.get(i)?;
         let d = if a.encoded {
@@ -178,7 +226,7 @@ fn idx_to_lmdb(a: &Args, images: &Path) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::json!({"out": a.out.display().to_string(), "records": n}))
 }
 
-fn list_to_lmdb(a: &Args, list: &Path) -> anyhow::Result<serde_json::Value> {
+fn list_to_db(a: &Args, list: &Path) -> anyhow::Result<serde_json::Value> {
     let entries = read_list(list)?;
     if entries.is_empty() {
         bail!("{}: the list is empty", list.display());
@@ -188,8 +236,8 @@ fn list_to_lmdb(a: &Args, list: &Path) -> anyhow::Result<serde_json::Value> {
         color: Some(!a.gray),
         resize,
     };
-    let mut w = LmdbWriter::create(&a.out)?;
-    let pb = bar(entries.len(), "images -> lmdb");
+    let mut w = DbWriter::create(a.backend, &a.out)?;
+    let pb = bar(entries.len(), &format!("images -> {}", w.name()));
     for (k, i) in shuffled(entries.len(), a.shuffle).into_iter().enumerate() {
         let (file, label) = &entries[i];
         let path = format!("{}{}", a.root, file);
@@ -236,7 +284,11 @@ fn list_to_lmdb(a: &Args, list: &Path) -> anyhow::Result<serde_json::Value> {
 
 fn mean(a: &Args, src: &Path) -> anyhow::Result<serde_json::Value> {
     let ds: Box<dyn Dataset> = if src.is_dir() {
-        Box::new(LmdbDataset::open(src, Decode::default())?)
+        if detect_backend(src) == Some("LEVELDB") {
+            Box::new(LevelDbDataset::open(src, Decode::default())?)
+        } else {
+            Box::new(LmdbDataset::open(src, Decode::default())?)
+        }
     } else {
         Box::new(IdxDataset::open(src, None)?)
     };

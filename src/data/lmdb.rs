@@ -27,8 +27,12 @@ fn shared_env(path: &Path) -> Result<Env<WithoutTls>> {
     if !key.join("data.mdb").is_file() {
         return Err(Error::format(
             path,
-            "not an LMDB data set (no data.mdb in this directory); LevelDB data sets are not \
-             supported, convert them to LMDB",
+            if key.join("CURRENT").is_file() {
+                "this is a LevelDB data set (it holds CURRENT, no data.mdb), not LMDB: set \
+                 `backend: LEVELDB` in data_param"
+            } else {
+                "not an LMDB data set (no data.mdb in this directory)"
+            },
         ));
     }
     check_data_file(path, &key.join("data.mdb"))?;

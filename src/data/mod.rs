@@ -8,6 +8,7 @@
 pub mod augment;
 pub mod idx;
 pub mod image_list;
+pub mod leveldb;
 pub mod lmdb;
 pub mod mean;
 pub mod photo;

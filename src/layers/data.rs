@@ -1,13 +1,15 @@
-//! `Data`: Caffe's LMDB data sets of `Datum` records (raw uint8, `float_data`, or encoded
-//! JPEG/PNG), `data_param` (`source`, `batch_size`, `backend: LMDB`, `rand_skip`, `prefetch`,
-//! `force_encoded_color`) and `transform_param`. LevelDB is not supported.
+//! `Data`: Caffe's LevelDB and LMDB data sets of `Datum` records (raw uint8, `float_data`, or
+//! encoded JPEG/PNG), `data_param` (`source`, `batch_size`, `backend: LEVELDB` (the default) or
+//! `LMDB`, `rand_skip`, `prefetch`, `force_encoded_color`) and `transform_param`.
 
 use super::loader::{merged_transform, LoaderLayer};
 use super::Layer;
 use crate::data::image_list::Decode;
+use crate::data::leveldb::{detect_backend, LevelDbDataset};
 use crate::data::lmdb::LmdbDataset;
 use crate::data::prefetch::{Loader, LoaderConfig};
 use crate::data::transform::Transformer;
+use crate::data::Dataset;
 use crate::proto::data_parameter::Db;
 use crate::proto::LayerParameter;
 use crate::{Error, Result};
@@ -16,20 +18,28 @@ use std::sync::Arc;
 /// Creates `Data` from `data_param` and `transform_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     let d = p.data_param.clone().ok_or_else(|| {
-        Error::config("Data needs data_param { source, batch_size, backend: LMDB }")
+        Error::config("Data needs data_param { source, batch_size, backend: LMDB or LEVELDB }")
     })?;
-    if d.backend() != Db::Lmdb {
-        return Err(Error::config(format!(
-            "data_param.backend is LEVELDB (Caffe's default when backend is not given); crema \
-             reads LMDB only: set `backend: LMDB` (and convert a LevelDB data set with Caffe's \
-             tools or `crema convert`) for source `{}`",
-            d.source()
-        )));
-    }
     if d.source().is_empty() {
         return Err(Error::config(
-            "data_param.source (the LMDB directory) is not set",
+            "data_param.source (the LevelDB or LMDB directory) is not set",
         ));
+    }
+    let (want, have) = match d.backend() {
+        Db::Leveldb => ("LEVELDB", "LMDB"),
+        Db::Lmdb => ("LMDB", "LEVELDB"),
+    };
+    if detect_backend(std::path::Path::new(d.source())) == Some(have) {
+        return Err(Error::config(format!(
+            "data_param.source `{}` is an {have} data set but data_param.backend is {want}{}: \
+             set `backend: {have}`",
+            d.source(),
+            if p.data_param.as_ref().is_some_and(|d| d.backend.is_none()) {
+                " (Caffe's default when backend is not given)"
+            } else {
+                ""
+            }
+        )));
     }
     let t = merged_transform(p, d.scale, d.mean_file.as_ref(), d.crop_size, d.mirror);
     let tf = Transformer::new(&t, p.phase())?;
@@ -40,13 +50,14 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     } else {
         None
     };
-    let ds = LmdbDataset::open(
-        d.source(),
-        Decode {
-            color,
-            resize: None,
-        },
-    )?;
+    let decode = Decode {
+        color,
+        resize: None,
+    };
+    let ds: Arc<dyn Dataset> = match d.backend() {
+        Db::Leveldb => Arc::new(LevelDbDataset::open(d.source(), decode)?),
+        Db::Lmdb => Arc::new(LmdbDataset::open(d.source(), decode)?),
+    };
     let cfg = LoaderConfig {
         batch_size: d.batch_size() as usize,
         shuffle: false,
@@ -55,13 +66,14 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
     };
     Ok(Box::new(LoaderLayer::new(
         "Data",
-        Loader::new(Arc::new(ds), tf, cfg)?,
+        Loader::new(ds, tf, cfg)?,
     )))
 }
 
 #[cfg(test)]
 mod tests {
     use crate::data::image_list::Decode;
+    use crate::data::leveldb::LevelDbWriter;
     use crate::data::lmdb::{sample_to_datum, LmdbWriter};
     use crate::data::{idx::IdxDataset, Dataset};
     use crate::testing::{err_text, layer_param_from_yaml, Harness};
@@ -135,17 +147,73 @@ mod tests {
     }
 
     #[test]
-    fn leveldb_and_missing_sources_are_clear() {
-        let p = layer_param_from_yaml(
-            "type: Data\ntop: [data, label]\ndata_param: { source: examples/mnist_train_leveldb, batch_size: 2 }",
-        )
-        .unwrap();
+    fn leveldb_is_the_default_backend_and_gives_the_same_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = IdxDataset::open(IMAGES, Some(std::path::Path::new(LABELS))).unwrap();
+        let lv = dir.path().join("mnist_leveldb");
+        let lm = dir.path().join("mnist_lmdb");
+        let mut w = LevelDbWriter::create(&lv).unwrap();
+        let mut m = LmdbWriter::create(&lm).unwrap();
+        for i in 0..20 {
+            let d = sample_to_datum(&ds.get(i).unwrap());
+            w.put(format!("{i:08}").as_bytes(), &d).unwrap();
+            m.put(format!("{i:08}").as_bytes(), &d).unwrap();
+        }
+        w.finish().unwrap();
+        m.finish().unwrap();
+        let layer = |src: &std::path::Path, backend: &str| {
+            format!(
+                "type: Data\ntop: [data, label]\ndata_param: {{ source: '{}', batch_size: 8{backend} }}",
+                src.display()
+            )
+        };
+        let mut a = Harness::new(&layer(&lv, ""), vec![]).unwrap();
+        let mut b = Harness::new(&layer(&lv, ", backend: LEVELDB"), vec![]).unwrap();
+        let mut c = Harness::new(&layer(&lm, ", backend: LMDB"), vec![]).unwrap();
+        for batch in 0..3 {
+            a.forward().unwrap();
+            b.forward().unwrap();
+            c.forward().unwrap();
+            for k in 0..8 {
+                let s = ds.get((batch * 8 + k) % 20).unwrap();
+                assert_eq!(&a.top[0].data[k * 784..(k + 1) * 784], &s.data[..]);
+                assert_eq!(a.top[1].data[k], s.label as f32);
+            }
+            for h in [&b, &c] {
+                assert_eq!(h.top[0].data, a.top[0].data);
+                assert_eq!(h.top[1].data, a.top[1].data);
+            }
+        }
+
+        // The wrong backend for a directory names it and the right one.
+        let p = layer_param_from_yaml(&layer(&lm, "")).unwrap();
         let e = err_text(crate::layers::create(&p));
-        assert!(e.contains("backend: LMDB") && e.contains("LEVELDB"), "{e}");
-        let p = layer_param_from_yaml(
+        assert!(
+            e.contains("mnist_lmdb")
+                && e.contains("set `backend: LMDB`")
+                && e.contains("Caffe's default"),
+            "{e}"
+        );
+        let p = layer_param_from_yaml(&layer(&lv, ", backend: LMDB")).unwrap();
+        let e = err_text(crate::layers::create(&p));
+        assert!(
+            e.contains("mnist_leveldb") && e.contains("set `backend: LEVELDB`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_sources_are_clear() {
+        for y in [
             "type: Data\ntop: [data, label]\ndata_param: { source: /nonexistent/lmdb, batch_size: 2, backend: LMDB }",
-        )
-        .unwrap();
-        assert!(err_text(crate::layers::create(&p)).contains("/nonexistent/lmdb"));
+            "type: Data\ntop: [data, label]\ndata_param: { source: /nonexistent/leveldb, batch_size: 2 }",
+        ] {
+            let p = layer_param_from_yaml(y).unwrap();
+            assert!(err_text(crate::layers::create(&p)).contains("/nonexistent/"));
+        }
+        let p =
+            layer_param_from_yaml("type: Data\ntop: [data, label]\ndata_param: { batch_size: 2 }")
+                .unwrap();
+        assert!(err_text(crate::layers::create(&p)).contains("source"));
     }
 }
