@@ -1,6 +1,8 @@
 //! Snapshots (Caffe's `Snapshot`/`Restore`): `<prefix>_iter_<N>.caffemodel` with the train
 //! net's weights and `<prefix>_iter_<N>.solverstate` with iteration, learning-rate step and
-//! history, each written atomically; the prefix's directory is created when missing.
+//! history, each written atomically; the prefix's directory is created when missing. With
+//! `snapshot_format: HDF5` the weights are `<prefix>_iter_<N>.caffemodel.h5` (Caffe's HDF5
+//! layout); the state stays a binary `.solverstate` whose `learned_net` names the `.h5`.
 
 use super::{Event, Solver};
 use crate::blob::{blob_to_proto, copy_blob_proto};
@@ -40,12 +42,19 @@ impl Solver {
                 "cannot snapshot: the solver has no `snapshot_prefix`".into(),
             ));
         }
-        let model = self.snapshot_path(".caffemodel");
+        use crate::proto::solver_parameter::SnapshotFormat;
+        let h5 = self.param.snapshot_format() == SnapshotFormat::Hdf5;
+        let model = self.snapshot_path(if h5 { ".caffemodel.h5" } else { ".caffemodel" });
         let state_path = self.snapshot_path(".solverstate");
         if let Some(dir) = ensure_parent_dir(&model)? {
             self.emit(&Event::CreatedDir { path: &dir });
         }
-        crate::caffe::caffemodel::write(&model, &self.net.to_proto(self.param.snapshot_diff()))?;
+        let weights = self.net.to_proto(self.param.snapshot_diff());
+        if h5 {
+            crate::caffe::caffemodel_h5::write(&model, &weights, self.param.snapshot_diff())?;
+        } else {
+            crate::caffe::caffemodel::write(&model, &weights)?;
+        }
         let state = SolverState {
             iter: Some(self.iter),
             learned_net: Some(model.display().to_string()),
