@@ -91,7 +91,7 @@ fn walk(
             });
         }
         // A group that only holds nested layers (`inception` of `inception/1x1`) is no layer.
-        let nests = g.groups().map_err(|e| h5_err(path, e))?.len() > 0;
+        let nests = !g.groups().map_err(|e| h5_err(path, e))?.is_empty();
         if !blobs.is_empty() || !nests {
             net.layer.push(LayerParameter {
                 name: Some(name.clone()),
