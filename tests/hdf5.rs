@@ -79,6 +79,7 @@ fn learns_a_line_from_hdf5_files_and_snapshots_in_hdf5() {
     let mut s = solver(dir.path());
     s.solve(None).unwrap();
     let (w, b) = ip_params(s.net());
+    eprintln!("learned w {w} b {b} after 300 iterations");
     assert!(
         (w - 2.0).abs() < 1e-3 && (b - 1.0).abs() < 1e-3,
         "w {w} b {b}"
