@@ -87,7 +87,7 @@ fn learns_a_line_from_hdf5_files_and_snapshots_in_hdf5() {
 
     // The final snapshot is Caffe's HDF5 layout.
     let model = dir.path().join("snap_iter_300.caffemodel.h5");
-    let state = dir.path().join("snap_iter_300.solverstate");
+    let state = dir.path().join("snap_iter_300.solverstate.h5");
     assert!(model.exists() && state.exists());
     let f = h5::open(&model).unwrap();
     let (shape, wv) = h5::read_f32(&f, &model, "data/ip/0").unwrap();
@@ -130,4 +130,9 @@ layer:
     r.restore(&state).unwrap();
     assert_eq!(r.iter(), 300);
     assert_eq!(ip_params(r.net()), (w, b));
+    // SGD's history (the momentum) came back too: one blob per parameter, same values.
+    assert_eq!(r.history().len(), 2);
+    for (a, h) in r.history().iter().zip(s.history()) {
+        assert_eq!((&a.shape, &a.data), (&h.shape, &h.data));
+    }
 }
