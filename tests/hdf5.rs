@@ -136,3 +136,53 @@ layer:
         assert_eq!((&a.shape, &a.data), (&h.shape, &h.data));
     }
 }
+
+/// Caffe's own `examples/hdf5_classification/train_val.prototxt` (its data files are not here:
+/// written below in the same form, `data` N x 4 and `label` N) builds in both phases and reads
+/// its batches.
+#[test]
+fn caffe_hdf5_classification_prototxt_runs() {
+    let proto =
+        crema::testing::shared_data("prototxt/examples/hdf5_classification/train_val.prototxt");
+    if !proto.exists() {
+        eprintln!("skipping: {} is not here", proto.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("train.h5");
+    let f = h5::create(&path).unwrap();
+    // 30 rows: x = (i, -i, 2i, 0.5) / 30, label i % 2.
+    let x: Vec<f32> = (0..30)
+        .flat_map(|i| {
+            let v = i as f32 / 30.0;
+            [v, -v, 2.0 * v, 0.5]
+        })
+        .collect();
+    let y: Vec<f32> = (0..30).map(|i| (i % 2) as f32).collect();
+    h5::write_f32(&f, &path, "data", &[30, 4], &x).unwrap();
+    h5::write_f32(&f, &path, "label", &[30], &y).unwrap();
+    drop(f);
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, "train.h5\n").unwrap();
+    let mut net = match crema::caffe::load_prototxt(&proto).unwrap() {
+        crema::caffe::Prototxt::Net(n) => n,
+        _ => panic!("a net"),
+    };
+    for l in net.layer.iter_mut() {
+        if let Some(d) = l.hdf5_data_param.as_mut() {
+            d.source = Some(list.display().to_string());
+        }
+    }
+    for phase in [Phase::Train, Phase::Test] {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut n = Net::for_phase(&net, phase, &mut rng).unwrap();
+        n.forward().unwrap();
+        assert_eq!(n.blob("data").unwrap().shape, vec![10, 4]);
+        assert_eq!(n.blob("fc1").unwrap().shape, vec![10, 2]);
+        // Batch 10 of 30 rows in order: rows 0..10, then 10..20.
+        assert_eq!(n.blob("data").unwrap().data[4..8], x[4..8]);
+        n.forward().unwrap();
+        assert_eq!(n.blob("label").unwrap().data, y[10..20]);
+        assert!(n.blob("loss").unwrap().data[0].is_finite());
+    }
+}
