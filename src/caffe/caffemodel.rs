@@ -124,11 +124,18 @@ pub fn decode(bytes: &[u8], label: &str) -> Result<NetParameter> {
 }
 
 /// Reads weights by path: a `.caffemodel` (current or V1 format, upgraded to the current
-/// format) or a `.safetensors` file (by extension or content; see [`super::safetensors`]). Every
+/// format), a `.caffemodel.h5` (by extension or signature; see [`super::caffemodel_h5`]) or a
+/// `.safetensors` file (by extension or content; see [`super::safetensors`]). Every
 /// `--weights` goes through here.
 pub fn read(path: impl AsRef<Path>) -> Result<NetParameter> {
     let path = path.as_ref();
+    if super::caffemodel_h5::is_h5_path(path) {
+        return super::caffemodel_h5::read(path);
+    }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if super::caffemodel_h5::looks_like(&bytes) {
+        return super::caffemodel_h5::read(path);
+    }
     let label = path.display().to_string();
     let st_ext = path.extension().is_some_and(|e| e == "safetensors");
     if st_ext || super::safetensors::looks_like(&bytes) {

@@ -4,6 +4,7 @@
 mod atomic;
 pub mod binaryproto;
 pub mod caffemodel;
+pub mod caffemodel_h5;
 pub mod npy;
 pub mod prototxt;
 pub mod safetensors;

@@ -361,6 +361,8 @@ const VISION: &[(&str, Constructor)] = &[
 ];
 
 mod data;
+mod hdf5_data;
+mod hdf5_output;
 mod idx_data;
 mod image_data;
 mod loader;
@@ -373,6 +375,8 @@ const DATA: &[(&str, Constructor)] = &[
     ("Data", data::create),
     ("ImageData", image_data::create),
     ("MemoryData", memory_data::create),
+    ("HDF5Data", hdf5_data::create),
+    ("HDF5Output", hdf5_output::create),
 ];
 
 mod embed;

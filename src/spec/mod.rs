@@ -209,6 +209,9 @@ fn map_layer_paths(l: &mut LayerParameter, resolve: &dyn Fn(&str) -> String) {
     if let Some(d) = l.hdf5_data_param.as_mut() {
         fix(&mut d.source);
     }
+    if let Some(d) = l.hdf5_output_param.as_mut() {
+        fix(&mut d.file_name);
+    }
     if let Some(d) = l.window_data_param.as_mut() {
         fix(&mut d.source);
         fix(&mut d.mean_file);
