@@ -14,10 +14,10 @@
 
 use crate::Failure;
 use anyhow::{anyhow, bail};
+use crema::data::db::{Backend, DbWriter};
 use crema::data::idx::IdxDataset;
 use crema::data::image_list::{encode_image, read_image, read_list, write_png, Decode};
-use crema::data::leveldb::{detect_backend, LevelDbDataset, LevelDbWriter};
-use crema::data::lmdb::{sample_to_datum, LmdbDataset, LmdbWriter};
+use crema::data::lmdb::sample_to_datum;
 use crema::data::mean::{compute_mean, write_mean};
 use crema::data::Dataset;
 use crema::proto::Datum;
@@ -26,6 +26,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -92,48 +93,6 @@ pub struct Args {
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Backend {
-    Lmdb,
-    Leveldb,
-}
-
-/// The writer --backend chose.
-enum DbWriter {
-    Lmdb(LmdbWriter),
-    LevelDb(Box<LevelDbWriter>),
-}
-
-impl DbWriter {
-    fn create(backend: Backend, path: &Path) -> crema::Result<Self> {
-        Ok(match backend {
-            Backend::Lmdb => DbWriter::Lmdb(LmdbWriter::create(path)?),
-            Backend::Leveldb => DbWriter::LevelDb(Box::new(LevelDbWriter::create(path)?)),
-        })
-    }
-
-    fn put(&mut self, key: &[u8], d: &Datum) -> crema::Result<()> {
-        match self {
-            DbWriter::Lmdb(w) => w.put(key, d),
-            DbWriter::LevelDb(w) => w.put(key, d),
-        }
-    }
-
-    fn finish(self) -> crema::Result<usize> {
-        match self {
-            DbWriter::Lmdb(w) => w.finish(),
-            DbWriter::LevelDb(w) => w.finish(),
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            DbWriter::Lmdb(_) => "lmdb",
-            DbWriter::LevelDb(_) => "leveldb",
-        }
-    }
 }
 
 fn bar(n: usize, what: &str) -> ProgressBar {
@@ -204,7 +163,7 @@ fn shuffled(n: usize, shuffle: bool) -> Vec<usize> {
 fn idx_to_db(a: &Args, images: &Path) -> anyhow::Result<serde_json::Value> {
     let ds = IdxDataset::open(images, a.idx_labels.as_deref())?;
     let mut w = DbWriter::create(a.backend, &a.out)?;
-    let pb = bar(ds.len(), &format!("idx -> {}", w.name()));
+    let pb = bar(ds.len(), &format!("idx -> {}", w.backend().caffe_name()));
     for (k, i) in shuffled(ds.len(), a.shuffle).into_iter().enumerate() {
         let s = ds.get(i)?;
         let d = if a.encoded {
@@ -237,7 +196,10 @@ fn list_to_db(a: &Args, list: &Path) -> anyhow::Result<serde_json::Value> {
         resize,
     };
     let mut w = DbWriter::create(a.backend, &a.out)?;
-    let pb = bar(entries.len(), &format!("images -> {}", w.name()));
+    let pb = bar(
+        entries.len(),
+        &format!("images -> {}", w.backend().caffe_name()),
+    );
     for (k, i) in shuffled(entries.len(), a.shuffle).into_iter().enumerate() {
         let (file, label) = &entries[i];
         let path = format!("{}{}", a.root, file);
@@ -283,14 +245,12 @@ fn list_to_db(a: &Args, list: &Path) -> anyhow::Result<serde_json::Value> {
 }
 
 fn mean(a: &Args, src: &Path) -> anyhow::Result<serde_json::Value> {
-    let ds: Box<dyn Dataset> = if src.is_dir() {
-        if detect_backend(src) == Some("LEVELDB") {
-            Box::new(LevelDbDataset::open(src, Decode::default())?)
-        } else {
-            Box::new(LmdbDataset::open(src, Decode::default())?)
-        }
+    let ds: Arc<dyn Dataset> = if src.is_dir() {
+        Backend::detect(src)
+            .unwrap_or(Backend::Lmdb)
+            .open(src, Decode::default())?
     } else {
-        Box::new(IdxDataset::open(src, None)?)
+        Arc::new(IdxDataset::open(src, None)?)
     };
     let pb = bar(ds.len(), "mean");
     let m = compute_mean(ds.as_ref(), |k| {

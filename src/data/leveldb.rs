@@ -13,6 +13,7 @@
 //! LevelDB has no read-only mode: opening takes the directory's `LOCK` and may write a new log and
 //! manifest (Caffe's reader does the same), so the directory must be writable.
 
+use super::db::Backend;
 use super::image_list::Decode;
 use super::lmdb::datum_to_sample;
 use super::{Dataset, Sample};
@@ -27,18 +28,6 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
-
-/// Which Caffe database a directory holds, from its files: `data.mdb` (LMDB) or `CURRENT`
-/// (LevelDB); `None` when neither is there.
-pub fn detect_backend(dir: &Path) -> Option<&'static str> {
-    if dir.join("data.mdb").is_file() {
-        Some("LMDB")
-    } else if dir.join("CURRENT").is_file() {
-        Some("LEVELDB")
-    } else {
-        None
-    }
-}
 
 /// A request to the reader thread: the value of one key (or the error), sent back on `reply`.
 type Reply = Sender<std::result::Result<Option<Vec<u8>>, String>>;
@@ -187,9 +176,9 @@ impl Reader {
                 "not a LevelDB data set (no such directory)",
             ));
         }
-        match detect_backend(path) {
-            Some("LEVELDB") => {}
-            Some(_) => {
+        match Backend::detect(path) {
+            Some(Backend::Leveldb) => {}
+            Some(Backend::Lmdb) => {
                 return Err(Error::format(
                     path,
                     "this is an LMDB data set (it holds data.mdb, no CURRENT), not LevelDB: set \
@@ -469,7 +458,6 @@ impl LevelDbWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::lmdb::sample_to_datum;
     use crate::testing::err_text;
 
     fn raw(i: usize) -> Datum {
@@ -481,63 +469,6 @@ mod tests {
             label: Some((i % 10) as i32),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn raw_and_encoded_roundtrip() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("db");
-        let mut w = LevelDbWriter::create(&p).unwrap();
-        let s = Sample {
-            channels: 1,
-            height: 2,
-            width: 3,
-            data: vec![0.0, 1.0, 2.0, 3.0, 254.0, 255.0],
-            label: 7,
-        };
-        w.put(b"00000000", &sample_to_datum(&s)).unwrap();
-        let img = crate::data::image_list::read_image(
-            "../shared/data/images/coffee.png",
-            Decode::default(),
-        )
-        .unwrap();
-        let enc = Datum {
-            data: Some(crate::data::image_list::encode_image(&img, "png").unwrap()),
-            encoded: Some(true),
-            label: Some(2),
-            ..Default::default()
-        };
-        w.put(b"00000001_coffee.png", &enc).unwrap();
-        assert_eq!(w.finish().unwrap(), 2);
-        assert!(p.join("CURRENT").is_file());
-        assert_eq!(detect_backend(&p), Some("LEVELDB"));
-        let ds = LevelDbDataset::open(&p, Decode::default()).unwrap();
-        assert_eq!(ds.len(), 2);
-        assert_eq!(ds.get(0).unwrap(), s);
-        assert_eq!(ds.datum(1).unwrap(), enc);
-        let mut want = img.clone();
-        want.label = 2;
-        assert_eq!(ds.get(1).unwrap(), want);
-        // A second open of the same directory shares the handle.
-        let gray = LevelDbDataset::open(
-            &p,
-            Decode {
-                color: Some(false),
-                resize: None,
-            },
-        )
-        .unwrap();
-        assert_eq!(gray.get(1).unwrap().channels, 1);
-        drop((ds, gray));
-        // Closed and reopened: still the same records.
-        assert_eq!(
-            LevelDbDataset::open(&p, Decode::default())
-                .unwrap()
-                .get(0)
-                .unwrap(),
-            s
-        );
-        assert!(LevelDbWriter::create(&p).is_err(), "refuses to overwrite");
     }
 
     #[test]

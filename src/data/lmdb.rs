@@ -323,50 +323,6 @@ mod tests {
     use crate::testing::err_text;
 
     #[test]
-    fn raw_and_encoded_roundtrip() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("db");
-        let mut w = LmdbWriter::create(&p).unwrap();
-        let s = Sample {
-            channels: 1,
-            height: 2,
-            width: 3,
-            data: vec![0.0, 1.0, 2.0, 3.0, 254.0, 255.0],
-            label: 7,
-        };
-        w.put(b"00000000", &sample_to_datum(&s)).unwrap();
-        let img = crate::data::image_list::read_image(
-            "../shared/data/images/coffee.png",
-            Decode::default(),
-        )
-        .unwrap();
-        let enc = Datum {
-            data: Some(crate::data::image_list::encode_image(&img, "png").unwrap()),
-            encoded: Some(true),
-            label: Some(2),
-            ..Default::default()
-        };
-        w.put(b"00000001_coffee.png", &enc).unwrap();
-        assert_eq!(w.finish().unwrap(), 2);
-        let ds = LmdbDataset::open(&p, Decode::default()).unwrap();
-        assert_eq!(ds.len(), 2);
-        assert_eq!(ds.get(0).unwrap(), s);
-        let mut want = img.clone();
-        want.label = 2;
-        assert_eq!(ds.get(1).unwrap(), want);
-        let gray = LmdbDataset::open(
-            &p,
-            Decode {
-                color: Some(false),
-                resize: None,
-            },
-        )
-        .unwrap();
-        assert_eq!(gray.get(1).unwrap().channels, 1);
-        assert!(LmdbWriter::create(&p).is_err(), "refuses to overwrite");
-    }
-
-    #[test]
     fn bad_records_and_directories() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("bad");

@@ -6,6 +6,7 @@
 //! shuffled), transforms each sample and hands finished batches to a data layer.
 
 pub mod augment;
+pub mod db;
 pub mod hdf5;
 pub mod idx;
 pub mod image_list;

@@ -4,16 +4,12 @@
 
 use super::loader::{merged_transform, LoaderLayer};
 use super::Layer;
+use crate::data::db::Backend;
 use crate::data::image_list::Decode;
-use crate::data::leveldb::{detect_backend, LevelDbDataset};
-use crate::data::lmdb::LmdbDataset;
 use crate::data::prefetch::{Loader, LoaderConfig};
 use crate::data::transform::Transformer;
-use crate::data::Dataset;
-use crate::proto::data_parameter::Db;
 use crate::proto::LayerParameter;
 use crate::{Error, Result};
-use std::sync::Arc;
 
 /// Creates `Data` from `data_param` and `transform_param`.
 pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
@@ -25,11 +21,10 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
             "data_param.source (the LevelDB or LMDB directory) is not set",
         ));
     }
-    let (want, have) = match d.backend() {
-        Db::Leveldb => ("LEVELDB", "LMDB"),
-        Db::Lmdb => ("LMDB", "LEVELDB"),
-    };
-    if detect_backend(std::path::Path::new(d.source())) == Some(have) {
+    let want = Backend::from(d.backend());
+    let source = std::path::Path::new(d.source());
+    if let Some(have) = Backend::detect(source).filter(|&h| h != want) {
+        let (want, have) = (want.caffe_name(), have.caffe_name());
         return Err(Error::config(format!(
             "data_param.source `{}` is an {have} data set but data_param.backend is {want}{}: \
              set `backend: {have}`",
@@ -54,10 +49,7 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
         color,
         resize: None,
     };
-    let ds: Arc<dyn Dataset> = match d.backend() {
-        Db::Leveldb => Arc::new(LevelDbDataset::open(d.source(), decode)?),
-        Db::Lmdb => Arc::new(LmdbDataset::open(d.source(), decode)?),
-    };
+    let ds = want.open(source, decode)?;
     let cfg = LoaderConfig {
         batch_size: d.batch_size() as usize,
         shuffle: false,
