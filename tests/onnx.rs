@@ -349,13 +349,53 @@ fn char_lstm_for_a_few_steps_matches_onnxruntime() {
         "{:?}",
         ex.notes
     );
-    check(
+    let (_d, path) = check(
         &mut net,
         &ExportOptions::default(),
         &[("data", &data), ("cont", &cont)],
         "char_lstm",
     );
     spread(net.blob("predict").unwrap(), 1e-2, "char_lstm");
+    // Back in: each ONNX LSTM becomes Caffe's LSTM with a new `cont` input (0 at t = 0, 1 after;
+    // onnxruntime never sees it).
+    let m = crema::onnx::read_model(&path).unwrap();
+    let im = import_model(&m, "char_lstm.onnx").unwrap();
+    assert_eq!(im.notes.len(), 2, "{:?}", im.notes);
+    let back = import_and_check(
+        &path,
+        &[
+            ("data", &data),
+            ("lstm1/cont", &cont),
+            ("lstm2/cont", &cont),
+        ],
+        "char_lstm import",
+    );
+    let lstms: Vec<&[String]> = back
+        .layer
+        .iter()
+        .filter(|l| l.r#type() == "LSTM")
+        .map(|l| l.bottom.as_slice())
+        .collect();
+    assert_eq!(lstms.len(), 2);
+    assert_eq!(lstms[0][1], "lstm1/cont");
+    // The imported net's output is the original net's (the weights went through ONNX's gate
+    // order and back).
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut imported = Net::for_phase(&back, Phase::Test, &mut rng).unwrap();
+    imported
+        .copy_trained_layers_from(&im.weights, "import")
+        .unwrap();
+    let ours = forward(
+        &mut imported,
+        &[
+            ("data", &data),
+            ("lstm1/cont", &cont),
+            ("lstm2/cont", &cont),
+        ],
+    );
+    assert_eq!(ours.len(), 1, "{:?}", ours.keys());
+    let out = ours.values().next().unwrap();
+    close(out, net.blob("predict").unwrap(), "char_lstm round trip");
 }
 
 /// One net with the layers the zoo models above do not use, and the corner cases of the mapping:
@@ -619,4 +659,213 @@ fn safetensors_weights_load_wherever_caffemodels_do() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("bad.safetensors"), "{e}");
+}
+
+/// A hand-made ONNX LSTM (hidden 2, input 3, T 3, N 2) with a non-zero recurrence bias R_b,
+/// which crema's exporter never writes: the import (gates reordered, B = W_b + R_b) matches
+/// onnxruntime. Then each variant Caffe's LSTM lacks is refused, naming the node.
+#[test]
+fn onnx_lstm_imports_and_its_variants_without_a_caffe_form_are_refused() {
+    use crema::onnx::proto::attribute_proto::AttributeType;
+    use crema::onnx::proto::tensor_proto::DataType;
+    use crema::onnx::proto::tensor_shape_proto::{dimension, Dimension};
+    use crema::onnx::proto::{
+        type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+        TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    };
+    let (t, n, i, h) = (3i64, 2i64, 3i64, 2i64);
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut tensor = |name: &str, dims: &[i64]| TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(DataType::Float as i32),
+        float_data: (0..dims.iter().product::<i64>())
+            .map(|_| rng.gen_range(-1.0f32..1.0))
+            .collect(),
+        ..Default::default()
+    };
+    let mut inits = vec![
+        tensor("W", &[1, 4 * h, i]),
+        tensor("R", &[1, 4 * h, h]),
+        tensor("B", &[1, 8 * h]),
+    ];
+    inits.push(TensorProto {
+        name: Some("axes".into()),
+        dims: vec![1],
+        data_type: Some(DataType::Int64 as i32),
+        int64_data: vec![1],
+        ..Default::default()
+    });
+    let value = |name: &str, dims: &[i64]| ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(DataType::Float as i32),
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            value: Some(dimension::Value::DimValue(d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let int = |name: &str, v: i64| AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    };
+    let lstm = NodeProto {
+        name: Some("rnn".into()),
+        op_type: Some("LSTM".into()),
+        input: vec!["x".into(), "W".into(), "R".into(), "B".into()],
+        output: vec!["y4".into()],
+        attribute: vec![int("hidden_size", h)],
+        ..Default::default()
+    };
+    let model = |lstm: NodeProto, inits: Vec<TensorProto>| ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(17),
+        }],
+        graph: Some(GraphProto {
+            name: Some("lstm".into()),
+            node: vec![
+                lstm,
+                NodeProto {
+                    name: Some("squeeze".into()),
+                    op_type: Some("Squeeze".into()),
+                    input: vec!["y4".into(), "axes".into()],
+                    output: vec!["y".into()],
+                    ..Default::default()
+                },
+            ],
+            initializer: inits,
+            input: vec![value("x", &[t, n, i])],
+            output: vec![value("y", &[t, n, h])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lstm.onnx");
+    crema::onnx::write_model(&path, &model(lstm.clone(), inits.clone())).unwrap();
+    let x = random_blob(
+        &[t as usize, n as usize, i as usize],
+        &mut StdRng::seed_from_u64(3),
+    );
+    let cont = Blob::from_data(
+        &[t as usize, n as usize],
+        (0..t * n).map(|k| f32::from(k >= n)).collect(),
+    )
+    .unwrap();
+    let back = import_and_check(&path, &[("x", &x), ("rnn/cont", &cont)], "hand-made LSTM");
+    let input = back.layer.iter().find(|l| l.r#type() == "Input").unwrap();
+    assert_eq!(input.top, ["x", "rnn/cont"]);
+    let shapes = &input.input_param.as_ref().unwrap().shape;
+    assert_eq!(shapes[1].dim, [t, n]);
+
+    // Variants: (what changes, a word the error must contain).
+    let zeros = |name: &str, dims: &[i64]| TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(DataType::Float as i32),
+        float_data: vec![0.0; dims.iter().product::<i64>() as usize],
+        ..Default::default()
+    };
+    let text = |name: &str, v: &str| AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::String as i32),
+        s: Some(v.as_bytes().to_vec()),
+        ..Default::default()
+    };
+    let acts = |v: [&str; 3]| AttributeProto {
+        name: Some("activations".into()),
+        r#type: Some(AttributeType::Strings as i32),
+        strings: v.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        ..Default::default()
+    };
+    // Zero initial states and the default activations spelled out import.
+    let mut ok = lstm.clone();
+    ok.input.extend(["".into(), "h0".into(), "c0".into()]);
+    ok.attribute.push(acts(["Sigmoid", "Tanh", "Tanh"]));
+    ok.attribute.push(text("direction", "forward"));
+    let mut with_states = inits.clone();
+    with_states.push(zeros("h0", &[1, n, h]));
+    with_states.push(zeros("c0", &[1, n, h]));
+    import_model(&model(ok, with_states.clone()), "ok.onnx").unwrap();
+
+    let mut cases: Vec<(NodeProto, Vec<TensorProto>, &str)> = Vec::new();
+    let mut v = lstm.clone();
+    v.attribute.push(text("direction", "bidirectional"));
+    cases.push((v, inits.clone(), "bidirectional"));
+    let mut v = lstm.clone();
+    v.attribute.push(text("direction", "reverse"));
+    cases.push((v, inits.clone(), "reverse"));
+    let mut v = lstm.clone();
+    v.attribute.push(int("layout", 1));
+    cases.push((v, inits.clone(), "layout"));
+    let mut v = lstm.clone();
+    v.attribute.push(acts(["Sigmoid", "Relu", "Tanh"]));
+    cases.push((v, inits.clone(), "activations"));
+    let mut v = lstm.clone();
+    v.attribute.push(AttributeProto {
+        name: Some("clip".into()),
+        r#type: Some(AttributeType::Float as i32),
+        f: Some(3.0),
+        ..Default::default()
+    });
+    cases.push((v, inits.clone(), "clip"));
+    let mut v = lstm.clone();
+    v.attribute.push(int("input_forget", 1));
+    cases.push((v, inits.clone(), "input_forget"));
+    let mut v = lstm.clone();
+    v.input
+        .extend(["".into(), "".into(), "".into(), "P".into()]);
+    let mut with_p = inits.clone();
+    with_p.push(zeros("P", &[1, 3 * h]));
+    cases.push((v, with_p, "peephole"));
+    let mut v = lstm.clone();
+    v.input.extend(["".into(), "h0".into()]);
+    let mut nonzero = inits.clone();
+    let mut h0 = zeros("h0", &[1, n, h]);
+    h0.float_data[1] = 0.5;
+    nonzero.push(h0);
+    cases.push((v, nonzero, "initial_h"));
+    // A graph input as the initial cell state (not a constant).
+    let mut v = lstm.clone();
+    v.input.extend(["".into(), "".into(), "c0".into()]);
+    cases.push((v, inits.clone(), "initial_c"));
+    let mut v = lstm.clone();
+    v.input.push("x".into());
+    cases.push((v, inits.clone(), "sequence_lens"));
+    let mut v = lstm.clone();
+    v.output.push("y_h".into());
+    cases.push((v, inits.clone(), "Y_h"));
+    for (node, inits, word) in cases {
+        let mut m = model(node, inits);
+        if word == "Y_h" {
+            // Something reads Y_h.
+            let g = m.graph.as_mut().unwrap();
+            g.node.push(NodeProto {
+                name: Some("read_h".into()),
+                op_type: Some("Identity".into()),
+                input: vec!["y_h".into()],
+                output: vec!["h_out".into()],
+                ..Default::default()
+            });
+        }
+        let e = import_model(&m, "v.onnx").err().unwrap().to_string();
+        assert!(
+            e.contains("v.onnx") && e.contains("`rnn`") && e.contains(word),
+            "{word}: {e}"
+        );
+    }
 }

@@ -213,12 +213,16 @@ fn import_onnx(onnx: &str, out: &Path) -> Result<serde_json::Value, Failure> {
     write_yaml_checked(&im.net, &model_path)?;
     let wpath = out.join("weights.caffemodel");
     caffe::caffemodel::write(&wpath, &im.weights)?;
+    for n in &im.notes {
+        eprintln!("note: {n}");
+    }
     Ok(serde_json::json!({
         "kind": "deploy",
         "model": model_path.display().to_string(),
         "layers": im.net.layer.len(),
         "weights": wpath.display().to_string(),
         "weight_layers": im.weights.layer.iter().map(|l| l.name().to_string()).collect::<Vec<_>>(),
+        "notes": im.notes,
     }))
 }
 

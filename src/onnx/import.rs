@@ -23,6 +23,8 @@ pub struct Imported {
     pub net: NetParameter,
     /// The learnable blobs by layer (a caffemodel).
     pub weights: NetParameter,
+    /// Remarks for the user (an LSTM's `cont` input added), one line each.
+    pub notes: Vec<String>,
 }
 
 struct Const {
@@ -68,6 +70,13 @@ struct Ctx<'a> {
     blobs: Vec<Vec<BlobProto>>,
     pools: Vec<PoolCheck>,
     opset: i64,
+    /// Fixed shapes where the importer knows them (graph inputs, Embed and LSTM outputs): an
+    /// LSTM's `cont` input is sized from its input's T and N.
+    dims: HashMap<String, Vec<i64>>,
+    /// LSTM outputs Y (T x 1 x N x H in ONNX, T x N x H in Caffe) by LSTM layer: their Squeeze
+    /// of axis 1 is the layer's top itself.
+    lstm_y: HashMap<String, usize>,
+    notes: Vec<String>,
 }
 
 fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
@@ -206,6 +215,9 @@ pub fn import_model(m: &ModelProto, label: &str) -> Result<Imported> {
         blobs: Vec::new(),
         pools: Vec::new(),
         opset,
+        dims: HashMap::new(),
+        lstm_y: Default::default(),
+        notes: Vec::new(),
     };
     for t in &g.initializer {
         let vals = tensor_values(t, &format!("initializer `{}`", t.name()))
@@ -253,6 +265,7 @@ pub fn import_model(m: &ModelProto, label: &str) -> Result<Imported> {
             }
         }
         c.rank.insert(vi.name().to_string(), dim.len());
+        c.dims.insert(vi.name().to_string(), dim.clone());
         input.top.push(vi.name().to_string());
         if let Some(ip) = input.input_param.as_mut() {
             ip.shape.push(BlobShape { dim });
@@ -281,7 +294,11 @@ pub fn import_model(m: &ModelProto, label: &str) -> Result<Imported> {
             l.pooling_param = src.pooling_param;
         }
     }
-    Ok(Imported { net, weights })
+    Ok(Imported {
+        net,
+        weights,
+        notes: c.notes,
+    })
 }
 
 /// Builds the net and gives every pooling the rounding whose output size is ONNX's.

@@ -391,6 +391,9 @@ pub(super) fn node(c: &mut Ctx, n: &NodeProto) -> Result<()> {
                 return Err(c.err(n, "allowzero 1 has no Caffe form"));
             }
             let r = s.len();
+            if let Some(d) = c.dims.get(&x0).and_then(|d| reshaped(d, &s)) {
+                c.dims.insert(out0.clone(), d);
+            }
             c.push(n, "Reshape", &[0], vec![], |l| {
                 l.reshape_param = Some(ReshapeParameter {
                     shape: Some(BlobShape { dim: s }),
@@ -459,7 +462,7 @@ pub(super) fn node(c: &mut Ctx, n: &NodeProto) -> Result<()> {
         }
         "Gather" => {
             let w = c.konst(n, 0)?;
-            if attr_i(n, "axis", 0) != 0 || w.dims.len() != 2 {
+            if attr_i(n, "axis", 0) != 0 || w.dims.len() != 2 || n.input.len() != 2 {
                 return Err(c.err(
                     n,
                     "only Gather of rows of a constant matrix (an Embed) is supported",
@@ -476,10 +479,37 @@ pub(super) fn node(c: &mut Ctx, n: &NodeProto) -> Result<()> {
                     ..Default::default()
                 });
             });
+            if let Some(d) = c.dims.get(&n.input[1]).cloned() {
+                c.dims.insert(out0.clone(), [d, vec![num_output]].concat());
+            }
             c.open_bias.insert(out0, li);
             c.set_rank(n, ri + 1);
         }
         "Slice" => slice_as_crop(c, n, r0)?,
+        "LSTM" => lstm(c, n)?,
+        "Squeeze" => {
+            let axes: Option<Vec<i64>> = match c.opt_konst(n, 1) {
+                Some(k) => Some(k.vals.iter().map(|&v| v as i64).collect()),
+                None => attr_ints(n, "axes"),
+            };
+            let Some(&li) = c.lstm_y.get(&x0).filter(|_| axes.as_deref() == Some(&[1])) else {
+                return Err(c.err(
+                    n,
+                    "only the Squeeze of axis 1 after an LSTM (its direction axis) is supported",
+                ));
+            };
+            if let Some(d) = c.dims.get(&x0).cloned() {
+                c.dims.insert(out0.clone(), d);
+            }
+            // The LSTM layer's top takes the squeezed name (a graph output keeps its name).
+            if c.consumers.get(&x0) == Some(&1) {
+                c.layers[li].top = vec![out0];
+            } else {
+                let b = c.blob(&x0);
+                c.alias.insert(out0, b);
+            }
+            c.set_rank(n, 3);
+        }
         "Pow" => {
             let e = c.konst(n, 1)?;
             if e.vals.len() != 1 {
@@ -504,5 +534,256 @@ pub(super) fn node(c: &mut Ctx, n: &NodeProto) -> Result<()> {
             ))
         }
     }
+    // Ops that keep their input's shape carry its known dims on (so that an LSTM after
+    // Cast -> Gather, or after an Embed's bias Add, can size its `cont` input).
+    let keeps_shape = matches!(
+        op,
+        "Identity"
+            | "Dropout"
+            | "Cast"
+            | "Relu"
+            | "Sigmoid"
+            | "Tanh"
+            | "Abs"
+            | "Softplus"
+            | "LeakyRelu"
+            | "Elu"
+            | "PRelu"
+            | "Softmax"
+            | "Pow"
+    ) || (matches!(op, "Add" | "Mul") && n.input.len() == 2);
+    let x = n.input.iter().find(|i| !c.consts.contains_key(*i));
+    if let (true, Some(d), Some(y)) = (keeps_shape, x.and_then(|x| c.dims.get(x)), n.output.first())
+    {
+        // A constant operand (a bias, a scale) must broadcast into x without growing it.
+        let fits = n.input.iter().filter_map(|i| c.consts.get(i)).all(|k| {
+            k.dims.len() <= d.len()
+                && k.dims
+                    .iter()
+                    .rev()
+                    .zip(d.iter().rev())
+                    .all(|(&a, &b)| a == 1 || a == b)
+        });
+        if fits && !c.dims.contains_key(y) {
+            c.dims.insert(y.clone(), d.clone());
+        }
+    }
+    Ok(())
+}
+
+/// The dims after a Reshape to `shape` (0 copies the input's dim, one -1 takes the rest) of a
+/// tensor of `dims`; None where they do not fit.
+fn reshaped(dims: &[i64], shape: &[i64]) -> Option<Vec<i64>> {
+    let count: i64 = dims.iter().try_fold(1i64, |a, &d| a.checked_mul(d))?;
+    let mut out: Vec<i64> = shape
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            if s == 0 {
+                dims.get(i).copied()
+            } else {
+                Some(s)
+            }
+        })
+        .collect::<Option<_>>()?;
+    let known = out.iter().filter(|&&d| d != -1).try_fold(1i64, |a, &d| {
+        if d > 0 {
+            a.checked_mul(d)
+        } else {
+            None
+        }
+    })?;
+    match out.iter().filter(|&&d| d == -1).count() {
+        0 if known == count => Some(out),
+        1 if count % known == 0 => {
+            for d in &mut out {
+                if *d == -1 {
+                    *d = count / known;
+                }
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// Caffe's gate blocks i, f, o, g from ONNX's i, o, f, c (the swap is its own inverse).
+fn caffe_gate_order(data: &[f32]) -> Vec<f32> {
+    let per = data.len() / 4;
+    [0usize, 2, 1, 3]
+        .iter()
+        .flat_map(|&g| data[g * per..(g + 1) * per].iter().copied())
+        .collect()
+}
+
+/// A forward, single-direction ONNX LSTM with Caffe's activations as Caffe's LSTM layer. ONNX
+/// runs every stream as one sequence from a zero state; Caffe's layer takes a `cont` input, which
+/// becomes a new net input `NODE/cont` (T x N) to feed with 0 at t = 0 and 1 after.
+fn lstm(c: &mut Ctx, n: &NodeProto) -> Result<()> {
+    let (Some(x0), Some(out0)) = (n.input.first().cloned(), n.output.first().cloned()) else {
+        return Err(c.err(n, "an LSTM needs inputs X, W, R and an output Y"));
+    };
+    let text = |name: &str| {
+        attr(n, name)
+            .and_then(|a| a.s.as_deref())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+    };
+    if let Some(d) = text("direction").filter(|d| d != "forward") {
+        return Err(c.err(
+            n,
+            format!("direction `{d}` has no Caffe form; only `forward` (one direction) imports"),
+        ));
+    }
+    if attr_i(n, "layout", 0) != 0 {
+        return Err(c.err(
+            n,
+            "layout 1 (batch first) has no Caffe form; layout 0 (X as T x N x input) expected",
+        ));
+    }
+    if let Some(a) = attr(n, "activations") {
+        let names: Vec<String> = a
+            .strings
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
+            .collect();
+        if names != ["sigmoid", "tanh", "tanh"] {
+            return Err(c.err(
+                n,
+                format!(
+                    "activations {names:?} have no Caffe form; the default Sigmoid, Tanh, Tanh                      expected"
+                ),
+            ));
+        }
+    }
+    for a in ["activation_alpha", "activation_beta", "clip"] {
+        if attr(n, a).is_some() {
+            return Err(c.err(
+                n,
+                format!("attribute `{a}` has no Caffe form; an LSTM without it expected"),
+            ));
+        }
+    }
+    if attr_i(n, "input_forget", 0) != 0 {
+        return Err(c.err(
+            n,
+            "input_forget 1 (coupled gates) has no Caffe form; input_forget 0 expected",
+        ));
+    }
+    let given = |k: usize| n.input.get(k).is_some_and(|s| !s.is_empty());
+    if given(4) {
+        return Err(c.err(
+            n,
+            "sequence_lens has no Caffe form; every stream must run the whole T steps (no input 4)",
+        ));
+    }
+    if given(7) {
+        return Err(c.err(
+            n,
+            "peepholes (input P) have no Caffe form; an LSTM without P expected",
+        ));
+    }
+    for (k, what) in [(5, "initial_h"), (6, "initial_c")] {
+        if given(k)
+            && !c
+                .opt_konst(n, k)
+                .is_some_and(|v| v.vals.iter().all(|&x| x == 0.0))
+        {
+            return Err(c.err(
+                n,
+                format!(
+                    "{what} must be absent or a constant of zeros: Caffe's LSTM starts each \
+                     stream from a zero state (where cont is 0)"
+                ),
+            ));
+        }
+    }
+    if n.output
+        .iter()
+        .skip(1)
+        .any(|o| c.consumers.get(o).copied().unwrap_or(0) > 0)
+    {
+        return Err(c.err(
+            n,
+            "the outputs Y_h and Y_c have no Caffe form; only Y may be read",
+        ));
+    }
+    let h = attr_i(n, "hidden_size", 0);
+    let w = c.konst(n, 1)?;
+    let r = c.konst(n, 2)?;
+    if !(1..=i64::from(i32::MAX) / 8).contains(&h)
+        || w.dims.len() != 3
+        || w.dims[2] <= 0
+        || w.dims[0] != 1
+        || w.dims[1] != 4 * h
+        || r.dims != [1, 4 * h, h]
+    {
+        return Err(c.err(
+            n,
+            format!(
+                "W {:?} and R {:?} must be 1 x 4H x input and 1 x 4H x H for hidden_size H = {h}",
+                w.dims, r.dims
+            ),
+        ));
+    }
+    let input = w.dims[2];
+    let wx = caffe_gate_order(&w.f32());
+    let wh = caffe_gate_order(&r.f32());
+    let bias = match c.opt_konst(n, 3) {
+        Some(b) if b.vals.len() as i64 == 8 * h => {
+            let b = b.f32();
+            let (wb, rb) = b.split_at(4 * h as usize);
+            caffe_gate_order(&wb.iter().zip(rb).map(|(x, y)| x + y).collect::<Vec<_>>())
+        }
+        Some(b) => {
+            return Err(c.err(
+                n,
+                format!("B has {} values; 8H = {} expected", b.vals.len(), 8 * h),
+            ))
+        }
+        None => vec![0.0; 4 * h as usize],
+    };
+    let tn = match c.dims.get(&x0) {
+        Some(d) if d.len() == 3 && d[2] == input => [d[0], d[1]],
+        _ => {
+            return Err(c.err(
+                n,
+                format!(
+                    "the input `{x0}` must have a known fixed shape T x N x {input} (a graph input \
+                     or an embedding of one), to size the `cont` input Caffe's LSTM needs"
+                ),
+            ))
+        }
+    };
+    let blob = |dims: &[i64], data: Vec<f32>| BlobProto {
+        shape: Some(BlobShape { dim: dims.to_vec() }),
+        data,
+        ..Default::default()
+    };
+    let blobs = vec![
+        blob(&[4 * h, input], wx),
+        blob(&[4 * h], bias),
+        blob(&[4 * h, h], wh),
+    ];
+    let li = c.push(n, "LSTM", &[0], blobs, |l| {
+        l.recurrent_param = Some(RecurrentParameter {
+            num_output: Some(h as u32),
+            ..Default::default()
+        });
+    });
+    let cont = format!("{}/cont", c.layers[li].name());
+    c.layers[li].bottom.push(cont.clone());
+    c.layers[0].top.push(cont.clone());
+    if let Some(ip) = c.layers[0].input_param.as_mut() {
+        ip.shape.push(BlobShape { dim: tn.to_vec() });
+    }
+    c.rank.insert(cont.clone(), 2);
+    c.notes.push(format!(
+        "LSTM `{}`: Caffe's LSTM takes a `cont` input; feed the new net input `{cont}` (T x N) with \
+         0 at t = 0 and 1 after to run every stream as one sequence, as the ONNX LSTM does",
+        c.layers[li].name()
+    ));
+    c.dims.insert(out0.clone(), vec![tn[0], tn[1], h]);
+    c.lstm_y.insert(out0, li);
+    c.set_rank(n, 3);
     Ok(())
 }
