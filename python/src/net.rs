@@ -83,6 +83,27 @@ impl Net {
         Blob::view(&b, diff)
     }
 
+    /// `{name: data or diff}` views of the blobs `slots` and of the named `extra` blobs (a name
+    /// the net lacks is a KeyError): what `forward` and `backward` return.
+    fn blob_dict<'py>(
+        slf: &Bound<'py, Net>,
+        mut slots: Vec<usize>,
+        extra: Vec<String>,
+        diff: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        for b in extra {
+            let i = Net::with_net(slf, |n| n.blob_index(&b))?
+                .ok_or_else(|| PyKeyError::new_err(format!("the net has no blob `{b}`")))?;
+            slots.push(i);
+        }
+        let d = PyDict::new(slf.py());
+        for i in slots {
+            let name = Net::with_net(slf, |n| n.blob_name(i).to_string())?;
+            d.set_item(name, Net::blob_view(slf, i, diff)?)?;
+        }
+        Ok(d)
+    }
+
     /// Copies keyword arrays into the named blobs' data or diff.
     fn feed(slf: &Bound<'_, Net>, arrays: Option<&Bound<'_, PyDict>>, diff: bool) -> PyResult<()> {
         let Some(arrays) = arrays else { return Ok(()) };
@@ -244,7 +265,7 @@ impl Net {
     ) -> PyResult<Bound<'py, PyDict>> {
         let py = slf.py();
         Net::feed(slf, inputs, false)?;
-        let (s, e, mut outs) = Net::with_net(slf, |n| -> PyResult<_> {
+        let (s, e, outs) = Net::with_net(slf, |n| -> PyResult<_> {
             let s = start
                 .as_deref()
                 .map(|x| Net::layer_index(n, x))
@@ -262,19 +283,7 @@ impl Net {
         Net::with_net(slf, |n| {
             guard_detached(py, || n.forward_range(s, e).map(|_| ()))
         })??;
-        if let Some(extra) = blobs {
-            for b in extra {
-                let i = Net::with_net(slf, |n| n.blob_index(&b))?
-                    .ok_or_else(|| PyKeyError::new_err(format!("the net has no blob `{b}`")))?;
-                outs.push(i);
-            }
-        }
-        let d = PyDict::new(py);
-        for i in outs {
-            let name = Net::with_net(slf, |n| n.blob_name(i).to_string())?;
-            d.set_item(name, Net::blob_view(slf, i, false)?)?;
-        }
-        Ok(d)
+        Net::blob_dict(slf, outs, blobs.unwrap_or_default(), false)
     }
 
     /// pycaffe's `backward(diffs=None, start=None, end=None, **top_diffs)`: without top diffs
@@ -305,23 +314,13 @@ impl Net {
             Ok((lo, hi))
         })??;
         Net::with_net(slf, |n| guard_detached(py, || n.backward_range(lo, hi)))??;
-        let mut outs: Vec<usize> = Net::with_net(slf, |n| {
+        let outs: Vec<usize> = Net::with_net(slf, |n| {
             n.input_names()
                 .iter()
                 .filter_map(|x| n.input_index(x))
                 .collect()
         })?;
-        for b in diffs.unwrap_or_default() {
-            let i = Net::with_net(slf, |n| n.blob_index(&b))?
-                .ok_or_else(|| PyKeyError::new_err(format!("the net has no blob `{b}`")))?;
-            outs.push(i);
-        }
-        let d = PyDict::new(py);
-        for i in outs {
-            let name = Net::with_net(slf, |n| n.blob_name(i).to_string())?;
-            d.set_item(name, Net::blob_view(slf, i, true)?)?;
-        }
-        Ok(d)
+        Net::blob_dict(slf, outs, diffs.unwrap_or_default(), true)
     }
 
     /// Propagates the input shapes through every layer (after `blobs[x].reshape(...)`).
