@@ -168,7 +168,13 @@ pub(crate) mod tests {
             "type: Convolution\nconvolution_param: { num_output: 2, kernel_size: 2 }",
             vec![x.clone()],
         ));
-        assert!(e.contains("2-D"), "{e}");
+        // 3 spatial axes (2, 4, 1): the N-D path, whose last axis is too small for kernel 2.
+        assert!(
+            e.contains(
+                "input spatial axis 2 1 (+2x pad 0) is smaller than the dilated kernel extent 2"
+            ),
+            "{e}"
+        );
         let mut h = Harness::new(
             "type: Convolution\nconvolution_param: { num_output: 2, kernel_h: 2, kernel_w: 1, axis: 2, bias_term: false, weight_filler: { type: gaussian } }",
             vec![x.clone()],

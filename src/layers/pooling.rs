@@ -26,6 +26,16 @@ pub fn pooled_size(n: usize, k: usize, s: usize, p: usize, ceil: bool) -> usize 
     out
 }
 
+/// Why a bottom that is not 4-D cannot be pooled (Caffe 1.0's PoolingLayer is 2-D only, and
+/// so is crema's: N-D convolution has no N-D pooling to go with it).
+fn not_4d(b: &Blob) -> String {
+    format!(
+        "Pooling needs a 4-D bottom (N x C x H x W), got {} ({} axes): Caffe 1.0 pools only 4-D blobs (no 1-D or 3-D pooling); reshape to 4-D first or pool with a strided Convolution",
+        b.shape_string(),
+        b.num_axes()
+    )
+}
+
 /// `Pooling` layer.
 pub struct Pooling {
     method: PoolMethod,
@@ -129,21 +139,13 @@ impl Layer for Pooling {
         }
     }
     fn setup(&mut self, bottom: &[&Blob], ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
-        crate::ensure!(
-            bottom[0].num_axes() == 4,
-            "Pooling needs a 4-D bottom (N x C x H x W), got {}",
-            bottom[0].shape_string()
-        );
+        crate::ensure!(bottom[0].num_axes() == 4, "{}", not_4d(bottom[0]));
         self.rng = StdRng::seed_from_u64(ctx.rng.gen());
         Ok(Vec::new())
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
         let b = bottom[0];
-        crate::ensure!(
-            b.num_axes() == 4,
-            "Pooling needs a 4-D bottom (N x C x H x W), got {}",
-            b.shape_string()
-        );
+        crate::ensure!(b.num_axes() == 4, "{}", not_4d(b));
         let (h, w) = (b.shape[2], b.shape[3]);
         let kernel = if self.global { [h, w] } else { self.kernel };
         crate::ensure!(
