@@ -1,6 +1,8 @@
-//! `Convolution`: 2-D convolution as im2col + GEMM (Caffe's semantics: kernel, stride, pad,
-//! dilation, group, bias_term, axis). Weight `[num_output, C/group, kh, kw]`, bias
-//! `[num_output]`. See [`super::conv_engine`] for the engine and the 1x1 fast path.
+//! `Convolution`: N-D convolution as im2col + GEMM (Caffe's semantics: kernel, stride, pad,
+//! dilation with one value for all spatial axes or one per axis, group, bias_term, axis;
+//! `num_spatial_axes = num_axes - axis - 1`). Weight `[num_output, C/group, k...]`, bias
+//! `[num_output]`. Two spatial axes run on [`super::conv_engine`] (batching, the 1x1 fast path,
+//! Winograd); any other number (1-D, 3-D, ...) on [`super::conv_nd`].
 
 use super::base_conv::ConvLayer;
 use super::Layer;

@@ -4,7 +4,9 @@
 //! outputs the probability-weighted average `sum x^2 / sum x`), global pooling, CEIL (default)
 //! or FLOOR rounding, and Caffe's rule that drops a last window that starts in the padding.
 //! Planes (item, channel) run in parallel on rayon; the per-plane kernels are in
-//! [`super::pool_kernels`].
+//! [`super::pool_kernels`]. Caffe 1.0 pools only 4-D blobs; as a crema extension a 5-D bottom
+//! (N x C x D x H x W) is pooled in 3-D (MAX or AVE, `kernel_size`/`stride`/`pad` applying to
+//! all three axes, or `global_pooling`), with the same per-axis rules.
 
 use super::pool_kernels::{self as k, Geom};
 use super::{BlobCounts, Layer, SetupCtx};
