@@ -28,11 +28,11 @@ pub fn pooled_size(n: usize, k: usize, s: usize, p: usize, ceil: bool) -> usize 
     out
 }
 
-/// Why a bottom that is not 4-D cannot be pooled (Caffe 1.0's PoolingLayer is 2-D only, and
-/// so is crema's: N-D convolution has no N-D pooling to go with it).
+/// Why a bottom that is neither 4-D nor 5-D cannot be pooled (Caffe 1.0's PoolingLayer is 2-D
+/// only; crema adds 3-D pooling of 5-D blobs as an extension, and nothing else).
 fn not_4d(b: &Blob) -> String {
     format!(
-        "Pooling needs a 4-D bottom (N x C x H x W), got {} ({} axes): Caffe 1.0 pools only 4-D blobs (no 1-D or 3-D pooling); reshape to 4-D first or pool with a strided Convolution",
+        "Pooling needs a 4-D bottom (N x C x H x W), got {} ({} axes): Caffe 1.0 pools only 4-D blobs (crema also pools 5-D N x C x D x H x W in 3-D, as an extension); reshape first or pool with a strided Convolution",
         b.shape_string(),
         b.num_axes()
     )
