@@ -109,7 +109,8 @@ fn max_net_passes_through_the_binary_with_a_net_row() {
     }
 }
 
-/// models/gradcheck/conv3d.yaml: 3-D Convolution and Deconvolution, then a 1-D Convolution,
+/// models/gradcheck/conv3d.yaml: 3-D Convolution, AVE pooling (crema's 3-D extension) and
+/// Deconvolution, then a 1-D Convolution,
 /// built by the net builder from YAML; shapes follow Caffe's `(in + 2p - (d(k-1)+1)) / s + 1`
 /// per axis, and every layer and the whole net pass the gradient check.
 #[test]
@@ -130,9 +131,12 @@ fn conv3d_net_builds_runs_and_passes_the_gradient_check() {
     let shape = |n: &str| net.blob(n).unwrap().shape.clone();
     // D: (5+2-3)/2+1 = 3, H: (6+2-5)/1+1 = 4, W: (4+2-2)/1+1 = 5.
     assert_eq!(shape("conv3d"), [2, 4, 3, 4, 5]);
-    assert_eq!(shape("deconv3d"), [2, 2, 3, 8, 5]);
-    // (120 + 4 - 9) / 4 + 1 = 29.
-    assert_eq!(shape("conv1d"), [2, 3, 29]);
+    // AVE 2, stride 1, pad 1: (n + 2 - 2) / 1 + 1 = n + 1 per axis.
+    assert_eq!(shape("pool3d"), [2, 4, 4, 5, 6]);
+    // Deconvolution stride [1, 2, 1], kernel [1, 2, 1]: 4, 2*4 + 2 = 10, 6.
+    assert_eq!(shape("deconv3d"), [2, 2, 4, 10, 6]);
+    // (240 + 4 - 9) / 4 + 1 = 59.
+    assert_eq!(shape("conv1d"), [2, 3, 59]);
     let weights: Vec<Vec<usize>> = net.params().iter().map(|p| p.shape.clone()).collect();
     assert_eq!(weights[0], [4, 1, 3, 3, 2]);
     // Deconvolution: [C_in, num_output / group, k...].
@@ -146,7 +150,7 @@ fn conv3d_net_builds_runs_and_passes_the_gradient_check() {
     let saved = crema::caffe::caffemodel::read(&path).unwrap();
     let dims = |li: usize| saved.layer[li].blobs[0].shape.clone().unwrap().dim;
     assert_eq!(dims(1), [4, 1, 3, 3, 2]);
-    assert_eq!(dims(4), [3, 2, 5]);
+    assert_eq!(dims(5), [3, 2, 5]);
     let mut other = crema::Net::for_phase(
         &param,
         crema::proto::Phase::Train,
