@@ -41,16 +41,18 @@ impl NdGeom {
         self.out_shape().iter().product()
     }
 
-    /// Calls `f(row, col, Some(image index))` for every entry of the column buffer, or
-    /// `f(row, col, None)` where the window reads padding.
-    fn sweep(&self, mut f: impl FnMut(usize, usize, Option<usize>)) {
+    /// Calls `f(row, first column, line, last kernel index)` for every run of the last output
+    /// axis of every row: `line` is the image offset where the input line starts (channel and
+    /// every axis but the last fixed), or `None` where an outer axis reads padding.
+    fn lines(&self, mut f: impl FnMut(usize, usize, Option<usize>, usize)) {
         let n = self.shape.len();
         let out = self.out_shape();
+        let last = n - 1;
         let kvol: usize = self.kernel.iter().product();
-        let cols: usize = out.iter().product();
+        let outer: usize = out[..last].iter().product();
         let plane: usize = self.shape.iter().product();
         let mut k_idx = vec![0usize; n];
-        let mut o_idx = vec![0usize; n];
+        let mut o_idx = vec![0usize; last];
         for row in 0..self.channels * kvol {
             let c = row / kvol;
             let mut r = row % kvol;
@@ -59,9 +61,9 @@ impl NdGeom {
                 r /= self.kernel[i];
             }
             o_idx.iter_mut().for_each(|v| *v = 0);
-            for col in 0..cols {
+            for run in 0..outer {
                 let mut at = Some(0usize);
-                for i in 0..n {
+                for i in 0..last {
                     let p = (o_idx[i] * self.stride[i] + k_idx[i] * self.dilation[i]) as isize
                         - self.pad[i] as isize;
                     at = match at {
@@ -71,9 +73,10 @@ impl NdGeom {
                         _ => None,
                     };
                 }
-                f(row, col, at.map(|a| c * plane + a));
-                // Next output position, last axis fastest.
-                for i in (0..n).rev() {
+                let line = at.map(|a| c * plane + a * self.shape[last]);
+                f(row, run * out[last], line, k_idx[last]);
+                // Next outer position, axis `last - 1` fastest.
+                for i in (0..last).rev() {
                     o_idx[i] += 1;
                     if o_idx[i] < out[i] {
                         break;
@@ -83,20 +86,41 @@ impl NdGeom {
             }
         }
     }
+
+    /// Input position along the last axis of output `x` with last kernel index `k`, if inside.
+    fn last_pos(&self, x: usize, k: usize) -> Option<usize> {
+        let a = self.shape.len() - 1;
+        let p = (x * self.stride[a] + k * self.dilation[a]) as isize - self.pad[a] as isize;
+        (p >= 0 && (p as usize) < self.shape[a]).then_some(p as usize)
+    }
 }
 
 /// Unfolds one image into `col` (`col_rows x col_cols`); padding reads as 0.
 pub fn im2col_nd(img: &[f32], g: &NdGeom, col: &mut [f32]) {
-    let cols = g.col_cols();
-    g.sweep(|row, c, at| col[row * cols + c] = at.map_or(0.0, |a| img[a]));
+    let (cols, ol) = (g.col_cols(), g.out_shape().last().copied().unwrap_or(1));
+    g.lines(|row, c0, line, k| {
+        let dst = &mut col[row * cols + c0..row * cols + c0 + ol];
+        match line {
+            None => dst.fill(0.0),
+            Some(b) => {
+                for (x, v) in dst.iter_mut().enumerate() {
+                    *v = g.last_pos(x, k).map_or(0.0, |p| img[b + p]);
+                }
+            }
+        }
+    });
 }
 
 /// Folds `col` back into an image, **adding** overlapping contributions into `img`.
 pub fn col2im_nd_add(col: &[f32], g: &NdGeom, img: &mut [f32]) {
-    let cols = g.col_cols();
-    g.sweep(|row, c, at| {
-        if let Some(a) = at {
-            img[a] += col[row * cols + c];
+    let (cols, ol) = (g.col_cols(), g.out_shape().last().copied().unwrap_or(1));
+    g.lines(|row, c0, line, k| {
+        let Some(b) = line else { return };
+        let src = &col[row * cols + c0..row * cols + c0 + ol];
+        for (x, v) in src.iter().enumerate() {
+            if let Some(p) = g.last_pos(x, k) {
+                img[b + p] += v;
+            }
         }
     });
 }
