@@ -869,3 +869,45 @@ fn onnx_lstm_imports_and_its_variants_without_a_caffe_form_are_refused() {
         );
     }
 }
+
+/// N-D convolution exports as ONNX Conv / ConvTranspose with one kernel, stride, dilation and
+/// pad value per spatial axis: a 3-D Convolution (groups, per-axis stride and dilation), a 3-D
+/// Deconvolution and a 1-D Convolution match onnxruntime.
+#[test]
+fn nd_convolution_matches_onnxruntime() {
+    let yaml = r"
+name: nd
+layer:
+  - { name: input, type: Input, top: [data, seq], input_param: { shape: [ { dim: [2, 4, 5, 6, 7] }, { dim: [3, 2, 11] } ] } }
+  - name: conv3d
+    type: Convolution
+    bottom: data
+    top: conv3d
+    convolution_param: { num_output: 6, kernel_size: [3, 2, 3], stride: [2, 1, 1], pad: [1, 0, 2], dilation: [1, 2, 1], group: 2 }
+  - name: deconv3d
+    type: Deconvolution
+    bottom: conv3d
+    top: deconv3d
+    convolution_param: { num_output: 3, kernel_size: [2, 3, 1], stride: [2, 1, 3], pad: [0, 1, 0] }
+  - name: conv1d
+    type: Convolution
+    bottom: seq
+    top: conv1d
+    convolution_param: { num_output: 4, kernel_size: 3, stride: 2, pad: 1, dilation: 2, group: 2 }
+";
+    let p: NetParameter = crema::spec::from_yaml_str(yaml, "nd.yaml").unwrap();
+    let mut net = build(&p, None);
+    let mut rng = StdRng::seed_from_u64(11);
+    randomize(&mut net, &mut rng);
+    let x = random_blob(&[2, 4, 5, 6, 7], &mut rng);
+    let s = random_blob(&[3, 2, 11], &mut rng);
+    check(
+        &mut net,
+        &ExportOptions::default(),
+        &[("data", &x), ("seq", &s)],
+        "nd_conv",
+    );
+    assert_eq!(net.blob("conv3d").unwrap().shape, [2, 6, 3, 4, 9]);
+    assert_eq!(net.blob("deconv3d").unwrap().shape, [2, 3, 6, 4, 25]);
+    assert_eq!(net.blob("conv1d").unwrap().shape, [3, 4, 5]);
+}

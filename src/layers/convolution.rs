@@ -1,6 +1,8 @@
-//! `Convolution`: 2-D convolution as im2col + GEMM (Caffe's semantics: kernel, stride, pad,
-//! dilation, group, bias_term, axis). Weight `[num_output, C/group, kh, kw]`, bias
-//! `[num_output]`. See [`super::conv_engine`] for the engine and the 1x1 fast path.
+//! `Convolution`: N-D convolution as im2col + GEMM (Caffe's semantics: kernel, stride, pad,
+//! dilation with one value for all spatial axes or one per axis, group, bias_term, axis;
+//! `num_spatial_axes = num_axes - axis - 1`). Weight `[num_output, C/group, k...]`, bias
+//! `[num_output]`. Two spatial axes run on [`super::conv_engine`] (batching, the 1x1 fast path,
+//! Winograd); any other number (1-D, 3-D, ...) on [`super::conv_nd`].
 
 use super::base_conv::ConvLayer;
 use super::Layer;
@@ -168,7 +170,13 @@ pub(crate) mod tests {
             "type: Convolution\nconvolution_param: { num_output: 2, kernel_size: 2 }",
             vec![x.clone()],
         ));
-        assert!(e.contains("2-D"), "{e}");
+        // 3 spatial axes (2, 4, 1): the N-D path, whose last axis is too small for kernel 2.
+        assert!(
+            e.contains(
+                "input spatial axis 2 1 (+2x pad 0) is smaller than the dilated kernel extent 2"
+            ),
+            "{e}"
+        );
         let mut h = Harness::new(
             "type: Convolution\nconvolution_param: { num_output: 2, kernel_h: 2, kernel_w: 1, axis: 2, bias_term: false, weight_filler: { type: gaussian } }",
             vec![x.clone()],

@@ -1,5 +1,5 @@
-//! `Deconvolution`: transposed 2-D convolution (the data-gradient of a convolution run as a
-//! forward pass), Caffe's semantics. Weight `[C_in, num_output/group, kh, kw]`, bias
+//! `Deconvolution`: transposed N-D convolution (the data-gradient of a convolution run as a
+//! forward pass), Caffe's semantics. Weight `[C_in, num_output/group, k...]`, bias
 //! `[num_output]`; output size `stride*(in-1) + dilation*(k-1) + 1 - 2*pad`. With the
 //! `bilinear` weight filler, `group: C` and `bias_term: false` it is FCN's upsampling layer.
 

@@ -32,7 +32,8 @@ impl Layer for Im2col {
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
         let (axis, _, c, h, w) = self.spec.split_shape(bottom[0])?;
-        self.spec.check_fits(h, w)?;
+        self.spec = self.spec.for_axes(2)?;
+        self.spec.check_fits(&[h, w])?;
         let g = self.spec.geom(c, h, w);
         let mut shape = bottom[0].shape[..axis].to_vec();
         shape.extend([g.col_rows(), g.out_h(), g.out_w()]);

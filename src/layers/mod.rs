@@ -306,6 +306,7 @@ const CORE: &[(&str, Constructor)] = &[
 
 pub(crate) mod base_conv;
 mod conv_engine;
+mod conv_nd;
 mod convolution;
 mod deconvolution;
 mod im2col;

@@ -4,7 +4,9 @@
 //! outputs the probability-weighted average `sum x^2 / sum x`), global pooling, CEIL (default)
 //! or FLOOR rounding, and Caffe's rule that drops a last window that starts in the padding.
 //! Planes (item, channel) run in parallel on rayon; the per-plane kernels are in
-//! [`super::pool_kernels`].
+//! [`super::pool_kernels`]. Caffe 1.0 pools only 4-D blobs; as a crema extension a 5-D bottom
+//! (N x C x D x H x W) is pooled in 3-D (MAX or AVE, `kernel_size`/`stride`/`pad` applying to
+//! all three axes, or `global_pooling`), with the same per-axis rules.
 
 use super::pool_kernels::{self as k, Geom};
 use super::{BlobCounts, Layer, SetupCtx};
@@ -26,6 +28,16 @@ pub fn pooled_size(n: usize, k: usize, s: usize, p: usize, ceil: bool) -> usize 
     out
 }
 
+/// Why a bottom that is neither 4-D nor 5-D cannot be pooled (Caffe 1.0's PoolingLayer is 2-D
+/// only; crema adds 3-D pooling of 5-D blobs as an extension, and nothing else).
+fn not_4d(b: &Blob) -> String {
+    format!(
+        "Pooling needs a 4-D bottom (N x C x H x W), got {} ({} axes): Caffe 1.0 pools only 4-D blobs (crema also pools 5-D N x C x D x H x W in 3-D, as an extension); reshape first or pool with a strided Convolution",
+        b.shape_string(),
+        b.num_axes()
+    )
+}
+
 /// `Pooling` layer.
 pub struct Pooling {
     method: PoolMethod,
@@ -41,6 +53,60 @@ pub struct Pooling {
     mask: Vec<u32>,
     rng: StdRng,
     uniforms: Vec<f32>,
+    /// kernel, stride and pad came from the single-value fields (or global pooling): the
+    /// 3-D extension may use them for every axis.
+    cube: bool,
+    /// Set by reshape for a 5-D bottom (crema's 3-D extension).
+    vol: Option<Vol>,
+}
+
+/// The 3-D window sweep of crema's extension (N x C x D x H x W, MAX or AVE): per axis the
+/// same rules as Caffe's 2-D pooling (CEIL/FLOOR rounding, the last window dropped when it
+/// starts in the padding, AVE divides by the window clipped to the padded input).
+#[derive(Debug, Clone, Copy, Default)]
+struct Vol {
+    dims: [usize; 3],
+    k: [usize; 3],
+    s: [usize; 3],
+    p: [usize; 3],
+    out: [usize; 3],
+}
+
+impl Vol {
+    /// Values per (item, channel) volume in and out.
+    fn lens(&self) -> (usize, usize) {
+        (self.dims.iter().product(), self.out.iter().product())
+    }
+    /// Window of output `o` along axis `a`: `(start, end, padded size)` in input coordinates.
+    fn range(&self, a: usize, o: usize) -> (usize, usize, usize) {
+        let start = (o * self.s[a]) as isize - self.p[a] as isize;
+        let end = (start + self.k[a] as isize).min((self.dims[a] + self.p[a]) as isize);
+        let size = (end - start) as usize;
+        (
+            start.max(0) as usize,
+            (end as usize).min(self.dims[a]),
+            size,
+        )
+    }
+    /// Calls `f(output index, input indices of the window, padded window size)`.
+    fn windows(&self, mut f: impl FnMut(usize, &mut dyn Iterator<Item = usize>, usize)) {
+        let [_, h, w] = self.dims;
+        let mut o = 0;
+        for oz in 0..self.out[0] {
+            let (z0, z1, nz) = self.range(0, oz);
+            for oy in 0..self.out[1] {
+                let (y0, y1, ny) = self.range(1, oy);
+                for ox in 0..self.out[2] {
+                    let (x0, x1, nx) = self.range(2, ox);
+                    let mut it = (z0..z1).flat_map(move |z| {
+                        (y0..y1).flat_map(move |y| (x0..x1).map(move |x| (z * h + y) * w + x))
+                    });
+                    f(o, &mut it, nz * ny * nx);
+                    o += 1;
+                }
+            }
+        }
+    }
 }
 
 fn pair(
@@ -113,7 +179,98 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
         mask: Vec::new(),
         rng: StdRng::seed_from_u64(0),
         uniforms: Vec::new(),
+        cube: global
+            || (pp.kernel_h.is_none()
+                && pp.stride_h.is_none()
+                && pp.stride_w.is_none()
+                && pp.pad_h.is_none()
+                && pp.pad_w.is_none()),
+        vol: None,
     }))
+}
+
+impl Pooling {
+    /// 4-D, or 5-D for the 3-D extension (MAX or AVE with single-value kernel/stride/pad).
+    fn check_axes(&self, b: &Blob) -> Result<()> {
+        if b.num_axes() == 5 {
+            crate::ensure!(
+                matches!(self.method, PoolMethod::Max | PoolMethod::Ave) && self.cube,
+                "3-D pooling of {} (crema's extension; Caffe 1.0 pools only 4-D blobs) takes MAX or AVE with kernel_size, stride and pad (one value for all three axes) or global_pooling",
+                b.shape_string()
+            );
+            return Ok(());
+        }
+        crate::ensure!(b.num_axes() == 4, "{}", not_4d(b));
+        Ok(())
+    }
+
+    /// Reshape for a 5-D bottom (the 3-D extension).
+    fn reshape_3d(&mut self, b: &Blob, top: &mut [&mut Blob]) -> Result<()> {
+        let dims = [b.shape[2], b.shape[3], b.shape[4]];
+        let k = if self.global {
+            dims
+        } else {
+            [self.kernel[0]; 3]
+        };
+        let (s, p) = ([self.stride[0]; 3], [self.pad[0]; 3]);
+        let mut out = [0; 3];
+        for a in 0..3 {
+            crate::ensure!(
+                dims[a] + 2 * p[a] >= k[a] && dims[a] > 0,
+                "kernel {} is larger than the padded input {} along spatial axis {a} of {}",
+                k[a],
+                dims[a] + 2 * p[a],
+                b.shape_string()
+            );
+            out[a] = pooled_size(dims[a], k[a], s[a], p[a], self.ceil);
+        }
+        let v = Vol { dims, k, s, p, out };
+        self.planes = b.shape[0] * b.shape[1];
+        let shape = [b.shape[0], b.shape[1], out[0], out[1], out[2]];
+        for t in top.iter_mut() {
+            t.reshape(&shape);
+        }
+        self.mask.resize(self.planes * v.lens().1, 0);
+        self.vol = Some(v);
+        Ok(())
+    }
+
+    /// Forward of the 3-D extension: MAX (first maximum, its index kept in the mask) or AVE.
+    fn forward_3d(&mut self, v: &Vol, bottom: &[&Blob], top: &mut [&mut Blob]) {
+        let (ip, op) = v.lens();
+        if ip == 0 || op == 0 {
+            return;
+        }
+        let x = &bottom[0].data;
+        let (first, rest) = top.split_at_mut(1);
+        let y = &mut first[0].data;
+        let max = self.method == PoolMethod::Max;
+        y.par_chunks_mut(op)
+            .zip(self.mask.par_chunks_mut(op))
+            .enumerate()
+            .for_each(|(i, (y, m))| {
+                let x = &x[i * ip..(i + 1) * ip];
+                v.windows(|o, win, size| {
+                    if max {
+                        let (mut best, mut at) = (f32::MIN, 0);
+                        for j in win {
+                            if x[j] > best {
+                                (best, at) = (x[j], j);
+                            }
+                        }
+                        y[o] = best;
+                        m[o] = at as u32;
+                    } else {
+                        y[o] = win.map(|j| x[j]).sum::<f32>() / size as f32;
+                    }
+                });
+            });
+        if let (true, Some(t)) = (max, rest.first_mut()) {
+            for (d, &m) in t.data.iter_mut().zip(&self.mask) {
+                *d = m as f32;
+            }
+        }
+    }
 }
 
 impl Layer for Pooling {
@@ -129,21 +286,17 @@ impl Layer for Pooling {
         }
     }
     fn setup(&mut self, bottom: &[&Blob], ctx: &mut SetupCtx) -> Result<Vec<Blob>> {
-        crate::ensure!(
-            bottom[0].num_axes() == 4,
-            "Pooling needs a 4-D bottom (N x C x H x W), got {}",
-            bottom[0].shape_string()
-        );
+        self.check_axes(bottom[0])?;
         self.rng = StdRng::seed_from_u64(ctx.rng.gen());
         Ok(Vec::new())
     }
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> Result<()> {
         let b = bottom[0];
-        crate::ensure!(
-            b.num_axes() == 4,
-            "Pooling needs a 4-D bottom (N x C x H x W), got {}",
-            b.shape_string()
-        );
+        self.check_axes(b)?;
+        if b.num_axes() == 5 {
+            return self.reshape_3d(b, top);
+        }
+        self.vol = None;
         let (h, w) = (b.shape[2], b.shape[3]);
         let kernel = if self.global { [h, w] } else { self.kernel };
         crate::ensure!(
@@ -182,6 +335,10 @@ impl Layer for Pooling {
         top: &mut [&mut Blob],
         _params: &mut [&mut Blob],
     ) -> Result<()> {
+        if let Some(v) = self.vol {
+            self.forward_3d(&v, bottom, top);
+            return Ok(());
+        }
         let g = self.g;
         let (ip, op) = (g.h * g.w, g.oh * g.ow);
         if ip == 0 || op == 0 {
@@ -245,7 +402,10 @@ impl Layer for Pooling {
             return Ok(());
         }
         let g = self.g;
-        let (ip, op) = (g.h * g.w, g.oh * g.ow);
+        let (ip, op) = match &self.vol {
+            Some(v) => v.lens(),
+            None => (g.h * g.w, g.oh * g.ow),
+        };
         if ip == 0 || op == 0 {
             return Ok(());
         }
@@ -264,6 +424,14 @@ impl Layer for Pooling {
                 {
                     dx[m as usize] += d;
                 }
+            });
+        } else if let (Some(v), PoolMethod::Ave) = (&self.vol, self.method) {
+            dx.par_chunks_mut(ip).enumerate().for_each(|(i, dx)| {
+                let dy = &dy[i * op..(i + 1) * op];
+                v.windows(|o, win, size| {
+                    let d = dy[o] / size as f32;
+                    win.for_each(|j| dx[j] += d);
+                });
             });
         } else if self.method == PoolMethod::Ave {
             dx.par_chunks_mut(ip).enumerate().for_each(|(i, dx)| {
@@ -509,6 +677,138 @@ mod tests {
             let mut h = Harness::new(&format!("type: Pooling\nphase: {phase}\npooling_param: {{ pool: STOCHASTIC, kernel_size: 3, stride: 2 }}"), vec![x]).unwrap();
             let r = h.check_gradients(&checker()).unwrap();
             assert!(r.ok(), "{phase}: {:?}", r.failures);
+        }
+    }
+
+    /// Direct 3-D pooling in f64 for one volume: `(max or mean over the window clipped to the
+    /// padded input, output sizes)` with Caffe's per-axis rules (CEIL, last window in the
+    /// padding dropped).
+    fn naive_3d(
+        x: &[f32],
+        d: [usize; 3],
+        k: usize,
+        s: usize,
+        p: usize,
+        ave: bool,
+    ) -> (Vec<f32>, [usize; 3]) {
+        let out = d.map(|n| {
+            let mut o = (n + 2 * p - k).div_ceil(s) + 1;
+            if p > 0 && (o - 1) * s >= n + p {
+                o -= 1;
+            }
+            o
+        });
+        let mut y = Vec::new();
+        for oz in 0..out[0] {
+            for oy in 0..out[1] {
+                for ox in 0..out[2] {
+                    let o = [oz, oy, ox];
+                    let (mut best, mut sum, mut size) = (f64::MIN, 0.0, 1usize);
+                    let lo: Vec<isize> = (0..3).map(|a| (o[a] * s) as isize - p as isize).collect();
+                    let hi: Vec<isize> = (0..3)
+                        .map(|a| (lo[a] + k as isize).min((d[a] + p) as isize))
+                        .collect();
+                    for a in 0..3 {
+                        size *= (hi[a] - lo[a]) as usize;
+                    }
+                    for z in lo[0].max(0)..hi[0].min(d[0] as isize) {
+                        for yy in lo[1].max(0)..hi[1].min(d[1] as isize) {
+                            for xx in lo[2].max(0)..hi[2].min(d[2] as isize) {
+                                let v = f64::from(
+                                    x[((z as usize) * d[1] + yy as usize) * d[2] + xx as usize],
+                                );
+                                best = best.max(v);
+                                sum += v;
+                            }
+                        }
+                    }
+                    y.push(if ave { sum / size as f64 } else { best } as f32);
+                }
+            }
+        }
+        (y, out)
+    }
+
+    /// crema's 3-D extension: MAX and AVE over N x C x D x H x W match the direct oracle.
+    #[test]
+    fn three_d_extension_matches_direct_pooling() {
+        let shape = [2, 3, 5, 6, 7];
+        let n: usize = shape.iter().product();
+        let x =
+            Blob::from_data(&shape, (0..n).map(|i| (i as f32 * 0.917).sin()).collect()).unwrap();
+        for (pool, ave) in [("MAX", false), ("AVE", true)] {
+            for (k, s, p) in [(3, 2, 1), (2, 2, 0), (3, 1, 0)] {
+                let yaml = format!("type: Pooling\npooling_param: {{ pool: {pool}, kernel_size: {k}, stride: {s}, pad: {p} }}");
+                let mut h = Harness::new(&yaml, vec![x.clone()]).unwrap();
+                h.forward().unwrap();
+                let vol = 5 * 6 * 7;
+                let mut expect = Vec::new();
+                let mut out = [0; 3];
+                for plane in 0..6 {
+                    let (y, o) = naive_3d(
+                        &x.data[plane * vol..(plane + 1) * vol],
+                        [5, 6, 7],
+                        k,
+                        s,
+                        p,
+                        ave,
+                    );
+                    expect.extend(y);
+                    out = o;
+                }
+                assert_eq!(h.top[0].shape, vec![2, 3, out[0], out[1], out[2]], "{yaml}");
+                assert_close(&h.top[0].data, &expect, 1e-5);
+            }
+        }
+        // k 3, s 2, p 1 along 5, 6, 7: ceil((5+2-3)/2)+1 = 3, ceil(5/2)+1 = 4, ceil(6/2)+1 = 4.
+        let h = Harness::new(
+            "type: Pooling\npooling_param: { pool: MAX, kernel_size: 3, stride: 2, pad: 1 }",
+            vec![Blob::new(&shape)],
+        )
+        .unwrap();
+        assert_eq!(h.top[0].shape, vec![2, 3, 3, 4, 4]);
+        let mut h = Harness::new(
+            "type: Pooling\npooling_param: { pool: AVE, global_pooling: true }",
+            vec![x.clone()],
+        )
+        .unwrap();
+        h.forward().unwrap();
+        assert_eq!(h.top[0].shape, vec![2, 3, 1, 1, 1]);
+        let mean: f32 = x.data[..210].iter().sum::<f32>() / 210.0;
+        assert!((h.top[0].data[0] - mean).abs() < 1e-5);
+        let e = err_text(Harness::new(
+            "type: Pooling\npooling_param: { pool: MAX, kernel_h: 2, kernel_w: 2 }",
+            vec![Blob::new(&shape)],
+        ));
+        assert!(e.contains("Caffe 1.0 pools only 4-D blobs"), "{e}");
+        let e = err_text(Harness::new(
+            "type: Pooling\npooling_param: { pool: STOCHASTIC, kernel_size: 2 }",
+            vec![Blob::new(&shape)],
+        ));
+        assert!(e.contains("MAX or AVE"), "{e}");
+        let e = err_text(Harness::new(
+            "type: Pooling\npooling_param: { pool: MAX, kernel_size: 3 }",
+            vec![Blob::new(&[1, 1, 2, 5, 5])],
+        ));
+        assert!(
+            e.contains("kernel 3 is larger than the padded input 2 along spatial axis 0"),
+            "{e}"
+        );
+        let e = err_text(Harness::new(
+            "type: Pooling\npooling_param: { pool: MAX, kernel_size: 2 }",
+            vec![Blob::new(&[1, 1, 2, 5, 5, 5])],
+        ));
+        assert!(e.contains("Caffe 1.0 pools only 4-D blobs"), "{e}");
+    }
+
+    #[test]
+    fn three_d_gradients() {
+        for pool in ["MAX", "AVE"] {
+            check_layer_with(
+                &format!("type: Pooling\npooling_param: {{ pool: {pool}, kernel_size: 3, stride: 2, pad: 1 }}"),
+                &[&[2, 2, 4, 5, 3]],
+                &checker(),
+            );
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod activations;
 pub mod im2col;
+pub mod im2col_nd;
 pub mod packed;
 pub mod scratch;
 pub mod simd;

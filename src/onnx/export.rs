@@ -321,12 +321,14 @@ fn layer(c: &mut Ctx, l: &LayerEntry) -> Result<()> {
             let cp = p.convolution_param.clone().unwrap_or_default();
             let s = crate::layers::base_conv::ConvSpec::parse(&cp, true)
                 .map_err(|e| err(l, e.to_string()))?;
-            if rank != 4 || s.axis != 1 {
+            if rank < 3 || s.axis != 1 {
                 return Err(err(
                     l,
-                    "only 2-D convolution over N x C x H x W (axis 1) has an ONNX form here",
+                    "only convolution over N x C x spatial... (axis 1) has an ONNX form here",
                 ));
             }
+            // ONNX Conv/ConvTranspose are N-D: one value per spatial axis.
+            let s = s.for_axes(rank - 2).map_err(|e| err(l, e.to_string()))?;
             let x = c.input(l, 0);
             let w = c.param(l, 0)?;
             let mut ins = vec![x, c.init_f32(format!("{name}/w"), &dims(&w.shape), &w.data)];
@@ -334,13 +336,13 @@ fn layer(c: &mut Ctx, l: &LayerEntry) -> Result<()> {
                 let b = c.param(l, 1)?;
                 ins.push(c.init_f32(format!("{name}/b"), &dims(&b.shape), &b.data));
             }
-            let k = |v: [usize; 2]| [v[0] as i64, v[1] as i64];
-            let pad = k(s.pad);
+            let k = |v: &[usize]| v.iter().map(|&x| x as i64).collect::<Vec<i64>>();
+            let pads = [k(&s.pad), k(&s.pad)].concat();
             let attrs = vec![
-                attr_ints("kernel_shape", &k(s.kernel)),
-                attr_ints("strides", &k(s.stride)),
-                attr_ints("dilations", &k(s.dilation)),
-                attr_ints("pads", &[pad[0], pad[1], pad[0], pad[1]]),
+                attr_ints("kernel_shape", &k(&s.kernel)),
+                attr_ints("strides", &k(&s.stride)),
+                attr_ints("dilations", &k(&s.dilation)),
+                attr_ints("pads", &pads),
                 attr_i("group", s.group as i64),
             ];
             let y = c.define(l.top[0]);
