@@ -109,10 +109,7 @@ fn http(
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
         let n = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
         if n == 0 {
             break;
@@ -216,6 +213,8 @@ fn studio_json_endpoints_and_refusals() {
     assert_eq!(run["eta_seconds"], 18.0, "(1000 - 100) / 50");
     assert_eq!(run["solver"]["path"], "lenet/solver.yaml");
     assert_eq!(run["solver"]["settings"]["lr_policy"], "inv");
+    assert_eq!(run["solver"]["settings"]["base_lr"], 0.01);
+    assert_eq!(run["solver"]["settings"]["snapshot_prefix"], "lenet/lenet");
 
     // The net: LeNet's layers, TEST-phase shapes (batch 100) and parameter counts.
     let (s, net) = get_json(&base, "/api/net?model=lenet/net.yaml");

@@ -4,6 +4,7 @@
 //! The page is embedded in the binary; everything it shows comes from JSON endpoints under
 //! `/api/` that scripts can use too. Only files under the served directory are read.
 
+use crate::json::f32_json;
 use crate::Failure;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -479,15 +480,20 @@ fn find_solver(st: &Studio, log: &Path) -> Option<Value> {
         let text = std::fs::read_to_string(&p).unwrap_or_default();
         let mut settings = serde_json::Map::new();
         settings.insert("type".into(), json!(s.r#type()));
-        settings.insert("base_lr".into(), json!(s.base_lr()));
+        settings.insert("base_lr".into(), f32_json(s.base_lr()));
         settings.insert("lr_policy".into(), json!(s.lr_policy()));
         settings.insert("max_iter".into(), json!(s.max_iter()));
-        settings.insert("momentum".into(), json!(s.momentum()));
-        settings.insert("weight_decay".into(), json!(s.weight_decay()));
+        settings.insert("momentum".into(), f32_json(s.momentum()));
+        settings.insert("weight_decay".into(), f32_json(s.weight_decay()));
         settings.insert("display".into(), json!(s.display()));
         settings.insert("test_interval".into(), json!(s.test_interval()));
         settings.insert("snapshot".into(), json!(s.snapshot()));
-        settings.insert("snapshot_prefix".into(), json!(s.snapshot_prefix()));
+        let prefix = Path::new(s.snapshot_prefix());
+        let prefix = match prefix.strip_prefix(&st.root) {
+            Ok(_) => st.rel(prefix),
+            Err(_) => s.snapshot_prefix().to_string(),
+        };
+        settings.insert("snapshot_prefix".into(), json!(prefix));
         return Some(json!({
             "path": st.rel(&p),
             "max_iter": s.max_iter(),
@@ -627,8 +633,11 @@ async fn api_net(State(st): State<Shared>, Query(q): Query<NetQuery>) -> ApiResu
     .await
 }
 
+/// A patch of a grid: width, height and RGB pixels (rows).
+type Patch = (usize, usize, Vec<[u8; 3]>);
+
 /// A grid of equally sized RGB patches as a PNG (each patch scaled up to at least 24 pixels).
-fn grid_png(patches: &[(usize, usize, Vec<[u8; 3]>)]) -> ApiResult<Vec<u8>> {
+fn grid_png(patches: &[Patch]) -> ApiResult<Vec<u8>> {
     let Some(&(pw, ph, _)) = patches.first() else {
         return Err(user_err("nothing to draw"));
     };
@@ -685,7 +694,7 @@ fn min_max(v: &[f32]) -> (f32, f32) {
 /// The filters of a learnable blob `[O, C, kh, kw]`: colour patches when C is 3 (channels in
 /// the net's B,G,R order shown as R,G,B), else one grey patch per (output, input) pair; a 2-D
 /// weight matrix is shown row by row.
-fn filter_patches(shape: &[usize], data: &[f32]) -> ApiResult<Vec<(usize, usize, Vec<[u8; 3]>)>> {
+fn filter_patches(shape: &[usize], data: &[f32]) -> ApiResult<Vec<Patch>> {
     let (lo, hi) = min_max(data);
     let mut patches = Vec::new();
     match *shape {
