@@ -445,6 +445,14 @@ fn studio_page_in_chromium() {
             js(&c, "return document.getElementById('solver-path').textContent").await,
             "lenet/solver.yaml"
         );
+        // Two tests (iterations 0 and 40) drawn, two outputs each, for the screenshot.
+        wait_js(
+            &c,
+            "document.querySelectorAll('#chart-test circle.pt').length >= 4",
+            300,
+            "a second test",
+        )
+        .await;
         save_screenshot(&c.screenshot().await.unwrap(), "runs.png");
 
         // Net: LeNet's layers in the table and in the graph.
