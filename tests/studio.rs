@@ -309,6 +309,12 @@ fn studio_json_endpoints_and_refusals() {
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(s, 422, "{v}");
     assert!(v["error"].as_str().unwrap().contains("labels.txt"), "{v}");
+    // A missing parameter and an unknown page are JSON errors too.
+    let (s, v) = get_json(&base, "/api/net");
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("model"), "{v}");
+    let (s, v) = get_json(&base, "/nothing/here");
+    assert_eq!(s, 404, "{v}");
     let (s, _) = get_json(&base, "/api/files");
     assert_eq!(s, 200, "still serving");
 }

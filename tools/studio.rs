@@ -7,6 +7,7 @@
 use crate::json::f32_json;
 use crate::Failure;
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -91,6 +92,12 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// The query string, or a 400 with a JSON error naming what is missing or malformed.
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::bad(e.body_text()))
+}
 
 impl Studio {
     /// The file `rel` names under the served directory: canonicalized (so `..` and symlinks
@@ -343,7 +350,11 @@ struct PathQuery {
     path: String,
 }
 
-async fn api_file(State(st): State<Shared>, Query(q): Query<PathQuery>) -> ApiResult<Response> {
+async fn api_file(
+    State(st): State<Shared>,
+    q: Result<Query<PathQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let q = query(q)?;
     blocking(move || {
         let p = st.resolve(&q.path)?;
         let meta = std::fs::metadata(&p).map_err(|e| ApiError::bad(format!("{}: {e}", q.path)))?;
@@ -504,7 +515,11 @@ fn find_solver(st: &Studio, log: &Path) -> Option<Value> {
     None
 }
 
-async fn api_run(State(st): State<Shared>, Query(q): Query<RunQuery>) -> ApiResult<Json<Value>> {
+async fn api_run(
+    State(st): State<Shared>,
+    q: Result<Query<RunQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let q = query(q)?;
     blocking(move || {
         let log = st.resolve(&q.log)?;
         let mut v = read_run(&log, &q.log)?;
@@ -625,7 +640,11 @@ fn net_info(model: &Path, shown: &str) -> ApiResult<Value> {
     }))
 }
 
-async fn api_net(State(st): State<Shared>, Query(q): Query<NetQuery>) -> ApiResult<Json<Value>> {
+async fn api_net(
+    State(st): State<Shared>,
+    q: Result<Query<NetQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let q = query(q)?;
     blocking(move || {
         let model = st.resolve(&q.model)?;
         net_info(&model, &q.model).map(Json)
@@ -753,7 +772,11 @@ fn png_response(bytes: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "image/png")], bytes).into_response()
 }
 
-async fn api_filters(State(st): State<Shared>, Query(q): Query<NetQuery>) -> ApiResult<Response> {
+async fn api_filters(
+    State(st): State<Shared>,
+    q: Result<Query<NetQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let q = query(q)?;
     blocking(move || {
         let model = st.resolve(&q.model)?;
         let weights = st.resolve_opt(&q.weights)?;
@@ -856,10 +879,11 @@ fn decode_upload(
 
 async fn api_classify(
     State(st): State<Shared>,
-    Query(q): Query<ClassifyQuery>,
+    q: Result<Query<ClassifyQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
+    let q = query(q)?;
     let bytes = read_upload(&headers, body).await?;
     blocking(move || {
         let (mut clf, labels) = classifier(&st, &q)?;
@@ -886,10 +910,11 @@ async fn api_classify(
 
 async fn api_activations(
     State(st): State<Shared>,
-    Query(q): Query<ClassifyQuery>,
+    q: Result<Query<ClassifyQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    let q = query(q)?;
     let bytes = read_upload(&headers, body).await?;
     blocking(move || {
         let layer = q
