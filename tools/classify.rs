@@ -92,11 +92,33 @@ struct Top<'a> {
 }
 
 /// A probability for JSON: the f32's shortest decimal form, not its f64 widening.
-fn short_f64(v: f32) -> f64 {
+pub fn short_f64(v: f32) -> f64 {
     v.to_string().parse::<f64>().unwrap_or(v as f64)
 }
 
-pub fn run(a: Args) -> Result<ExitCode, Failure> {
+/// Arguments as the command line would parse them (`crema classify ARGS`), so that other
+/// commands (`crema studio`) classify with the very same defaults.
+pub fn parse_args<I, T>(args: I) -> Result<Args, Failure>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: Args,
+    }
+    let w = <Wrapper as clap::Parser>::try_parse_from(
+        std::iter::once(std::ffi::OsString::from("classify"))
+            .chain(args.into_iter().map(Into::into)),
+    )
+    .map_err(|e| user(e.to_string()))?;
+    Ok(w.args)
+}
+
+/// The classifier and its class labels, built from the arguments exactly as `crema classify`
+/// builds them (the net, its weights, the preprocessing, the labels file).
+pub fn load(a: &Args) -> Result<(Classifier, Vec<String>), Failure> {
     if a.batch_size == 0 {
         return Err(user("--batch-size must be at least 1".into()));
     }
@@ -133,7 +155,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         [input] => deploy_transform(&param, input).cloned(),
         _ => None,
     };
-    let mut clf = Classifier::new(net, a.output_blob.as_deref(), |p| {
+    let clf = Classifier::new(net, a.output_blob.as_deref(), |p| {
         if let Some(t) = &trained_transform {
             p.use_transform(t)?;
         }
@@ -173,6 +195,11 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         }
         None => (0..classes).map(|i| i.to_string()).collect(),
     };
+    Ok((clf, labels))
+}
+
+pub fn run(a: Args) -> Result<ExitCode, Failure> {
+    let (mut clf, labels) = load(&a)?;
     let inputs = expand_inputs(&a.images);
     if inputs.is_empty() {
         return Err(user(

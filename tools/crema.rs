@@ -10,6 +10,7 @@ mod import;
 mod json;
 mod plot;
 mod sample;
+mod studio;
 mod test;
 mod time;
 mod train;
@@ -57,6 +58,8 @@ enum Command {
     Sample(sample::Args),
     /// Features of labelled IDX images: .npy, a 2-D scatter PNG, 1-NN accuracy, reconstructions.
     Embed(embed::Args),
+    /// A local web page: live training curves, nets with filters and activations, classify.
+    Studio(studio::Args),
     /// Greedy decoding with a trained encoder-decoder; scores exact match with --pairs.
     Translate(translate::Args),
 }
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
         Command::Sample(a) => sample::run(a),
         Command::Embed(a) => embed::run(a),
         Command::Translate(a) => translate::run(a),
+        Command::Studio(a) => studio::run(a),
     };
     match r {
         Ok(code) => code,

@@ -55,7 +55,7 @@ fn dims(v: &[u32], single: Option<u32>, default: u32) -> String {
 }
 
 /// Name, type and the parameters Caffe's draw_net shows.
-fn layer_label(l: &LayerParameter) -> Vec<String> {
+pub fn layer_label(l: &LayerParameter) -> Vec<String> {
     let ty = l.r#type();
     let mut lines = vec![l.name().to_string(), format!("({ty})")];
     if let Some(c) = &l.convolution_param {
@@ -146,6 +146,53 @@ pub fn to_dot(net: &NetParameter, rankdir: &str) -> String {
     out
 }
 
+/// Runs Graphviz's `dot -T{ext}` on `dot` and returns what it writes (`svg`, `png` or `pdf`);
+/// `dot_path` is where the DOT text could be written instead (named in the error when `dot`
+/// is missing). `crema studio` draws its Net view through this too.
+pub fn render(dot: &str, ext: &str, dot_path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("dot")
+        .arg(format!("-T{ext}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Failure::User(anyhow!(
+                    "Graphviz `dot` is not installed, so crema cannot write .{ext}; \
+                     install graphviz, or write DOT with --out {}",
+                    dot_path.display()
+                ))
+            } else {
+                Failure::Internal(anyhow!("cannot run `dot`: {e}"))
+            }
+        })?;
+    // Written from another thread so that neither side waits on a full pipe.
+    let writer = child.stdin.take().map(|mut stdin| {
+        let text = dot.to_string();
+        std::thread::spawn(move || stdin.write_all(text.as_bytes()))
+    });
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Failure::Internal(anyhow!("waiting for `dot`: {e}")))?;
+    if let Some(w) = writer {
+        match w.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Failure::Internal(anyhow!("writing to `dot`: {e}"))),
+            Err(_) => return Err(Failure::Internal(anyhow!("writing to `dot` failed"))),
+        }
+    }
+    if !out.status.success() {
+        return Err(Failure::Internal(anyhow!(
+            "`dot` failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(out.stdout)
+}
+
 pub fn run(a: Args) -> Result<ExitCode, Failure> {
     let mut net = crema::load_net(&a.model)?;
     let phase = match a.phase.to_ascii_uppercase().as_str() {
@@ -182,35 +229,8 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
             std::fs::write(&a.out, &dot).map_err(|e| crema::Error::io(&a.out, e))?;
         }
         "svg" | "png" | "pdf" => {
-            use std::io::Write;
-            let mut child = std::process::Command::new("dot")
-                .arg(format!("-T{ext}"))
-                .arg("-o")
-                .arg(&a.out)
-                .stdin(std::process::Stdio::piped())
-                .spawn()
-                .map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        Failure::User(anyhow!(
-                            "Graphviz `dot` is not installed, so crema cannot write .{ext}; \
-                             install graphviz, or write DOT with --out {}",
-                            a.out.with_extension("dot").display()
-                        ))
-                    } else {
-                        Failure::Internal(anyhow!("cannot run `dot`: {e}"))
-                    }
-                })?;
-            if let Some(mut stdin) = child.stdin.take() {
-                stdin
-                    .write_all(dot.as_bytes())
-                    .map_err(|e| Failure::Internal(anyhow!("writing to `dot`: {e}")))?;
-            }
-            let status = child
-                .wait()
-                .map_err(|e| Failure::Internal(anyhow!("waiting for `dot`: {e}")))?;
-            if !status.success() {
-                return Err(Failure::Internal(anyhow!("`dot` failed with {status}")));
-            }
+            let bytes = render(&dot, &ext, &a.out.with_extension("dot"))?;
+            std::fs::write(&a.out, bytes).map_err(|e| crema::Error::io(&a.out, e))?;
         }
         other => {
             return Err(Failure::User(anyhow!(
