@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(libopenblas-dev libssl-dev pkg-config dataset-fashion-mnist graphviz fonts-dejavu-core
-  bible-kjv bible-kjv-text openmpi-bin libopenmpi-dev libclang-dev python3-venv libhdf5-dev)
+  bible-kjv bible-kjv-text openmpi-bin libopenmpi-dev libclang-dev python3-venv libhdf5-dev
+  chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
