@@ -9,11 +9,13 @@ mod forward;
 mod import;
 mod json;
 mod plot;
+mod plot_trials;
 mod sample;
 mod test;
 mod time;
 mod train;
 mod translate;
+mod tune;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -49,7 +51,8 @@ enum Command {
     Train(train::Args),
     /// Score a model in the TEST phase: each output blob's mean over iterations.
     Test(test::Args),
-    /// Draw loss, test outputs and learning rate from a JSON-lines training log (PNG).
+    /// Draw loss, test outputs and learning rate from a JSON-lines training log, or the trials of
+    /// `crema tune` (trials.jsonl), as a PNG.
     Plot(plot::Args),
     /// Draw the net as a graph (Graphviz DOT, or SVG/PNG/PDF through `dot`).
     Draw(draw::Args),
@@ -57,6 +60,9 @@ enum Command {
     Sample(sample::Args),
     /// Features of labelled IDX images: .npy, a 2-D scatter PNG, 1-NN accuracy, reconstructions.
     Embed(embed::Args),
+    /// Hyperparameter search: Gaussian-process Bayesian optimization (or random) over solver
+    /// and layer fields, each trial a short training run.
+    Tune(tune::Args),
     /// Greedy decoding with a trained encoder-decoder; scores exact match with --pairs.
     Translate(translate::Args),
 }
@@ -109,6 +115,7 @@ fn main() -> ExitCode {
         Command::Sample(a) => sample::run(a),
         Command::Embed(a) => embed::run(a),
         Command::Translate(a) => translate::run(a),
+        Command::Tune(a) => tune::run(a),
     };
     match r {
         Ok(code) => code,
