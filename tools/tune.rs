@@ -482,5 +482,11 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
             trials_path.display()
         ),
     }
+    eprintln!(
+        "plot the trials with: crema plot {} --out {}{}",
+        trials_path.display(),
+        out.join("trials.png").display(),
+        if maximize { "" } else { " --minimize" }
+    );
     Ok(ExitCode::SUCCESS)
 }
