@@ -24,6 +24,7 @@ pub mod seq2seq;
 pub mod solver;
 pub mod spec;
 pub mod testing;
+pub mod tune;
 
 pub use blob::Blob;
 pub use error::{Error, Result};

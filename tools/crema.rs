@@ -9,12 +9,14 @@ mod forward;
 mod import;
 mod json;
 mod plot;
+mod plot_trials;
 mod sample;
 mod studio;
 mod test;
 mod time;
 mod train;
 mod translate;
+mod tune;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -50,7 +52,8 @@ enum Command {
     Train(train::Args),
     /// Score a model in the TEST phase: each output blob's mean over iterations.
     Test(test::Args),
-    /// Draw loss, test outputs and learning rate from a JSON-lines training log (PNG).
+    /// Draw loss, test outputs and learning rate from a JSON-lines training log, or the trials of
+    /// `crema tune` (trials.jsonl), as a PNG.
     Plot(plot::Args),
     /// Draw the net as a graph (Graphviz DOT, or SVG/PNG/PDF through `dot`).
     Draw(draw::Args),
@@ -60,6 +63,9 @@ enum Command {
     Embed(embed::Args),
     /// A local web page: live training curves, nets with filters and activations, classify.
     Studio(studio::Args),
+    /// Hyperparameter search: Gaussian-process Bayesian optimization (or random) over solver
+    /// and layer fields, each trial a short training run.
+    Tune(tune::Args),
     /// Greedy decoding with a trained encoder-decoder; scores exact match with --pairs.
     Translate(translate::Args),
 }
@@ -113,6 +119,7 @@ fn main() -> ExitCode {
         Command::Embed(a) => embed::run(a),
         Command::Translate(a) => translate::run(a),
         Command::Studio(a) => studio::run(a),
+        Command::Tune(a) => tune::run(a),
     };
     match r {
         Ok(code) => code,

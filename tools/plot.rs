@@ -26,9 +26,12 @@ pub struct Args {
     /// Print one JSON object on stdout (what was drawn).
     #[arg(long)]
     json: bool,
+    /// For a `crema tune` trials.jsonl: the objective was minimized (best so far is the lowest).
+    #[arg(long)]
+    minimize: bool,
 }
 
-type Series = Vec<(f64, f64)>;
+pub(crate) type Series = Vec<(f64, f64)>;
 
 /// A named curve in a panel; `bool`: draw point markers (sparse test points).
 type Curve<'a> = (String, &'a Series, bool);
@@ -147,7 +150,7 @@ pub(crate) fn load_font() -> anyhow::Result<()> {
     ))
 }
 
-fn range(series: &[&Series]) -> Option<(f64, f64, f64, f64)> {
+pub(crate) fn range(series: &[&Series]) -> Option<(f64, f64, f64, f64)> {
     let pts: Vec<&(f64, f64)> = series
         .iter()
         .flat_map(|s| s.iter())
@@ -171,6 +174,9 @@ fn range(series: &[&Series]) -> Option<(f64, f64, f64, f64)> {
 }
 
 pub fn run(a: Args) -> Result<ExitCode, Failure> {
+    if crate::plot_trials::is_trials_log(&a.log) {
+        return crate::plot_trials::run(&a.log, &a.out, a.width, a.minimize, a.json);
+    }
     let lines = read_lines(&a.log)?;
     let runs = split_runs(&lines.iter().map(|l| l.0).collect::<Vec<_>>());
     let run = match a.run {
