@@ -11,8 +11,12 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Training log (JSON lines).
+    /// Training log (JSON lines), or one or more `crema tune` trials.jsonl files (several are
+    /// drawn as best-so-far curves, grouped by their directory's name without a trailing
+    /// `-N`/`_N`: `bayes-1`, `bayes-2` and `random-1` make two groups, each with its mean).
     log: PathBuf,
+    /// More trials.jsonl files to compare with the first.
+    more: Vec<PathBuf>,
     /// Output PNG.
     #[arg(long)]
     out: PathBuf,
@@ -175,7 +179,19 @@ pub(crate) fn range(series: &[&Series]) -> Option<(f64, f64, f64, f64)> {
 
 pub fn run(a: Args) -> Result<ExitCode, Failure> {
     if crate::plot_trials::is_trials_log(&a.log) {
+        if !a.more.is_empty() {
+            let mut all = vec![a.log.clone()];
+            all.extend(a.more.iter().cloned());
+            return crate::plot_trials::compare(&all, &a.out, a.width, a.minimize, a.json);
+        }
         return crate::plot_trials::run(&a.log, &a.out, a.width, a.minimize, a.json);
+    }
+    if let Some(extra) = a.more.first() {
+        return Err(Failure::User(anyhow!(
+            "{}: only crema tune trials files can be drawn together; {} is a training log",
+            extra.display(),
+            a.log.display()
+        )));
     }
     let lines = read_lines(&a.log)?;
     let runs = split_runs(&lines.iter().map(|l| l.0).collect::<Vec<_>>());

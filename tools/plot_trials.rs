@@ -115,13 +115,8 @@ fn panels(trials: &[Value], minimize: bool) -> Vec<Panel> {
     out
 }
 
-pub fn run(
-    log: &Path,
-    out: &Path,
-    width: u32,
-    minimize: bool,
-    json: bool,
-) -> Result<ExitCode, Failure> {
+/// The JSON lines of a trials file.
+fn read_trials(log: &Path) -> anyhow::Result<Vec<Value>> {
     let text =
         std::fs::read_to_string(log).with_context(|| format!("cannot read {}", log.display()))?;
     let mut trials = Vec::new();
@@ -133,6 +128,190 @@ pub fn run(
             .with_context(|| format!("{}:{}: not a JSON line", log.display(), n + 1))?;
         trials.push(v);
     }
+    Ok(trials)
+}
+
+/// The best objective after each trial (`None` until one finished); `trials` in file order.
+fn best_so_far(trials: &[Value], minimize: bool) -> Vec<Option<f64>> {
+    let mut best: Option<f64> = None;
+    trials
+        .iter()
+        .map(|t| {
+            if let Some(y) = t["objective"].as_f64() {
+                best = Some(match best {
+                    Some(b) if (minimize && b <= y) || (!minimize && b >= y) => b,
+                    _ => y,
+                });
+            }
+            best
+        })
+        .collect()
+}
+
+/// The group a trials file belongs to: its directory's name without a trailing `-N` or `_N`.
+fn group_name(log: &Path) -> String {
+    let dir = log
+        .parent()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| log.display().to_string());
+    match dir.rfind(['-', '_']) {
+        Some(i)
+            if i > 0 && dir[i + 1..].chars().all(|c| c.is_ascii_digit()) && i + 1 < dir.len() =>
+        {
+            dir[..i].to_string()
+        }
+        _ => dir,
+    }
+}
+
+/// Per group (in order of first appearance): its name, each file's best-so-far curve, and the
+/// mean curve over the files, taken at each trial where every file of the group has a value.
+type Group = (String, Vec<Series>, Series);
+
+fn groups(runs: &[(String, Vec<Option<f64>>)]) -> Vec<Group> {
+    let mut out: Vec<Group> = Vec::new();
+    for (name, best) in runs {
+        let curve: Series = best
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| b.map(|b| (i as f64, b)))
+            .collect();
+        match out.iter_mut().find(|g| g.0 == *name) {
+            Some(g) => g.1.push(curve),
+            None => out.push((name.clone(), vec![curve], Vec::new())),
+        }
+    }
+    for g in &mut out {
+        let k = g.1.len() as f64;
+        g.2 = g.1[0]
+            .iter()
+            .filter_map(|&(x, _)| {
+                let ys: Vec<f64> =
+                    g.1.iter()
+                        .filter_map(|c| c.iter().find(|p| p.0 == x).map(|p| p.1))
+                        .collect();
+                (ys.len() == g.1.len()).then(|| (x, ys.iter().sum::<f64>() / k))
+            })
+            .collect();
+    }
+    out
+}
+
+/// `crema plot A/trials.jsonl B/trials.jsonl ...`: best so far per trial for each file (thin)
+/// and each group's mean (thick), e.g. Bayesian against random search over several seeds.
+pub fn compare(
+    logs: &[std::path::PathBuf],
+    out: &Path,
+    width: u32,
+    minimize: bool,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let mut runs = Vec::new();
+    for log in logs {
+        let trials = read_trials(log)?;
+        runs.push((group_name(log), best_so_far(&trials, minimize)));
+    }
+    let groups = groups(&runs);
+    load_font()?;
+    let h = (width * 3 / 5).max(300);
+    let draw = || -> anyhow::Result<()> {
+        let mut pixels = vec![0u8; width as usize * h as usize * 3];
+        {
+            let root = BitMapBackend::with_buffer(&mut pixels, (width, h)).into_drawing_area();
+            root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+            let all: Vec<&Series> = groups.iter().flat_map(|g| g.1.iter()).collect();
+            let Some((x0, x1, y0, y1)) = range(&all) else {
+                return Err(anyhow!("no trial in these files has an objective"));
+            };
+            let mut chart = ChartBuilder::on(&root)
+                .caption(
+                    "best so far per trial (thick: mean over runs)",
+                    ("sans-serif", 20),
+                )
+                .margin(14)
+                .x_label_area_size(40)
+                .y_label_area_size(80)
+                .build_cartesian_2d(x0..x1, y0..y1)
+                .map_err(|e| anyhow!("{e}"))?;
+            chart
+                .configure_mesh()
+                .x_desc("trial")
+                .y_desc("best objective")
+                .draw()
+                .map_err(|e| anyhow!("{e}"))?;
+            for (i, (name, curves, mean)) in groups.iter().enumerate() {
+                let color = Palette99::pick(i).to_rgba();
+                for c in curves {
+                    chart
+                        .draw_series(LineSeries::new(c.clone(), color.mix(0.35).stroke_width(1)))
+                        .map_err(|e| anyhow!("{e}"))?;
+                }
+                chart
+                    .draw_series(LineSeries::new(mean.clone(), color.stroke_width(3)))
+                    .map_err(|e| anyhow!("{e}"))?
+                    .label(format!("{name} ({} runs)", curves.len()))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .position(if minimize {
+                    SeriesLabelPosition::UpperRight
+                } else {
+                    SeriesLabelPosition::LowerRight
+                })
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| anyhow!("{e}"))?;
+            root.present().map_err(|e| anyhow!("{e}"))?;
+        }
+        image::RgbImage::from_raw(width, h, pixels)
+            .ok_or_else(|| anyhow!("the plot buffer has the wrong size"))?
+            .save(out)?;
+        Ok(())
+    };
+    draw().with_context(|| format!("cannot draw {}", out.display()))?;
+    let summary: Vec<Value> = groups
+        .iter()
+        .map(|(name, curves, mean)| {
+            serde_json::json!({
+                "group": name,
+                "runs": curves.len(),
+                "final_mean": mean.last().map(|p| p.1),
+                "mean": mean.iter().map(|p| p.1).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"out": out.display().to_string(), "groups": summary})
+        );
+    } else {
+        for g in &summary {
+            eprintln!(
+                "{}: {} runs, mean best after the last trial {}",
+                g["group"].as_str().unwrap_or(""),
+                g["runs"],
+                g["final_mean"]
+            );
+        }
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(
+    log: &Path,
+    out: &Path,
+    width: u32,
+    minimize: bool,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let trials = read_trials(log)?;
     let panels = panels(&trials, minimize);
     load_font()?;
     let h = 280 * panels.len() as u32;
@@ -228,5 +407,38 @@ mod tests {
         assert_eq!(p[2].points, vec![(0.0, 0.5), (0.0, 0.7), (1.0, 0.6)]);
         let m = panels(&t, true);
         assert_eq!(m[0].line.last(), Some(&(3.0, 0.5)));
+        assert_eq!(
+            best_so_far(&t, false),
+            vec![Some(0.5), Some(0.5), Some(0.7), Some(0.7)]
+        );
+    }
+
+    #[test]
+    fn runs_group_by_directory_and_average_where_all_have_a_value() {
+        assert_eq!(group_name(Path::new("t/bayes-1/trials.jsonl")), "bayes");
+        assert_eq!(group_name(Path::new("t/random_12/trials.jsonl")), "random");
+        assert_eq!(group_name(Path::new("t/lenet-x/trials.jsonl")), "lenet-x");
+        assert_eq!(group_name(Path::new("t/run-/trials.jsonl")), "run-");
+        let runs = vec![
+            ("bayes".to_string(), vec![Some(0.5), Some(0.7), Some(0.7)]),
+            ("random".to_string(), vec![Some(0.2), Some(0.4), Some(0.6)]),
+            ("bayes".to_string(), vec![None, Some(0.6), Some(0.9)]),
+        ];
+        let g = groups(&runs);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].0, "bayes");
+        assert_eq!(g[0].1.len(), 2);
+        // Trial 0 has no value in the second bayes run: the mean starts at trial 1.
+        let close = |got: &Series, want: &[(f64, f64)]| {
+            assert_eq!(got.len(), want.len(), "{got:?}");
+            for (g, w) in got.iter().zip(want) {
+                assert!(
+                    g.0 == w.0 && (g.1 - w.1).abs() < 1e-12,
+                    "{got:?} vs {want:?}"
+                );
+            }
+        };
+        close(&g[0].2, &[(1.0, 0.65), (2.0, 0.8)]);
+        close(&g[1].2, &[(0.0, 0.2), (1.0, 0.4), (2.0, 0.6)]);
     }
 }
