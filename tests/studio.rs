@@ -186,6 +186,16 @@ fn studio_json_endpoints_and_refusals() {
          {\"iter\":1",
     )
     .unwrap();
+    // A crema tune search in progress: a diverged trial, then the best, a half-written line.
+    std::fs::create_dir(d.join("search")).unwrap();
+    std::fs::write(
+        d.join("search/trials.jsonl"),
+        "{\"trial\":0,\"params\":{\"base_lr\":0.01},\"objective\":0.5,\"status\":\"ok\",\"seconds\":1.0}\n\
+         {\"trial\":1,\"params\":{\"base_lr\":0.3},\"objective\":null,\"status\":\"diverged\",\"seconds\":0.2}\n\
+         {\"trial\":2,\"params\":{\"base_lr\":0.05},\"objective\":0.75,\"status\":\"ok\",\"seconds\":1.1}\n\
+         {\"trial\":3,\"par",
+    )
+    .unwrap();
     let (_studio, base) = start_studio(&d);
 
     // The listing names each kind of file once, relative to the served directory.
@@ -197,6 +207,7 @@ fn studio_json_endpoints_and_refusals() {
     assert_eq!(files["labels"], json!(["cifar/labels.txt"]));
     assert_eq!(files["means"], json!(["cifar/mean.binaryproto"]));
     assert_eq!(files["images"], json!(["cifar/dog10.png"]));
+    assert_eq!(files["trials"], json!(["search/trials.jsonl"]));
     // The symlink out of the directory is not listed.
     assert!(!files.to_string().contains("escape"), "{files}");
 
@@ -215,6 +226,19 @@ fn studio_json_endpoints_and_refusals() {
     assert_eq!(run["solver"]["settings"]["lr_policy"], "inv");
     assert_eq!(run["solver"]["settings"]["base_lr"], 0.01);
     assert_eq!(run["solver"]["settings"]["snapshot_prefix"], "lenet/lenet");
+
+    // The search: best so far (maximized unless told), the best trial, the diverged one.
+    let (s, tr) = get_json(&base, "/api/trials?path=search/trials.jsonl");
+    assert_eq!(s, 200, "{tr}");
+    assert_eq!(tr["trials"].as_array().unwrap().len(), 3);
+    assert_eq!(tr["best"], json!([[0, 0.5], [1, 0.5], [2, 0.75]]));
+    assert_eq!(tr["best_trial"]["trial"], 2);
+    assert_eq!(tr["params"], json!(["base_lr"]));
+    assert_eq!(tr["diverged"], 1);
+    assert_eq!(tr["unreadable_lines"], 1);
+    let (_, tr) = get_json(&base, "/api/trials?path=search/trials.jsonl&minimize=true");
+    assert_eq!(tr["best"], json!([[0, 0.5], [1, 0.5], [2, 0.5]]));
+    assert_eq!(tr["best_trial"]["trial"], 0);
 
     // The net: LeNet's layers, TEST-phase shapes (batch 100) and parameter counts.
     let (s, net) = get_json(&base, "/api/net?model=lenet/net.yaml");
@@ -277,6 +301,7 @@ fn studio_json_endpoints_and_refusals() {
         "/api/file?path=escape.txt",
         "/api/run?log=../../../../etc/passwd",
         "/api/net?model=../secret.txt",
+        "/api/trials?path=escape.txt",
     ] {
         let (s, v) = get_json(&base, path);
         assert_eq!(s, 403, "{path}: {v}");
@@ -367,6 +392,23 @@ fn save_screenshot(png: &[u8], name: &str) {
     std::fs::write(dir.join(name), png).unwrap();
 }
 
+/// The first trials of a real `crema tune` run, for the Tune view.
+const TRIALS: &str = r#"{"objective":0.7288,"params":{"base_lr":0.00068736373,"momentum":0.9026533,"weight_decay":0.0039595063},"seconds":7.428,"status":"ok","trial":0}
+{"objective":null,"params":{"base_lr":0.2786298,"momentum":0.5759866,"weight_decay":2.4982794e-6},"seconds":0.371,"status":"diverged","trial":1}
+{"objective":0.7972,"params":{"base_lr":0.005087061,"momentum":0.79376435,"weight_decay":0.000015763078},"seconds":7.33,"status":"ok","trial":2}
+{"objective":null,"params":{"base_lr":0.10242062,"momentum":0.9570977,"weight_decay":0.000099458295},"seconds":0.459,"status":"diverged","trial":3}
+{"objective":0.73759997,"params":{"base_lr":0.0018699361,"momentum":0.63043106,"weight_decay":0.00090707047},"seconds":7.462,"status":"ok","trial":4}
+{"objective":0.6886,"params":{"base_lr":0.0002526658,"momentum":0.84820884,"weight_decay":0.0057232277},"seconds":7.418,"status":"ok","trial":5}
+{"objective":0.7993,"params":{"base_lr":0.0053401543,"momentum":0.791984,"weight_decay":0.0000152300145},"seconds":7.353,"status":"ok","trial":6}
+{"objective":0.8369,"params":{"base_lr":0.008059564,"momentum":0.9690593,"weight_decay":1.0010494e-6},"seconds":7.372,"status":"ok","trial":7}
+{"objective":null,"params":{"base_lr":0.012633718,"momentum":0.99,"weight_decay":1e-6},"seconds":3.332,"status":"diverged","trial":8}
+{"objective":0.8082,"params":{"base_lr":0.00730502,"momentum":0.7682506,"weight_decay":0.000010535683},"seconds":7.602,"status":"ok","trial":9}
+{"objective":0.839,"params":{"base_lr":0.0071933996,"momentum":0.96288884,"weight_decay":1.2369077e-6},"seconds":8.074,"status":"ok","trial":10}
+{"objective":0.1,"params":{"base_lr":0.007470928,"momentum":0.99,"weight_decay":1e-6},"seconds":8.23,"status":"ok","trial":11}
+"#;
+/// The best objective among them, as the page prints it.
+const TRIALS_BEST: &str = "0.839";
+
 #[test]
 fn studio_page_in_chromium() {
     let tmp = tempfile::tempdir().unwrap();
@@ -389,6 +431,9 @@ fn studio_page_in_chromium() {
         assert!(Instant::now() < deadline, "crema train wrote no log");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The first 12 trials of a real search (scripts/tune_lenet_compare.sh, bayes, seed 1).
+    std::fs::create_dir(d.join("search")).unwrap();
+    std::fs::write(d.join("search/trials.jsonl"), TRIALS).unwrap();
     let (_studio, base) = start_studio(d);
 
     let port = free_port();
@@ -497,6 +542,15 @@ fn studio_page_in_chromium() {
         let top = js(&c, "const r = document.querySelector('#top tr.top'); \
                           return [r.dataset.label, +r.dataset.prob, r.cells[2].textContent]").await;
         save_screenshot(&c.screenshot().await.unwrap(), "classify.png");
+
+        // Tune: the trials, best first, and the best-so-far chart.
+        js(&c, "show('tune'); document.getElementById('tune-trials').value = 'search/trials.jsonl'; startTune();").await;
+        wait_js(&c, "document.querySelectorAll('#trials tr.trial').length == 12", 120, "the trials table").await;
+        let best = js(&c, "return document.querySelector('#trials tr.trial').cells[1].textContent").await;
+        assert_eq!(best, json!(TRIALS_BEST));
+        assert!(js(&c, "return document.getElementById('tune-summary').textContent").await
+            .as_str().unwrap().contains("12 trials"));
+        save_screenshot(&c.screenshot().await.unwrap(), "tune.png");
         c.close().await.unwrap();
 
         let cli = Command::new(env!("CARGO_BIN_EXE_crema"))

@@ -132,7 +132,7 @@ fn read_trials(log: &Path) -> anyhow::Result<Vec<Value>> {
 }
 
 /// The best objective after each trial (`None` until one finished); `trials` in file order.
-fn best_so_far(trials: &[Value], minimize: bool) -> Vec<Option<f64>> {
+pub fn best_so_far(trials: &[Value], minimize: bool) -> Vec<Option<f64>> {
     let mut best: Option<f64> = None;
     trials
         .iter()

@@ -232,6 +232,7 @@ fn router(state: Shared) -> Router {
         .route("/api/files", get(api_files))
         .route("/api/file", get(api_file))
         .route("/api/run", get(api_run))
+        .route("/api/trials", get(api_trials))
         .route("/api/net", get(api_net))
         .route("/api/filters", get(api_filters))
         .route("/api/activations", post(api_activations))
@@ -308,11 +309,14 @@ fn list_files(st: &Studio) -> Value {
     let mut labels = Vec::new();
     let mut means = Vec::new();
     let mut images = Vec::new();
+    let mut trials = Vec::new();
     for (p, mtime) in walk(&st.root) {
         let rel = st.rel(&p);
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let ext = ext_of(&p);
-        if name.ends_with("_log.jsonl") {
+        if name == "trials.jsonl" {
+            trials.push(rel);
+        } else if name.ends_with("_log.jsonl") {
             let secs = mtime
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -337,7 +341,7 @@ fn list_files(st: &Studio) -> Value {
     json!({
         "dir": st.root.display().to_string(),
         "runs": runs, "models": models, "solvers": solvers, "weights": weights,
-        "labels": labels, "means": means, "images": images,
+        "labels": labels, "means": means, "images": images, "trials": trials,
     })
 }
 
@@ -535,6 +539,83 @@ async fn api_run(
         }
         v["solver"] = solver.unwrap_or(Value::Null);
         Ok(Json(v))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tune
+
+#[derive(serde::Deserialize)]
+struct TrialsQuery {
+    path: String,
+    /// The search minimized its objective (trials.jsonl does not say).
+    #[serde(default)]
+    minimize: bool,
+}
+
+/// The trials of a `crema tune` search so far: each line, the best so far after each trial,
+/// the parameter names and the best trial (a half-written last line is skipped).
+fn read_trials(path: &Path, shown: &str, minimize: bool) -> ApiResult<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| ApiError::bad(format!("{shown}: {e}")))?;
+    let mut trials = Vec::new();
+    let mut bad = 0usize;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<Value>(line) {
+            Ok(v) if v.get("trial").is_some() && v.get("params").is_some() => trials.push(v),
+            _ => bad += 1,
+        }
+    }
+    let best: Vec<Value> = crate::plot_trials::best_so_far(&trials, minimize)
+        .iter()
+        .zip(&trials)
+        .filter_map(|(b, t)| b.map(|b| json!([t["trial"], b])))
+        .collect();
+    let mut params: Vec<String> = Vec::new();
+    for t in &trials {
+        for k in t["params"].as_object().into_iter().flat_map(|m| m.keys()) {
+            if !params.contains(k) {
+                params.push(k.clone());
+            }
+        }
+    }
+    let best_trial = trials
+        .iter()
+        .filter(|t| t["objective"].is_number())
+        .fold(None::<&Value>, |b, t| {
+            let y = t["objective"].as_f64().unwrap_or(0.0);
+            match b {
+                Some(b) => {
+                    let by = b["objective"].as_f64().unwrap_or(0.0);
+                    Some(if (minimize && y < by) || (!minimize && y > by) {
+                        t
+                    } else {
+                        b
+                    })
+                }
+                None => Some(t),
+            }
+        })
+        .cloned();
+    let diverged = trials.iter().filter(|t| t["status"] == "diverged").count();
+    Ok(json!({
+        "trials": trials,
+        "best": best,
+        "params": params,
+        "best_trial": best_trial,
+        "diverged": diverged,
+        "unreadable_lines": bad,
+    }))
+}
+
+async fn api_trials(
+    State(st): State<Shared>,
+    q: Result<Query<TrialsQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let q = query(q)?;
+    blocking(move || {
+        let path = st.resolve(&q.path)?;
+        Ok(Json(read_trials(&path, &q.path, q.minimize)?))
     })
     .await
 }
