@@ -6,6 +6,7 @@
 //! list), and which enum names are valid. Errors carry file, line, column, the layer and the
 //! nearest valid key.
 
+pub mod space;
 mod yaml;
 
 use crate::proto::{self, LayerParameter, NetParameter, SolverParameter};

@@ -14,6 +14,21 @@ struct Ctx {
     layer_index: Option<usize>,
 }
 
+/// Where a serde_yaml error points (line, column; 0 when it doesn't say) and its message
+/// without the " at line L column C" serde_yaml appends (the position is reported separately).
+pub(crate) fn position(e: &serde_yaml::Error) -> (usize, usize, String) {
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
+    let s = e.to_string();
+    let message = match s.find(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    };
+    (line, column, message)
+}
+
 /// Parses YAML text into a message of type `desc`.
 pub fn parse(text: &str, desc: &MessageDescriptor, label: &str) -> Result<DynamicMessage> {
     let ctx = RefCell::new(Ctx::default());
@@ -26,18 +41,8 @@ pub fn parse(text: &str, desc: &MessageDescriptor, label: &str) -> Result<Dynami
         Ok(m) => Ok(m),
         Err(e) => {
             let ctx = ctx.into_inner();
-            let (line, column) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((0, 0));
-            let mut message = ctx.message.unwrap_or_else(|| {
-                let s = e.to_string();
-                // serde_yaml appends " at line L column C"; the position is reported separately.
-                match s.find(" at line ") {
-                    Some(i) => s[..i].to_string(),
-                    None => s,
-                }
-            });
+            let (line, column, plain) = position(&e);
+            let mut message = ctx.message.unwrap_or(plain);
             if message.contains("invalid type: unit value") {
                 message = format!(
                     "{message} (an empty value: did you forget the value after the colon?)"

@@ -312,15 +312,7 @@ impl Space {
         let seen = RefCell::new(Vec::new());
         let de = serde_yaml::Deserializer::from_str(text);
         let params = SpaceSeed { seen: &seen }.deserialize(de).map_err(|e| {
-            let (line, column) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((0, 0));
-            let s = e.to_string();
-            let message = match s.find(" at line ") {
-                Some(i) => s[..i].to_string(),
-                None => s,
-            };
+            let (line, column, message) = super::yaml::position(&e);
             Error::Spec {
                 file: label.to_string(),
                 line,
