@@ -186,3 +186,100 @@ fn caffe_hdf5_classification_prototxt_runs() {
         assert!(n.blob("loss").unwrap().data[0].is_finite());
     }
 }
+
+/// The value tests/hdf5/make_caffe_h5.py wrote for element `k` of blob `blob` of layer `layer`.
+fn fixture_value(layer: usize, blob: usize, k: usize) -> f32 {
+    ((7 * k + 3 * blob + layer) % 17) as f32 / 8.0 - 1.0
+}
+
+/// A `.caffemodel.h5` in Caffe's `Net::ToHDF5` layout, written by h5py (HDF5 2.0.0, not crema's
+/// writer; tests/hdf5/make_caffe_h5.py): the one weights reader returns every layer
+/// (parameterless ones with no blobs; in name order) with Caffe's shapes and the values, and a net given those
+/// weights computes conv -> ReLU -> inner product as worked out here in f64.
+#[test]
+fn a_caffemodel_h5_in_caffes_layout_loads_and_runs() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hdf5/caffe_layout.caffemodel.h5");
+    let w = crema::caffe::caffemodel::read(&path).unwrap();
+    // HDF5 lists groups by name (Caffe's H5Gcreate2 keeps no creation order); Caffe copies by
+    // layer name, as crema does.
+    let names: Vec<&str> = w.layer.iter().map(|l| l.name()).collect();
+    assert_eq!(names, ["conv1", "data", "ip1", "prob", "relu1"]);
+    let order = ["data", "conv1", "relu1", "ip1", "prob"];
+    let by_name = |n: &str| w.layer.iter().find(|l| l.name() == n).unwrap();
+    let shapes: Vec<Vec<Vec<i64>>> = order
+        .iter()
+        .map(|n| by_name(n))
+        .map(|l| {
+            l.blobs
+                .iter()
+                .map(|b| b.shape.clone().unwrap().dim)
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        shapes,
+        vec![
+            vec![],
+            vec![vec![2, 1, 3, 3], vec![2]],
+            vec![],
+            vec![vec![3, 8], vec![3]],
+            vec![]
+        ]
+    );
+    for (li, l) in order.iter().map(|n| by_name(n)).enumerate() {
+        for (bi, b) in l.blobs.iter().enumerate() {
+            let want: Vec<f32> = (0..b.data.len())
+                .map(|k| fixture_value(li, bi, k))
+                .collect();
+            assert_eq!(b.data, want, "{} blob {bi}", l.name());
+        }
+    }
+
+    let model = r"
+name: h5net
+layer:
+  - { name: data, type: Input, top: data, input_param: { shape: { dim: [1, 1, 4, 4] } } }
+  - { name: conv1, type: Convolution, bottom: data, top: conv1, convolution_param: { num_output: 2, kernel_size: 3 } }
+  - { name: relu1, type: ReLU, bottom: conv1, top: conv1 }
+  - { name: ip1, type: InnerProduct, bottom: conv1, top: ip1, inner_product_param: { num_output: 3 } }
+  - { name: prob, type: Softmax, bottom: ip1, top: prob }
+";
+    let p: crema::proto::NetParameter = crema::spec::from_yaml_str(model, "h5net.yaml").unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let mut net = Net::for_phase(&p, Phase::Test, &mut rng).unwrap();
+    let report = net
+        .copy_trained_layers_from(&w, &path.display().to_string())
+        .unwrap();
+    assert!(report.fresh.is_empty() && report.ignored.is_empty());
+    let x: Vec<f64> = (0..16).map(|i| (i as f64 - 7.5) / 4.0).collect();
+    net.blob_mut("data")
+        .unwrap()
+        .data
+        .iter_mut()
+        .zip(&x)
+        .for_each(|(d, v)| *d = *v as f32);
+    net.forward().unwrap();
+    // conv1: 2 outputs of 2x2 from the 4x4 input, 3x3 kernel, bias; then ReLU.
+    let v = |l: usize, b: usize, k: usize| fixture_value(l, b, k) as f64;
+    let mut conv = Vec::new();
+    for o in 0..2 {
+        for y in 0..2 {
+            for xx in 0..2 {
+                let mut s = v(1, 1, o);
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        s += v(1, 0, o * 9 + ky * 3 + kx) * x[(y + ky) * 4 + xx + kx];
+                    }
+                }
+                conv.push(s.max(0.0));
+            }
+        }
+    }
+    let ip: Vec<f64> = (0..3)
+        .map(|o| v(3, 1, o) + (0..8).map(|k| v(3, 0, o * 8 + k) * conv[k]).sum::<f64>())
+        .collect();
+    let got = &net.blob("ip1").unwrap().data;
+    for (g, w) in got.iter().zip(&ip) {
+        assert!((*g as f64 - w).abs() < 1e-5, "ip1 {got:?} vs {ip:?}");
+    }
+}
