@@ -183,11 +183,8 @@ fn scatter(e: &Embedded, names: &[String], path: &Path) -> anyhow::Result<()> {
         y1 = y1.max(p[1]);
     }
     let (px, py) = (((x1 - x0) * 0.05).max(1e-6), ((y1 - y0) * 0.05).max(1e-6));
-    let mut pixels = vec![0u8; (w * h * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut pixels, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_err)?;
-        let mut chart = ChartBuilder::on(&root)
+    crate::plot::render_png(path, w, h, |root| {
+        let mut chart = ChartBuilder::on(root)
             .caption(
                 format!("2-D embedding of {} images", e.labels.len()),
                 ("sans-serif", 22),
@@ -230,12 +227,8 @@ fn scatter(e: &Embedded, names: &[String], path: &Path) -> anyhow::Result<()> {
             .border_style(BLACK)
             .draw()
             .map_err(draw_err)?;
-        root.present().map_err(draw_err)?;
-    }
-    image::RgbImage::from_raw(w, h, pixels)
-        .ok_or_else(|| anyhow!("the plot buffer has the wrong size"))?
-        .save(path)?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Inputs (top row) above their reconstructions (bottom row), each a square grey image scaled

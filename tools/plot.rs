@@ -121,6 +121,28 @@ fn curves(lines: &[(f64, serde_json::Value)]) -> Curves {
     c
 }
 
+/// Draws with plotters into an RGB buffer of `width` x `height` (white background) and writes
+/// it to `out` as PNG through the `image` crate (one image/png version in the build): every
+/// picture `crema plot` and `crema embed` make goes through here.
+pub(crate) fn render_png(
+    out: &Path,
+    width: u32,
+    height: u32,
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut pixels = vec![0u8; width as usize * height as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+        draw(&root)?;
+        root.present().map_err(|e| anyhow!("{e}"))?;
+    }
+    image::RgbImage::from_raw(width, height, pixels)
+        .ok_or_else(|| anyhow!("the plot buffer has the wrong size"))?
+        .save(out)?;
+    Ok(())
+}
+
 /// Registers a TrueType font for the labels: `$CREMA_FONT`, else a common system font.
 pub(crate) fn load_font() -> anyhow::Result<()> {
     let mut candidates: Vec<PathBuf> = Vec::new();
@@ -256,72 +278,61 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         ));
     }
     let h = 320 * panels.len() as u32;
-    let draw = || -> anyhow::Result<()> {
-        // Drawn into a buffer and encoded with the `image` crate (one image version in the build).
-        let mut pixels = vec![0u8; a.width as usize * h as usize * 3];
-        {
-            let root = BitMapBackend::with_buffer(&mut pixels, (a.width, h)).into_drawing_area();
-            root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-            let areas = root.split_evenly((panels.len(), 1));
-            let mut color_i = 0;
-            for (area, (title, series)) in areas.iter().zip(&panels) {
-                let refs: Vec<&Series> = series.iter().map(|s| s.1).collect();
-                let Some((x0, x1, y0, y1)) = range(&refs) else {
-                    continue;
-                };
-                let mut chart = ChartBuilder::on(area)
-                    .caption(title, ("sans-serif", 20))
-                    .margin(12)
-                    .x_label_area_size(35)
-                    .y_label_area_size(70)
-                    .build_cartesian_2d(x0..x1, y0..y1)
-                    .map_err(|e| anyhow!("{e}"))?;
-                chart
-                    .configure_mesh()
-                    .x_desc("iteration")
-                    .x_label_formatter(&|v| format!("{v:.0}"))
-                    .y_label_formatter(&|v| {
-                        if v.abs() >= 1e-2 || *v == 0.0 {
-                            format!("{v:.3}")
-                        } else {
-                            format!("{v:.1e}")
-                        }
-                    })
-                    .draw()
-                    .map_err(|e| anyhow!("{e}"))?;
-                for (name, s, markers) in series {
-                    let color = Palette99::pick(color_i).to_rgba();
-                    color_i += 1;
-                    let pts: Vec<(f64, f64)> =
-                        s.iter().copied().filter(|p| p.1.is_finite()).collect();
-                    chart
-                        .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-                        .map_err(|e| anyhow!("{e}"))?
-                        .label(name.as_str())
-                        .legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                        });
-                    if *markers {
-                        chart
-                            .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
-                            .map_err(|e| anyhow!("{e}"))?;
+    render_png(&a.out, a.width, h, |root| {
+        let areas = root.split_evenly((panels.len(), 1));
+        let mut color_i = 0;
+        for (area, (title, series)) in areas.iter().zip(&panels) {
+            let refs: Vec<&Series> = series.iter().map(|s| s.1).collect();
+            let Some((x0, x1, y0, y1)) = range(&refs) else {
+                continue;
+            };
+            let mut chart = ChartBuilder::on(area)
+                .caption(title, ("sans-serif", 20))
+                .margin(12)
+                .x_label_area_size(35)
+                .y_label_area_size(70)
+                .build_cartesian_2d(x0..x1, y0..y1)
+                .map_err(|e| anyhow!("{e}"))?;
+            chart
+                .configure_mesh()
+                .x_desc("iteration")
+                .x_label_formatter(&|v| format!("{v:.0}"))
+                .y_label_formatter(&|v| {
+                    if v.abs() >= 1e-2 || *v == 0.0 {
+                        format!("{v:.3}")
+                    } else {
+                        format!("{v:.1e}")
                     }
-                }
+                })
+                .draw()
+                .map_err(|e| anyhow!("{e}"))?;
+            for (name, s, markers) in series {
+                let color = Palette99::pick(color_i).to_rgba();
+                color_i += 1;
+                let pts: Vec<(f64, f64)> = s.iter().copied().filter(|p| p.1.is_finite()).collect();
                 chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK)
-                    .draw()
-                    .map_err(|e| anyhow!("{e}"))?;
+                    .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                    .map_err(|e| anyhow!("{e}"))?
+                    .label(name.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+                if *markers {
+                    chart
+                        .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                        .map_err(|e| anyhow!("{e}"))?;
+                }
             }
-            root.present().map_err(|e| anyhow!("{e}"))?;
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| anyhow!("{e}"))?;
         }
-        image::RgbImage::from_raw(a.width, h, pixels)
-            .ok_or_else(|| anyhow!("the plot buffer has the wrong size"))?
-            .save(&a.out)?;
         Ok(())
-    };
-    draw().with_context(|| format!("cannot draw {}", a.out.display()))?;
+    })
+    .with_context(|| format!("cannot draw {}", a.out.display()))?;
     let names: Vec<&str> = panels
         .iter()
         .flat_map(|p| p.1.iter().map(|s| s.0.as_str()))

@@ -215,65 +215,56 @@ pub fn compare(
     let groups = groups(&runs);
     load_font()?;
     let h = (width * 3 / 5).max(300);
-    let draw = || -> anyhow::Result<()> {
-        let mut pixels = vec![0u8; width as usize * h as usize * 3];
-        {
-            let root = BitMapBackend::with_buffer(&mut pixels, (width, h)).into_drawing_area();
-            root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-            let all: Vec<&Series> = groups.iter().flat_map(|g| g.1.iter()).collect();
-            let Some((x0, x1, y0, y1)) = range(&all) else {
-                return Err(anyhow!("no trial in these files has an objective"));
-            };
-            let mut chart = ChartBuilder::on(&root)
-                .caption(
-                    "best so far per trial (thick: mean over runs)",
-                    ("sans-serif", 20),
-                )
-                .margin(14)
-                .x_label_area_size(40)
-                .y_label_area_size(80)
-                .build_cartesian_2d(x0..x1, y0..y1)
-                .map_err(|e| anyhow!("{e}"))?;
-            chart
-                .configure_mesh()
-                .x_desc("trial")
-                .y_desc("best objective")
-                .draw()
-                .map_err(|e| anyhow!("{e}"))?;
-            for (i, (name, curves, mean)) in groups.iter().enumerate() {
-                let color = Palette99::pick(i).to_rgba();
-                for c in curves {
-                    chart
-                        .draw_series(LineSeries::new(c.clone(), color.mix(0.35).stroke_width(1)))
-                        .map_err(|e| anyhow!("{e}"))?;
-                }
+    crate::plot::render_png(out, width, h, |root| {
+        let all: Vec<&Series> = groups.iter().flat_map(|g| g.1.iter()).collect();
+        let Some((x0, x1, y0, y1)) = range(&all) else {
+            return Err(anyhow!("no trial in these files has an objective"));
+        };
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                "best so far per trial (thick: mean over runs)",
+                ("sans-serif", 20),
+            )
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(80)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| anyhow!("{e}"))?;
+        chart
+            .configure_mesh()
+            .x_desc("trial")
+            .y_desc("best objective")
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+        for (i, (name, curves, mean)) in groups.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            for c in curves {
                 chart
-                    .draw_series(LineSeries::new(mean.clone(), color.stroke_width(3)))
-                    .map_err(|e| anyhow!("{e}"))?
-                    .label(format!("{name} ({} runs)", curves.len()))
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
-                    });
+                    .draw_series(LineSeries::new(c.clone(), color.mix(0.35).stroke_width(1)))
+                    .map_err(|e| anyhow!("{e}"))?;
             }
             chart
-                .configure_series_labels()
-                .position(if minimize {
-                    SeriesLabelPosition::UpperRight
-                } else {
-                    SeriesLabelPosition::LowerRight
-                })
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(|e| anyhow!("{e}"))?;
-            root.present().map_err(|e| anyhow!("{e}"))?;
+                .draw_series(LineSeries::new(mean.clone(), color.stroke_width(3)))
+                .map_err(|e| anyhow!("{e}"))?
+                .label(format!("{name} ({} runs)", curves.len()))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+                });
         }
-        image::RgbImage::from_raw(width, h, pixels)
-            .ok_or_else(|| anyhow!("the plot buffer has the wrong size"))?
-            .save(out)?;
+        chart
+            .configure_series_labels()
+            .position(if minimize {
+                SeriesLabelPosition::UpperRight
+            } else {
+                SeriesLabelPosition::LowerRight
+            })
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
         Ok(())
-    };
-    draw().with_context(|| format!("cannot draw {}", out.display()))?;
+    })
+    .with_context(|| format!("cannot draw {}", out.display()))?;
     let summary: Vec<Value> = groups
         .iter()
         .map(|(name, curves, mean)| {
@@ -315,49 +306,40 @@ pub fn run(
     let panels = panels(&trials, minimize);
     load_font()?;
     let h = 280 * panels.len() as u32;
-    let draw = || -> anyhow::Result<()> {
-        let mut pixels = vec![0u8; width as usize * h as usize * 3];
-        {
-            let root = BitMapBackend::with_buffer(&mut pixels, (width, h)).into_drawing_area();
-            root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-            let areas = root.split_evenly((panels.len(), 1));
-            for (area, p) in areas.iter().zip(&panels) {
-                let Some((x0, x1, y0, y1)) = range(&[&p.points, &p.line]) else {
-                    continue;
-                };
-                let xpad = (x1 - x0) * 0.03;
-                let mut chart = ChartBuilder::on(area)
-                    .caption(&p.title, ("sans-serif", 18))
-                    .margin(12)
-                    .x_label_area_size(35)
-                    .y_label_area_size(70)
-                    .build_cartesian_2d(x0 - xpad..x1 + xpad, y0..y1)
-                    .map_err(|e| anyhow!("{e}"))?;
+    crate::plot::render_png(out, width, h, |root| {
+        let areas = root.split_evenly((panels.len(), 1));
+        for (area, p) in areas.iter().zip(&panels) {
+            let Some((x0, x1, y0, y1)) = range(&[&p.points, &p.line]) else {
+                continue;
+            };
+            let xpad = (x1 - x0) * 0.03;
+            let mut chart = ChartBuilder::on(area)
+                .caption(&p.title, ("sans-serif", 18))
+                .margin(12)
+                .x_label_area_size(35)
+                .y_label_area_size(70)
+                .build_cartesian_2d(x0 - xpad..x1 + xpad, y0..y1)
+                .map_err(|e| anyhow!("{e}"))?;
+            chart
+                .configure_mesh()
+                .x_desc(p.x_desc.as_str())
+                .y_desc("objective")
+                .draw()
+                .map_err(|e| anyhow!("{e}"))?;
+            let color = Palette99::pick(0).to_rgba();
+            chart
+                .draw_series(p.points.iter().map(|&q| Circle::new(q, 4, color.filled())))
+                .map_err(|e| anyhow!("{e}"))?;
+            if !p.line.is_empty() {
+                let c2 = Palette99::pick(1).to_rgba();
                 chart
-                    .configure_mesh()
-                    .x_desc(p.x_desc.as_str())
-                    .y_desc("objective")
-                    .draw()
+                    .draw_series(LineSeries::new(p.line.clone(), c2.stroke_width(2)))
                     .map_err(|e| anyhow!("{e}"))?;
-                let color = Palette99::pick(0).to_rgba();
-                chart
-                    .draw_series(p.points.iter().map(|&q| Circle::new(q, 4, color.filled())))
-                    .map_err(|e| anyhow!("{e}"))?;
-                if !p.line.is_empty() {
-                    let c2 = Palette99::pick(1).to_rgba();
-                    chart
-                        .draw_series(LineSeries::new(p.line.clone(), c2.stroke_width(2)))
-                        .map_err(|e| anyhow!("{e}"))?;
-                }
             }
-            root.present().map_err(|e| anyhow!("{e}"))?;
         }
-        image::RgbImage::from_raw(width, h, pixels)
-            .ok_or_else(|| anyhow!("the plot buffer has the wrong size"))?
-            .save(out)?;
         Ok(())
-    };
-    draw().with_context(|| format!("cannot draw {}", out.display()))?;
+    })
+    .with_context(|| format!("cannot draw {}", out.display()))?;
     let names: Vec<&str> = panels.iter().map(|p| p.title.as_str()).collect();
     if json {
         println!(
