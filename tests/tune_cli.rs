@@ -242,52 +242,46 @@ fn diverged_trials_get_the_worst_value_and_the_search_goes_on() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("every trial diverged"));
 }
 
+/// Runs `crema tune` over a space file `name` holding `yaml`; it must fail with exit code 1.
+/// Returns its stderr.
+fn space_error(dir: &Path, solver: &Path, name: &str, yaml: &str) -> String {
+    let space = write(dir, name, yaml);
+    let o = crema()
+        .args([
+            "tune",
+            "--solver",
+            solver.to_str().unwrap(),
+            "--space",
+            space.to_str().unwrap(),
+            "--trials",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 #[test]
 fn space_errors_name_file_line_and_column() {
     let d = tempfile::tempdir().unwrap();
     let solver = write_model(d.path());
-    let space = write(
+    let err = space_error(
         d.path(),
+        &solver,
         "space.yaml",
         "base_lr: {min: 1e-4, max: 0.5, scale: log}\nmomentun: {min: 0.5, max: 0.99}\n",
     );
-    let o = crema()
-        .args([
-            "tune",
-            "--solver",
-            solver.to_str().unwrap(),
-            "--space",
-            space.to_str().unwrap(),
-            "--trials",
-            "2",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("space.yaml:2:1: "), "{err}");
     assert!(err.contains("did you mean `momentum`"), "{err}");
 
     // A layer the net does not have: the key's position and the net's layers.
-    let space = write(
+    let err = space_error(
         d.path(),
+        &solver,
         "space2.yaml",
         "base_lr: {min: 1e-4, max: 0.5}\nlayer.drop2.dropout_param.dropout_ratio: {min: 0, max: 0.5}\n",
     );
-    let o = crema()
-        .args([
-            "tune",
-            "--solver",
-            solver.to_str().unwrap(),
-            "--space",
-            space.to_str().unwrap(),
-            "--trials",
-            "2",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("space2.yaml:2:1: "), "{err}");
     assert!(
         err.contains("no layer `drop2` (did you mean `drop1`?)"),

@@ -736,13 +736,7 @@ impl ChoiceSeed<'_> {
         };
         reflect_value(self.kind, &v, self.key).map_err(|_| {
             let what = match self.kind {
-                Kind::Enum(e) => format!(
-                    "one of {}",
-                    e.values()
-                        .map(|v| v.name().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                Kind::Enum(e) => super::yaml::one_of(e),
                 k if is_float(k) => "a number".into(),
                 k if is_int(k) => "an integer in the field's range".into(),
                 Kind::Bool => "true or false".into(),

@@ -111,16 +111,16 @@ struct ValueVisitor<'c> {
     field: Option<FieldDescriptor>,
 }
 
+/// "one of A, B, C": an enum's value names, for errors.
+pub(super) fn one_of(e: &prost_reflect::EnumDescriptor) -> String {
+    let names: Vec<String> = e.values().map(|v| v.name().to_string()).collect();
+    format!("one of {}", names.join(", "))
+}
+
 fn kind_name(k: &Kind) -> String {
     match k {
         Kind::Message(m) => format!("a {} mapping", m.name()),
-        Kind::Enum(e) => format!(
-            "one of {}",
-            e.values()
-                .map(|v| v.name().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Kind::Enum(e) => one_of(e),
         Kind::Bool => "true or false".into(),
         Kind::String => "a string".into(),
         Kind::Bytes => "a string".into(),
