@@ -9,6 +9,7 @@
 //! threads instead. The column buffers are per-thread scratch reused across calls (Caffe shares
 //! one col buffer the same way), so the hot path allocates nothing once warm.
 
+use crate::math::conv_gemm;
 use crate::math::im2col::{batch_to_rows, col2im_batch_add, im2col_batch, rows_to_batch, ConvGeom};
 use crate::math::scratch::{with_buffer, Scratch};
 use crate::math::{self};
@@ -21,6 +22,22 @@ thread_local! {
     static COL: Scratch<f32> = const { Cell::new(Vec::new()) };
     static BUF: Scratch<f32> = const { Cell::new(Vec::new()) };
     static PARTIALS: Scratch<f32> = const { Cell::new(Vec::new()) };
+    static FLIPPED: Scratch<f32> = const { Cell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests turn [`conv_gemm`] off for convolutions started on one thread.
+    static DIRECT: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Whether a part may run on [`conv_gemm`].
+fn direct_enabled() -> bool {
+    #[cfg(test)]
+    if !DIRECT.with(Cell::get) {
+        return false;
+    }
+    conv_gemm::enabled()
 }
 
 /// Small images are grouped until one GEMM has at least this many columns.
@@ -100,14 +117,45 @@ impl ConvEngine {
     /// Runs `f` on every chunk of the batch. `out` (when given) holds `stride` values per
     /// image; each part gets its images' slice. `dw` (when given) is the weight gradient: the
     /// first part accumulates into it, the others into zeroed partial sums added at the end.
-    fn drive<F>(&self, stride: usize, out: Option<&mut [f32]>, mut dw: Option<&mut [f32]>, f: F)
+    fn drive<F>(&self, stride: usize, out: Option<&mut [f32]>, dw: Option<&mut [f32]>, f: F)
     where
         F: Fn(&mut Chunk, Option<&mut [f32]>, Option<&mut [f32]>) + Sync,
     {
+        self.drive_plan(self.plan(), true, stride, out, dw, f)
+    }
+
+    /// The plan for the [`conv_gemm`] route (one chunk per part, no scratch), when it applies:
+    /// it runs each part on one thread, so it needs the batch spread over the threads (or a
+    /// single thread).
+    fn direct_plan(&self) -> Option<Plan> {
         let plan = self.plan();
+        let one = rayon::current_num_threads() == 1 || math::nested();
+        (direct_enabled() && (plan.parts > 1 || one)).then_some(Plan {
+            nb: plan.per,
+            ..plan
+        })
+    }
+
+    /// [`Self::drive`] with a given plan; without `scratch` the chunks get empty buffers.
+    fn drive_plan<F>(
+        &self,
+        plan: Plan,
+        scratch: bool,
+        stride: usize,
+        out: Option<&mut [f32]>,
+        mut dw: Option<&mut [f32]>,
+        f: F,
+    ) where
+        F: Fn(&mut Chunk, Option<&mut [f32]>, Option<&mut [f32]>) + Sync,
+    {
         let (k, p) = (self.k(), self.p());
+        let sizes = if scratch {
+            (k * plan.nb * p, self.co * plan.nb * p)
+        } else {
+            (0, 0)
+        };
         let run = |s: usize, n: usize, mut out: Option<&mut [f32]>, mut dw: Option<&mut [f32]>| {
-            with_scratch(k * plan.nb * p, self.co * plan.nb * p, |col, buf| {
+            with_scratch(sizes.0, sizes.1, |col, buf| {
                 for first in (s..s + n).step_by(plan.nb) {
                     let nb = plan.nb.min(s + n - first);
                     let o = out
@@ -116,8 +164,8 @@ impl ConvEngine {
                     let mut c = Chunk {
                         first,
                         nb,
-                        col: &mut col[..k * nb * p],
-                        buf: &mut buf[..self.co * nb * p],
+                        col: &mut col[..sizes.0.min(k * nb * p)],
+                        buf: &mut buf[..sizes.1.min(self.co * nb * p)],
                     };
                     f(&mut c, o, dw.as_deref_mut());
                 }
@@ -260,8 +308,33 @@ impl ConvEngine {
         col2im_batch_add(c.col, &self.geom, c.nb, ddata);
     }
 
+    /// The chunk's images of a batch whose images hold `len` values each.
+    fn images<'a>(src: &'a [f32], c: &Chunk, len: usize) -> &'a [f32] {
+        &src[c.first * len..(c.first + c.nb) * len]
+    }
+
+    /// Runs `f` with the flipped weights of [`conv_gemm::flip_weights`] when `flip` (else with
+    /// an empty slice).
+    fn with_flipped<R>(&self, w: &[f32], flip: bool, f: impl FnOnce(&[f32]) -> R) -> R {
+        with_buffer(&FLIPPED, if flip { w.len() } else { 0 }, |wt| {
+            if flip {
+                conv_gemm::flip_weights(&self.geom, w, self.co, self.group, wt);
+            }
+            f(wt)
+        })
+    }
+
     /// Convolution forward: `out = conv(data, W) + bias`.
     pub fn conv_forward(&self, data: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+        if let Some(plan) = self.direct_plan() {
+            let (g, dl) = (&self.geom, self.data_len());
+            return self.drive_plan(plan, false, self.out_len(), Some(out), None, |c, o, _| {
+                if let Some(o) = o {
+                    let x = Self::images(data, c, dl);
+                    conv_gemm::forward(g, x, c.nb, w, self.co, self.group, bias, false, o);
+                }
+            });
+        }
         self.drive(self.out_len(), Some(out), None, |c, o, _| {
             let nb = c.nb;
             let buf = std::mem::take(&mut c.buf);
@@ -281,6 +354,22 @@ impl ConvEngine {
         dw: Option<&mut [f32]>,
         ddata: Option<&mut [f32]>,
     ) {
+        let flip = conv_gemm::flipped_sweep(&self.geom);
+        let need = ddata.is_some();
+        if let Some(plan) = self.direct_plan().filter(|_| !need || flip.is_some()) {
+            let (g, dl, ol) = (&self.geom, self.data_len(), self.out_len());
+            return self.with_flipped(w, need, |wt| {
+                self.drive_plan(plan, false, dl, ddata, dw, |c, dd, dw| {
+                    let (x, dy) = (Self::images(data, c, dl), Self::images(dout, c, ol));
+                    if let Some(dw) = dw {
+                        conv_gemm::backward_weights(g, x, c.nb, dy, self.co, self.group, dw);
+                    }
+                    if let (Some(dd), Some(gt)) = (dd, &flip) {
+                        conv_gemm::backward_data(g, gt, dy, c.nb, wt, self.co, self.group, dd);
+                    }
+                })
+            });
+        }
         self.drive(self.data_len(), ddata, dw, |c, dd, dw| {
             let (first, nb) = (c.first, c.nb);
             let buf = std::mem::take(&mut c.buf);
@@ -298,6 +387,19 @@ impl ConvEngine {
     /// Deconvolution forward: `data = col2im(W^T out)` (the bias is added by the layer).
     pub fn deconv_forward(&self, out: &[f32], w: &[f32], data: &mut [f32]) {
         data.fill(0.0);
+        let flip = conv_gemm::flipped_sweep(&self.geom);
+        if let (Some(plan), Some(gt)) = (self.direct_plan(), &flip) {
+            let (dl, ol) = (self.data_len(), self.out_len());
+            return self.with_flipped(w, true, |wt| {
+                self.drive_plan(plan, false, dl, Some(data), None, |c, dd, _| {
+                    if let Some(dd) = dd {
+                        let x = Self::images(out, c, ol);
+                        let (co, group) = (self.co, self.group);
+                        conv_gemm::backward_data(&self.geom, gt, x, c.nb, wt, co, group, dd);
+                    }
+                })
+            });
+        }
         self.drive(self.data_len(), Some(data), None, |c, dd, _| {
             let buf = std::mem::take(&mut c.buf);
             let x = self.out_rows(out, c.first, c.nb, buf);
@@ -316,6 +418,19 @@ impl ConvEngine {
         dw: Option<&mut [f32]>,
         dout: Option<&mut [f32]>,
     ) {
+        if let Some(plan) = self.direct_plan() {
+            let (g, dl, ol) = (&self.geom, self.data_len(), self.out_len());
+            return self.drive_plan(plan, false, ol, dout, dw, |c, dx, dw| {
+                let x = Self::images(ddata, c, dl);
+                if let Some(dw) = dw {
+                    let o = Self::images(out, c, ol);
+                    conv_gemm::backward_weights(g, x, c.nb, o, self.co, self.group, dw);
+                }
+                if let Some(dx) = dx {
+                    conv_gemm::forward(g, x, c.nb, w, self.co, self.group, None, true, dx);
+                }
+            });
+        }
         self.drive(self.out_len(), dout, dw, |c, dx, dw| {
             let (first, nb) = (c.first, c.nb);
             let buf = std::mem::take(&mut c.buf);
@@ -379,6 +494,12 @@ mod tests {
             ),
             ("{ num_output: 6, kernel_size: 1 }", 3, 5, 4),
             (
+                "{ num_output: 7, kernel_size: 5, pad: 2, group: 1 }",
+                3,
+                6,
+                7,
+            ),
+            (
                 "{ num_output: 2, kernel_h: 2, kernel_w: 3, dilation: 2, pad_h: 0, pad_w: 1 }",
                 2,
                 3,
@@ -398,12 +519,18 @@ mod tests {
                 let limit = e.k() * e.p();
                 let reference = pool(1).install(|| {
                     COL_LIMIT.with(|l| l.set(limit));
+                    DIRECT.with(|d| d.set(false));
                     run_all(&e, 0.1)
                 });
                 for t in [1, 2, 3] {
-                    let got = pool(t).install(|| run_all(&e, 0.1));
-                    for (a, b) in got.iter().zip(&reference) {
-                        crate::testing::assert_close(a, b, 1e-4);
+                    for direct in [false, true] {
+                        let got = pool(t).install(|| {
+                            DIRECT.with(|d| d.set(direct));
+                            run_all(&e, 0.1)
+                        });
+                        for (a, b) in got.iter().zip(&reference) {
+                            crate::testing::assert_close(a, b, 1e-4);
+                        }
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! All heavy math: one sgemm/sgemv wrapper over cblas (OpenBLAS) and small vector kernels.
 
 pub mod activations;
+pub mod conv_gemm;
 pub mod im2col;
 pub mod im2col_nd;
 pub mod packed;

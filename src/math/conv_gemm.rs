@@ -1,0 +1,1087 @@
+//! 2-D convolution GEMMs that never build a column buffer.
+//!
+//! The im2col route writes the whole `K x P` column matrix, then BLAS copies it again into its
+//! own panels, zeroes C for `beta = 0` and re-packs the weights on every call; at the small
+//! images of CIFAR-sized nets that traffic costs as much as the multiply-adds. Here the column
+//! values go straight from the image into a [`NR`]-wide panel (`kc x NR`, L1-resident) and an
+//! `MR x NR` register kernel (AVX2 + FMA when the CPU has them, plain loops otherwise) reads the
+//! weights in place. Three products are built on it:
+//! - [`forward`]: `y (+)= W * im2col(x) (+ bias)`;
+//! - [`backward_data`]: `dx += col2im(W^T dy)`, computed for stride 1 as the forward
+//!   convolution of `dy` with the flipped, transposed kernel (no scatter-add);
+//! - [`backward_weights`]: `dW += dy * im2col(x)^T`, as `dW^T = im2col(x) * dy^T` with the
+//!   column rows filled `MR` at a time and `dy^T` packed once per block of positions.
+//!
+//! The functions work on one thread; the caller spreads the batch over threads.
+
+use super::im2col::ConvGeom;
+use super::scratch::{with_buffer, Scratch};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// 0: not yet read from the environment, 1: on, 2: off.
+static ENABLED: AtomicU8 = AtomicU8::new(0);
+
+/// Whether 2-D convolutions may run here rather than by im2col + BLAS (off when
+/// `CREMA_NO_DIRECT_CONV=1`, or by [`set_enabled`]).
+pub fn enabled() -> bool {
+    match ENABLED.load(Ordering::Relaxed) {
+        0 => {
+            let off = std::env::var_os("CREMA_NO_DIRECT_CONV").is_some_and(|v| v == "1");
+            set_enabled(!off);
+            !off
+        }
+        v => v == 1,
+    }
+}
+
+/// Turns these kernels on or off for the whole process (benchmarks compare the two routes).
+pub fn set_enabled(on: bool) {
+    ENABLED.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// Rows of C per register tile.
+const MR: usize = 6;
+/// Columns of C per register tile (two AVX vectors).
+const NR: usize = 16;
+/// Reduction length per packed panel (a `KC x NR` panel is 16 KiB).
+const KC: usize = 256;
+/// Columns packed per block of the forward product (`NC / NR` panels, `KC x NC` in L2).
+const NC: usize = 256;
+/// Positions per block of the weight gradient.
+const QC: usize = 768;
+
+thread_local! {
+    static PANEL: Scratch<f32> = const { Cell::new(Vec::new()) };
+    static ROWS: Scratch<f32> = const { Cell::new(Vec::new()) };
+    static ACC: Scratch<f32> = const { Cell::new(Vec::new()) };
+    static PADDED: Scratch<f32> = const { Cell::new(Vec::new()) };
+    static PACKED_W: Scratch<f32> = const { Cell::new(Vec::new()) };
+    static RUNS: Scratch<Run> = const { Cell::new(Vec::new()) };
+    static SPANS: Scratch<Span> = const { Cell::new(Vec::new()) };
+}
+
+/// Columns `q..` of the (batched) column matrix that lie in one output row of one image.
+#[derive(Debug, Clone, Copy, Default)]
+struct Run {
+    n: usize,
+    oy: usize,
+    ox: usize,
+    len: usize,
+}
+
+/// Columns that lie in one image: `len` positions from `pos` of image `n`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    n: usize,
+    pos: usize,
+    len: usize,
+}
+
+/// Splits columns `q0..q0+len` (of `nb*P`, image after image) into runs along output rows,
+/// and into spans within images that also end at every multiple of `brk` columns from `q0`.
+fn split(
+    g: &ConvGeom,
+    q0: usize,
+    len: usize,
+    brk: usize,
+    runs: &mut Vec<Run>,
+    spans: &mut Vec<Span>,
+) {
+    let (ow, p) = (g.out_w().max(1), g.col_cols().max(1));
+    runs.clear();
+    spans.clear();
+    let (mut q, end) = (q0, q0 + len);
+    while q < end {
+        let (n, pos) = (q / p, q % p);
+        let l = (p - pos).min(end - q);
+        let mut t = q;
+        while t < q + l {
+            let e = (q0 + (t - q0) / brk * brk + brk).min(q + l);
+            spans.push(Span {
+                n,
+                pos: pos + t - q,
+                len: e - t,
+            });
+            t = e;
+        }
+        let mut r = pos;
+        while r < pos + l {
+            let (oy, ox) = (r / ow, r % ow);
+            let rl = (ow - ox).min(pos + l - r);
+            runs.push(Run { n, oy, ox, len: rl });
+            r += rl;
+        }
+        q += l;
+    }
+}
+
+/// Column row `k` of a group whose channels start at `ch0`, as `(channel, ky, kx)`.
+fn tap(g: &ConvGeom, ch0: usize, k: usize) -> [usize; 3] {
+    let kk = g.kernel_h * g.kernel_w;
+    [ch0 + k / kk, (k % kk) / g.kernel_w, k % g.kernel_w]
+}
+
+/// Steps a `(channel, ky, kx)` tap to the next column row.
+fn next_tap(g: &ConvGeom, [c, ky, kx]: [usize; 3]) -> [usize; 3] {
+    if kx + 1 < g.kernel_w {
+        [c, ky, kx + 1]
+    } else if ky + 1 < g.kernel_h {
+        [c, ky + 1, 0]
+    } else {
+        [c + 1, 0, 0]
+    }
+}
+
+/// Images with their padding written out as zeros, so every column value is a plain read:
+/// plane `(n, c)` starts at `(n*C + c) * hp * wp`.
+struct Padded<'a> {
+    v: &'a [f32],
+    hp: usize,
+    wp: usize,
+}
+
+/// Runs `f` on the `nb` images `x` of sweep `g` padded, followed by `slack` zeros (the
+/// images themselves when `g` has no padding and no slack is asked for).
+fn padded<R>(g: &ConvGeom, x: &[f32], nb: usize, slack: usize, f: impl FnOnce(&Padded) -> R) -> R {
+    let (h, w, ph, pw) = (g.height, g.width, g.pad_h, g.pad_w);
+    let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+    if ph == 0 && pw == 0 && slack == 0 {
+        return f(&Padded { v: x, hp, wp });
+    }
+    let planes = nb * g.channels;
+    with_buffer(&PADDED, planes * hp * wp + slack, |buf| {
+        let (body, tail) = buf.split_at_mut(planes * hp * wp);
+        tail.fill(0.0);
+        for (dst, src) in body.chunks_exact_mut(hp * wp).zip(x.chunks_exact(h * w)) {
+            dst[..ph * wp].fill(0.0);
+            dst[(ph + h) * wp..].fill(0.0);
+            let rows = dst[ph * wp..(ph + h) * wp].chunks_exact_mut(wp);
+            for (d, s) in rows.zip(src.chunks_exact(w)) {
+                d[..pw].fill(0.0);
+                d[pw..pw + w].copy_from_slice(s);
+                d[pw + w..].fill(0.0);
+            }
+        }
+        f(&Padded { v: buf, hp, wp })
+    })
+}
+
+/// Copies `len` values. Runs up to 32 long go as whole groups of 8 (writing up to 7 values
+/// past `len`) when both sides have the room: straight-line vector moves, not a call into
+/// `memcpy` (which a loop of copies would become).
+#[inline(always)]
+fn copy_run(src: &[f32], dst: &mut [f32], len: usize) {
+    #[inline(always)]
+    fn eight(src: &[f32], dst: &mut [f32], at: usize) {
+        let s: &[f32; 8] = src[at..at + 8].try_into().unwrap();
+        let d: &mut [f32; 8] = (&mut dst[at..at + 8]).try_into().unwrap();
+        *d = *s;
+    }
+    let n8 = len.next_multiple_of(8);
+    if n8 > 32 || src.len() < n8 || dst.len() < n8 {
+        return dst[..len].copy_from_slice(&src[..len]);
+    }
+    if n8 >= 8 {
+        eight(src, dst, 0);
+    }
+    if n8 >= 16 {
+        eight(src, dst, 8);
+    }
+    if n8 >= 24 {
+        eight(src, dst, 16);
+    }
+    if n8 >= 32 {
+        eight(src, dst, 24);
+    }
+}
+
+/// Writes the column values of tap `(c, ky, kx)` for `runs` into `dst[..len]`, zero past the
+/// runs; values past `len` may be overwritten.
+#[inline]
+fn fill(
+    g: &ConvGeom,
+    px: &Padded,
+    [c, ky, kx]: [usize; 3],
+    runs: &[Run],
+    dst: &mut [f32],
+    len: usize,
+) {
+    let (sh, sw) = (g.stride_h, g.stride_w);
+    let plane = px.hp * px.wp;
+    let mut o = 0;
+    for r in runs {
+        let y = r.oy * sh + ky * g.dilation_h;
+        let at = (r.n * g.channels + c) * plane + y * px.wp + r.ox * sw + kx * g.dilation_w;
+        if sw == 1 {
+            copy_run(&px.v[at..], &mut dst[o..], r.len);
+        } else {
+            for (t, d) in dst[o..o + r.len].iter_mut().enumerate() {
+                *d = px.v[at + t * sw];
+            }
+        }
+        o += r.len;
+    }
+    dst[o..len].fill(0.0);
+}
+
+/// The left operand of a register tile: rows of C.
+#[derive(Clone, Copy)]
+enum A<'a> {
+    /// Row `r` at `a[r*lda..]`.
+    Rows { a: &'a [f32], lda: usize },
+    /// Packed by [`pack_rows`]: value `(r, p)` at `a[p*MR + r]`.
+    Packed(&'a [f32]),
+}
+
+/// The right operand of a register tile: `NR` columns of C for every `p`.
+#[derive(Clone, Copy)]
+enum B<'a> {
+    /// Packed: step `p` at `b[p*NR..]`.
+    Panel(&'a [f32]),
+    /// Read in place: step `p` at `b[off[p]..]` (see [`Offsets`]).
+    Offsets(&'a [f32], &'a Offsets),
+}
+
+/// Per-step offsets into an image for [`B::Offsets`], with their maximum.
+#[derive(Default)]
+struct Offsets {
+    off: Vec<usize>,
+    max: usize,
+}
+
+impl Offsets {
+    fn set(&mut self, off: impl Iterator<Item = usize>) {
+        self.off.clear();
+        self.off.extend(off);
+        self.max = self.off.iter().copied().max().unwrap_or(0);
+    }
+}
+
+/// Raw operands for the kernels (bounds checked by [`tile`]).
+mod raw {
+    use super::{MR, NR};
+    pub trait ReadA: Copy {
+        /// # Safety
+        /// In bounds as checked by `tile`.
+        unsafe fn at(self, r: usize, p: usize) -> *const f32;
+    }
+    pub trait ReadB: Copy {
+        /// # Safety
+        /// In bounds as checked by `tile`.
+        unsafe fn at(self, p: usize) -> *const f32;
+    }
+    #[derive(Clone, Copy)]
+    pub struct Rows(pub *const f32, pub usize);
+    #[derive(Clone, Copy)]
+    pub struct Packed(pub *const f32);
+    #[derive(Clone, Copy)]
+    pub struct Panel(pub *const f32);
+    #[derive(Clone, Copy)]
+    pub struct Offsets(pub *const f32, pub *const usize);
+    impl ReadA for Rows {
+        #[inline(always)]
+        unsafe fn at(self, r: usize, p: usize) -> *const f32 {
+            unsafe { self.0.add(r * self.1 + p) }
+        }
+    }
+    impl ReadA for Packed {
+        #[inline(always)]
+        unsafe fn at(self, r: usize, p: usize) -> *const f32 {
+            unsafe { self.0.add(p * MR + r) }
+        }
+    }
+    impl ReadB for Panel {
+        #[inline(always)]
+        unsafe fn at(self, p: usize) -> *const f32 {
+            unsafe { self.0.add(p * NR) }
+        }
+    }
+    impl ReadB for Offsets {
+        #[inline(always)]
+        unsafe fn at(self, p: usize) -> *const f32 {
+            unsafe { self.0.add(*self.1.add(p)) }
+        }
+    }
+
+    /// The register tile as plain loops (any CPU).
+    ///
+    /// # Safety
+    /// In bounds as checked by `tile`.
+    pub unsafe fn tile<A: ReadA, B: ReadB>(
+        rows: usize,
+        k: usize,
+        a: A,
+        b: B,
+        acc: &mut [f32; MR * NR],
+    ) {
+        acc.fill(0.0);
+        for p in 0..k {
+            // SAFETY: forwarded.
+            let bp = unsafe { std::slice::from_raw_parts(b.at(p), NR) };
+            for r in 0..rows {
+                // SAFETY: forwarded.
+                let av = unsafe { *a.at(r, p) };
+                let out = &mut acc[r * NR..(r + 1) * NR];
+                out.iter_mut().zip(bp).for_each(|(s, &b)| *s += av * b);
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    pub mod avx2 {
+        use super::{ReadA, ReadB, MR, NR};
+        use std::arch::x86_64::*;
+
+        /// The register tile for `R` rows, two 8-wide accumulators a row.
+        ///
+        /// # Safety
+        /// AVX2 and FMA; in bounds as checked by `tile`.
+        #[target_feature(enable = "avx2,fma")]
+        pub unsafe fn tile<const R: usize, A: ReadA, B: ReadB>(
+            k: usize,
+            a: A,
+            b: B,
+            acc: &mut [f32; MR * NR],
+        ) {
+            let mut c = [[_mm256_setzero_ps(); 2]; R];
+            for p in 0..k {
+                // SAFETY: forwarded.
+                unsafe {
+                    let bp = b.at(p);
+                    let b0 = _mm256_loadu_ps(bp);
+                    let b1 = _mm256_loadu_ps(bp.add(8));
+                    for (r, c) in c.iter_mut().enumerate() {
+                        let av = _mm256_broadcast_ss(&*a.at(r, p));
+                        c[0] = _mm256_fmadd_ps(av, b0, c[0]);
+                        c[1] = _mm256_fmadd_ps(av, b1, c[1]);
+                    }
+                }
+            }
+            for (r, c) in c.iter().enumerate() {
+                // SAFETY: acc holds MR*NR values, r < R <= MR.
+                unsafe {
+                    _mm256_storeu_ps(acc.as_mut_ptr().add(r * NR), c[0]);
+                    _mm256_storeu_ps(acc.as_mut_ptr().add(r * NR + 8), c[1]);
+                }
+            }
+        }
+    }
+}
+
+/// `acc[r*NR + j] = sum_p A(r, p) * B(p)[j]` for `r < rows`, `p < k`.
+fn tile(rows: usize, k: usize, a: A, b: B, acc: &mut [f32; MR * NR]) {
+    assert!((1..=MR).contains(&rows));
+    if k == 0 {
+        acc.fill(0.0);
+        return;
+    }
+    match a {
+        A::Rows { a, lda } => assert!(a.len() >= (rows - 1) * lda + k),
+        A::Packed(a) => assert!(a.len() >= k * MR),
+    }
+    match b {
+        B::Panel(b) => assert!(b.len() >= k * NR),
+        B::Offsets(b, o) => assert!(o.off.len() >= k && b.len() >= o.max + NR),
+    }
+    macro_rules! go {
+        ($ra:expr, $rb:expr) => {{
+            let (ra, rb) = ($ra, $rb);
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                use raw::avx2::tile as t;
+                // SAFETY: AVX2 and FMA are present (checked just above); every read is in
+                // bounds (asserted above).
+                unsafe {
+                    match rows {
+                        6 => t::<6, _, _>(k, ra, rb, acc),
+                        5 => t::<5, _, _>(k, ra, rb, acc),
+                        4 => t::<4, _, _>(k, ra, rb, acc),
+                        3 => t::<3, _, _>(k, ra, rb, acc),
+                        2 => t::<2, _, _>(k, ra, rb, acc),
+                        _ => t::<1, _, _>(k, ra, rb, acc),
+                    }
+                }
+                return;
+            }
+            // SAFETY: every read is in bounds (asserted above).
+            unsafe { raw::tile(rows, k, ra, rb, acc) }
+        }};
+    }
+    match (a, b) {
+        (A::Rows { a, lda }, B::Panel(b)) => {
+            go!(raw::Rows(a.as_ptr(), lda), raw::Panel(b.as_ptr()))
+        }
+        (A::Packed(a), B::Panel(b)) => go!(raw::Packed(a.as_ptr()), raw::Panel(b.as_ptr())),
+        (A::Packed(a), B::Offsets(b, o)) => {
+            go!(
+                raw::Packed(a.as_ptr()),
+                raw::Offsets(b.as_ptr(), o.off.as_ptr())
+            )
+        }
+        (A::Rows { a, lda }, B::Offsets(b, o)) => {
+            go!(
+                raw::Rows(a.as_ptr(), lda),
+                raw::Offsets(b.as_ptr(), o.off.as_ptr())
+            )
+        }
+    }
+}
+
+/// Packs rows `MR` at a time: tile `t` holds `k` steps of `MR` values (zero past `rows`),
+/// `dst[(t*k + p)*MR + r] = src[(t*MR + r)*lda + p]`.
+fn pack_rows(src: &[f32], rows: usize, k: usize, lda: usize, dst: &mut [f32]) {
+    for (t, tile) in dst
+        .chunks_exact_mut(k * MR)
+        .take(rows.div_ceil(MR))
+        .enumerate()
+    {
+        for r in 0..MR {
+            let row = t * MR + r;
+            if row < rows {
+                let s = &src[row * lda..row * lda + k];
+                for (p, v) in s.iter().enumerate() {
+                    tile[p * MR + r] = *v;
+                }
+            } else {
+                (0..k).for_each(|p| tile[p * MR + r] = 0.0);
+            }
+        }
+    }
+}
+
+/// The length of balanced blocks of at most `max` that cover `k`.
+fn blocks(k: usize, max: usize) -> usize {
+    k.div_ceil(k.div_ceil(max).max(1)).max(1)
+}
+
+/// Whether [`forward`] reads the image in place (stride 1, output rows at least 3/4 of whole
+/// panels) rather than packing the columns.
+fn in_place(g: &ConvGeom) -> bool {
+    let ow = g.out_w();
+    g.stride_h == 1 && g.stride_w == 1 && ow * 4 >= ow.next_multiple_of(NR) * 3
+}
+
+/// Writes one register tile's `rows x len` block (columns `o..` of the tile) to `d`, row `r`
+/// at `d[r*ld..]`: replacing or (`add`) adding, plus `bias[r]` on the `first` reduction block.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn store(
+    acc: &[f32; MR * NR],
+    rows: usize,
+    o: usize,
+    len: usize,
+    d: &mut [f32],
+    ld: usize,
+    bias: Option<&[f32]>,
+    first: bool,
+    add: bool,
+) {
+    for r in 0..rows {
+        let d = &mut d[r * ld..r * ld + len];
+        let v = &acc[r * NR + o..r * NR + o + len];
+        if !first {
+            d.iter_mut().zip(v).for_each(|(d, v)| *d += v);
+            continue;
+        }
+        let b = bias.map_or(0.0, |b| b[r]);
+        if add {
+            d.iter_mut().zip(v).for_each(|(d, v)| *d += v + b);
+        } else {
+            d.iter_mut().zip(v).for_each(|(d, v)| *d = v + b);
+        }
+    }
+}
+
+/// `y (+)= W * im2col(x) (+ bias)` for `nb` images `x` (`nb x C x H x W`, geometry `g`) into
+/// `y` (`nb x co x P`). `w` is `co x K/group`. With `add` the result (and bias) is added to
+/// `y`, else it replaces it.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    g: &ConvGeom,
+    x: &[f32],
+    nb: usize,
+    w: &[f32],
+    co: usize,
+    group: usize,
+    bias: Option<&[f32]>,
+    add: bool,
+    y: &mut [f32],
+) {
+    let (kg, cg, cig, p) = (
+        g.col_rows() / group,
+        co / group,
+        g.channels / group,
+        g.col_cols(),
+    );
+    assert!(x.len() >= nb * g.channels * g.height * g.width && y.len() >= nb * co * p);
+    assert!(w.len() >= co * kg && bias.is_none_or(|b| b.len() >= co));
+    if nb * p == 0 || cg == 0 {
+        return;
+    }
+    let tiles = cg.div_ceil(MR);
+    with_buffer(&PACKED_W, tiles * MR * kg, |aw| {
+        for grp in 0..group {
+            pack_rows(&w[grp * cg * kg..], cg, kg, kg, aw);
+            let bias = bias.map(|b| &b[grp * cg..(grp + 1) * cg]);
+            let y = GroupOut {
+                y,
+                co,
+                p,
+                ch0: grp * cg,
+            };
+            if in_place(g) {
+                forward_in_place(g, x, nb, grp * cig, aw, cg, bias, add, y);
+            } else {
+                forward_packed(g, x, nb, grp * cig, aw, cg, bias, add, y);
+            }
+        }
+    })
+}
+
+/// One group's outputs: channel `ch0 + c` of image `n` at `y[(n*co + ch0 + c)*p..]`.
+struct GroupOut<'a> {
+    y: &'a mut [f32],
+    co: usize,
+    p: usize,
+    ch0: usize,
+}
+
+impl GroupOut<'_> {
+    /// Rows `c..` of image `n` from position `pos`, and their row stride.
+    fn at(&mut self, n: usize, c: usize, pos: usize) -> (&mut [f32], usize) {
+        let at = (n * self.co + self.ch0 + c) * self.p + pos;
+        (&mut self.y[at..], self.p)
+    }
+}
+
+thread_local! {
+    static OFFSETS: Cell<Offsets> = const { Cell::new(Offsets { off: Vec::new(), max: 0 }) };
+}
+
+/// [`forward`] for one group reading the padded image in place: each register tile covers
+/// up to `NR` outputs of one output row, and step `k` of the reduction reads the image at the
+/// tap's offset from the tile's corner.
+#[allow(clippy::too_many_arguments)]
+fn forward_in_place(
+    g: &ConvGeom,
+    x: &[f32],
+    nb: usize,
+    ch0: usize,
+    aw: &[f32],
+    cg: usize,
+    bias: Option<&[f32]>,
+    add: bool,
+    mut y: GroupOut,
+) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let kg = aw.len() / cg.div_ceil(MR) / MR;
+    padded(g, x, nb, NR, |px| {
+        let plane = px.hp * px.wp;
+        let mut offs = OFFSETS.with(|c| c.take());
+        let mut t = tap(g, ch0, 0);
+        offs.set((0..kg).map(|_| {
+            let [c, ky, kx] = t;
+            t = next_tap(g, t);
+            c * plane + ky * g.dilation_h * px.wp + kx * g.dilation_w
+        }));
+        let mut acc = [0.0f32; MR * NR];
+        for n in 0..nb {
+            for oy in 0..oh {
+                for ox in (0..ow).step_by(NR) {
+                    let len = NR.min(ow - ox);
+                    let corner = n * g.channels * plane + oy * px.wp + ox;
+                    let b = B::Offsets(&px.v[corner..], &offs);
+                    for (t, a) in aw.chunks_exact(kg * MR).enumerate() {
+                        let rows = MR.min(cg - t * MR);
+                        tile(rows, kg, A::Packed(a), b, &mut acc);
+                        let (d, ld) = y.at(n, t * MR, oy * ow + ox);
+                        let bias = bias.map(|b| &b[t * MR..]);
+                        store(&acc, rows, 0, len, d, ld, bias, true, add);
+                    }
+                }
+            }
+        }
+        OFFSETS.with(|c| c.set(offs));
+    })
+}
+
+/// [`forward`] for one group packing the columns: `NC` columns at a time, `KC` steps of the
+/// reduction at a time, into `NR`-wide panels.
+#[allow(clippy::too_many_arguments)]
+fn forward_packed(
+    g: &ConvGeom,
+    x: &[f32],
+    nb: usize,
+    ch0: usize,
+    aw: &[f32],
+    cg: usize,
+    bias: Option<&[f32]>,
+    add: bool,
+    mut y: GroupOut,
+) {
+    let kg = aw.len() / cg.div_ceil(MR) / MR;
+    let total = nb * g.col_cols();
+    let kc = blocks(kg, KC);
+    let mut runs = RUNS.with(Cell::take);
+    let mut spans = SPANS.with(Cell::take);
+    let mut acc = [0.0f32; MR * NR];
+    padded(g, x, nb, 0, |px| {
+        with_buffer(&PANEL, kc * NC, |panels| {
+            with_buffer(&ROWS, NC + 8, |row| {
+                for q0 in (0..total).step_by(NC) {
+                    let qn = NC.min(total - q0);
+                    split(g, q0, qn, NR, &mut runs, &mut spans);
+                    let np = qn.div_ceil(NR);
+                    for k0 in (0..kg).step_by(kc) {
+                        let kn = kc.min(kg - k0);
+                        // Panel jp holds columns jp*NR.. as kn rows of NR.
+                        let mut t = tap(g, ch0, k0);
+                        for i in 0..kn {
+                            fill(g, px, t, &runs, row, np * NR);
+                            for (jp, v) in row[..np * NR].chunks_exact(NR).enumerate() {
+                                let d = &mut panels[(jp * kn + i) * NR..][..NR];
+                                <&mut [f32; NR]>::try_from(d).unwrap().copy_from_slice(v);
+                            }
+                            t = next_tap(g, t);
+                        }
+                        let mut si = 0;
+                        for jp in 0..np {
+                            let panel = &panels[jp * kn * NR..(jp + 1) * kn * NR];
+                            let (s0, mut cols) = (si, 0);
+                            while si < spans.len() && cols < NR {
+                                cols += spans[si].len;
+                                si += 1;
+                            }
+                            for (t, a) in aw.chunks_exact(kg * MR).enumerate() {
+                                let rows = MR.min(cg - t * MR);
+                                let a = &a[k0 * MR..(k0 + kn) * MR];
+                                tile(rows, kn, A::Packed(a), B::Panel(panel), &mut acc);
+                                let bias = bias.map(|b| &b[t * MR..]);
+                                let mut o = 0;
+                                for s in &spans[s0..si] {
+                                    let (d, ld) = y.at(s.n, t * MR, s.pos);
+                                    store(&acc, rows, o, s.len, d, ld, bias, k0 == 0, add);
+                                    o += s.len;
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+        })
+    });
+    RUNS.with(|c| c.set(runs));
+    SPANS.with(|c| c.set(spans));
+}
+
+/// The geometry and flipped weights that turn `col2im(W^T dy)` into a forward convolution of
+/// `dy`, or `None` when that identity does not hold (stride above 1, or padding beyond the
+/// dilated kernel).
+pub fn flipped_sweep(g: &ConvGeom) -> Option<ConvGeom> {
+    let (ekh, ekw) = (
+        g.dilation_h * (g.kernel_h - 1),
+        g.dilation_w * (g.kernel_w - 1),
+    );
+    if g.stride_h != 1 || g.stride_w != 1 || g.pad_h > ekh || g.pad_w > ekw {
+        return None;
+    }
+    Some(ConvGeom {
+        channels: 0,
+        height: g.out_h(),
+        width: g.out_w(),
+        pad_h: ekh - g.pad_h,
+        pad_w: ekw - g.pad_w,
+        ..*g
+    })
+}
+
+/// Writes the weights of the flipped sweep: `wt[(grp*cig + ci) x (co_l, ky, kx)] =
+/// w[(grp*cg + co_l) x (ci, kh-1-ky, kw-1-kx)]`.
+pub fn flip_weights(g: &ConvGeom, w: &[f32], co: usize, group: usize, wt: &mut [f32]) {
+    let (kh, kw) = (g.kernel_h, g.kernel_w);
+    let (cg, cig) = (co / group, g.channels / group);
+    let kk = kh * kw;
+    for grp in 0..group {
+        for col in 0..cg {
+            for ci in 0..cig {
+                let src = &w[((grp * cg + col) * cig + ci) * kk..][..kk];
+                let dst = &mut wt[((grp * cig + ci) * cg + col) * kk..][..kk];
+                for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                    *d = *s;
+                }
+            }
+        }
+    }
+}
+
+/// `dx += col2im(W^T dy)` for stride 1, given [`flipped_sweep`] `gt` (channels unused) and
+/// [`flip_weights`] `wt`: the forward convolution of `dy` (`nb x co x out_h x out_w`).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_data(
+    g: &ConvGeom,
+    gt: &ConvGeom,
+    dy: &[f32],
+    nb: usize,
+    wt: &[f32],
+    co: usize,
+    group: usize,
+    dx: &mut [f32],
+) {
+    let sweep = ConvGeom {
+        channels: co,
+        ..*gt
+    };
+    debug_assert_eq!((sweep.out_h(), sweep.out_w()), (g.height, g.width));
+    forward(&sweep, dy, nb, wt, g.channels, group, None, true, dx);
+}
+
+/// `dW += dy * im2col(x)^T` for `nb` images: `x` as in [`forward`], `dy` is `nb x co x P`,
+/// `dw` is `co x K/group`.
+pub fn backward_weights(
+    g: &ConvGeom,
+    x: &[f32],
+    nb: usize,
+    dy: &[f32],
+    co: usize,
+    group: usize,
+    dw: &mut [f32],
+) {
+    let (kg, cg, cig, p) = (
+        g.col_rows() / group,
+        co / group,
+        g.channels / group,
+        g.col_cols(),
+    );
+    let total = nb * p;
+    assert!(x.len() >= nb * g.channels * g.height * g.width && dy.len() >= nb * co * p);
+    assert!(dw.len() >= co * kg);
+    if total == 0 || cg == 0 {
+        return;
+    }
+    let panels = cg.div_ceil(NR);
+    let cgp = panels * NR;
+    let qc = blocks(total, QC);
+    let mut runs = RUNS.with(Cell::take);
+    let mut spans = SPANS.with(Cell::take);
+    let mut tile_acc = [0.0f32; MR * NR];
+    padded(g, x, nb, 0, |px| {
+        with_buffer(&PANEL, panels * qc * NR, |bt| {
+            with_buffer(&ROWS, MR * qc + 8, |rows_buf| {
+                with_buffer(&ACC, kg * cgp, |acc| {
+                    for grp in 0..group {
+                        acc.fill(0.0);
+                        for q0 in (0..total).step_by(qc) {
+                            let qn = qc.min(total - q0);
+                            split(g, q0, qn, qn, &mut runs, &mut spans);
+                            // dy^T, NR channels per panel: bt[jp][q][j].
+                            let bt = &mut bt[..panels * qn * NR];
+                            if cg < cgp {
+                                bt[(panels - 1) * qn * NR..].fill(0.0);
+                            }
+                            for j in 0..cg {
+                                let (jp, jj) = (j / NR, j % NR);
+                                let panel = &mut bt[jp * qn * NR..(jp + 1) * qn * NR];
+                                let mut o = 0;
+                                for s in &spans {
+                                    let at = (s.n * co + grp * cg + j) * p + s.pos;
+                                    let src = &dy[at..at + s.len];
+                                    let dst = panel[o * NR..(o + s.len) * NR].chunks_exact_mut(NR);
+                                    dst.zip(src).for_each(|(d, v)| d[jj] = *v);
+                                    o += s.len;
+                                }
+                            }
+                            for i0 in (0..kg).step_by(MR) {
+                                let rows = MR.min(kg - i0);
+                                let mut t = tap(g, grp * cig, i0);
+                                for r in 0..rows {
+                                    fill(g, px, t, &runs, &mut rows_buf[r * qn..], qn);
+                                    t = next_tap(g, t);
+                                }
+                                for jp in 0..panels {
+                                    let b = &bt[jp * qn * NR..(jp + 1) * qn * NR];
+                                    let a = A::Rows {
+                                        a: rows_buf,
+                                        lda: qn,
+                                    };
+                                    tile(rows, qn, a, B::Panel(b), &mut tile_acc);
+                                    for r in 0..rows {
+                                        let d = &mut acc[(i0 + r) * cgp + jp * NR..][..NR];
+                                        let v = &tile_acc[r * NR..(r + 1) * NR];
+                                        d.iter_mut().zip(v).for_each(|(d, v)| *d += v);
+                                    }
+                                }
+                            }
+                        }
+                        for j in 0..cg {
+                            let d = &mut dw[(grp * cg + j) * kg..(grp * cg + j + 1) * kg];
+                            for (k, d) in d.iter_mut().enumerate() {
+                                *d += acc[k * cgp + j];
+                            }
+                        }
+                    }
+                })
+            })
+        })
+    });
+    RUNS.with(|c| c.set(runs));
+    SPANS.with(|c| c.set(spans));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::math::im2col::{col2im_add, im2col};
+
+    fn geom(
+        c: usize,
+        [h, w]: [usize; 2],
+        k: [usize; 2],
+        s: [usize; 2],
+        p: [usize; 2],
+        d: [usize; 2],
+    ) -> ConvGeom {
+        ConvGeom {
+            channels: c,
+            height: h,
+            width: w,
+            kernel_h: k[0],
+            kernel_w: k[1],
+            stride_h: s[0],
+            stride_w: s[1],
+            pad_h: p[0],
+            pad_w: p[1],
+            dilation_h: d[0],
+            dilation_w: d[1],
+        }
+    }
+
+    /// The three products through im2col, naive f64 matrix products and col2im.
+    fn reference(
+        g: &ConvGeom,
+        x: &[f32],
+        nb: usize,
+        w: &[f32],
+        dy: &[f32],
+        co: usize,
+        group: usize,
+    ) -> [Vec<f32>; 3] {
+        let (k, p) = (g.col_rows(), g.col_cols());
+        let (kg, cg) = (k / group, co / group);
+        let img = g.channels * g.height * g.width;
+        let (mut y, mut dw, mut dx) = (
+            vec![0.0; nb * co * p],
+            vec![0.0; co * kg],
+            vec![0.0; nb * img],
+        );
+        let mut col = vec![0.0; k * p];
+        for n in 0..nb {
+            im2col(&x[n * img..(n + 1) * img], g, &mut col);
+            let mut dcol = vec![0.0f32; k * p];
+            for grp in 0..group {
+                for o in 0..cg {
+                    let ch = grp * cg + o;
+                    for q in 0..p {
+                        let mut s = 0.0f64;
+                        for kk in 0..kg {
+                            s += w[ch * kg + kk] as f64 * col[(grp * kg + kk) * p + q] as f64;
+                        }
+                        y[(n * co + ch) * p + q] = s as f32;
+                    }
+                    for kk in 0..kg {
+                        let mut s = 0.0f64;
+                        for q in 0..p {
+                            s += dy[(n * co + ch) * p + q] as f64
+                                * col[(grp * kg + kk) * p + q] as f64;
+                        }
+                        dw[ch * kg + kk] += s as f32;
+                    }
+                }
+                for kk in 0..kg {
+                    for q in 0..p {
+                        let mut s = 0.0f64;
+                        for o in 0..cg {
+                            let ch = grp * cg + o;
+                            s += w[ch * kg + kk] as f64 * dy[(n * co + ch) * p + q] as f64;
+                        }
+                        dcol[(grp * kg + kk) * p + q] = s as f32;
+                    }
+                }
+            }
+            col2im_add(&dcol, g, &mut dx[n * img..(n + 1) * img]);
+        }
+        [y, dw, dx]
+    }
+
+    #[test]
+    #[allow(clippy::type_complexity)]
+    fn products_match_im2col_at_odd_sizes() {
+        // (channels, [h, w], kernel, stride, pad, dilation, co, group, nb)
+        let cases: &[(
+            usize,
+            [usize; 2],
+            [usize; 2],
+            [usize; 2],
+            [usize; 2],
+            [usize; 2],
+            usize,
+            usize,
+            usize,
+        )] = &[
+            (3, [7, 5], [3, 3], [1, 1], [0, 0], [1, 1], 4, 1, 2),
+            (4, [9, 7], [3, 2], [2, 1], [1, 2], [1, 1], 6, 2, 3),
+            (6, [11, 10], [3, 3], [2, 3], [2, 1], [2, 2], 3, 3, 1),
+            (3, [5, 5], [1, 1], [1, 1], [0, 0], [1, 1], 8, 1, 5),
+            (2, [8, 8], [1, 1], [2, 2], [1, 1], [1, 1], 2, 1, 1),
+            (5, [16, 16], [5, 5], [1, 1], [2, 2], [1, 1], 13, 1, 3),
+            (4, [9, 27], [3, 3], [1, 1], [1, 1], [1, 1], 8, 2, 2),
+            (2, [5, 14], [3, 2], [1, 1], [0, 1], [2, 1], 7, 1, 3),
+            (4, [6, 19], [5, 3], [1, 1], [2, 1], [1, 2], 20, 2, 2),
+            (3, [23, 23], [11, 11], [4, 4], [0, 0], [1, 1], 7, 1, 2),
+            (2, [3, 4], [2, 2], [1, 1], [1, 1], [1, 1], 17, 1, 9),
+            (1, [1, 1], [1, 1], [1, 1], [0, 0], [1, 1], 3, 1, 4),
+        ];
+        for &(c, hw, k, s, p, d, co, group, nb) in cases {
+            let g = geom(c, hw, k, s, p, d);
+            let img = c * hw[0] * hw[1];
+            let (kg, pp) = (g.col_rows() / group, g.col_cols());
+            let x: Vec<f32> = (0..nb * img).map(|i| (i as f32 * 0.37).sin()).collect();
+            let w: Vec<f32> = (0..co * kg).map(|i| (i as f32 * 0.71).cos()).collect();
+            let dy: Vec<f32> = (0..nb * co * pp).map(|i| (i as f32 * 0.23).sin()).collect();
+            let bias: Vec<f32> = (0..co).map(|i| i as f32 * 0.1 - 0.3).collect();
+            let [y0, dw0, dx0] = reference(&g, &x, nb, &w, &dy, co, group);
+            let what = format!("{g:?} co {co} group {group} nb {nb}");
+            let mut y = vec![f32::NAN; nb * co * pp];
+            forward(&g, &x, nb, &w, co, group, Some(&bias), false, &mut y);
+            let want: Vec<f32> = y0
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v + bias[(i / pp) % co])
+                .collect();
+            crate::testing::assert_close(&y, &want, 1e-4);
+            // Adding onto what is there.
+            forward(&g, &x, nb, &w, co, group, None, true, &mut y);
+            let twice: Vec<f32> = want.iter().zip(&y0).map(|(a, b)| a + b).collect();
+            crate::testing::assert_close(&y, &twice, 1e-4);
+            let mut dw = vec![0.5; co * kg];
+            backward_weights(&g, &x, nb, &dy, co, group, &mut dw);
+            let want: Vec<f32> = dw0.iter().map(|v| v + 0.5).collect();
+            crate::testing::assert_close(&dw, &want, 1e-4);
+            match flipped_sweep(&g) {
+                Some(gt) => {
+                    let mut wt = vec![0.0; w.len()];
+                    flip_weights(&g, &w, co, group, &mut wt);
+                    let mut dx = vec![0.25; nb * img];
+                    backward_data(&g, &gt, &dy, nb, &wt, co, group, &mut dx);
+                    let want: Vec<f32> = dx0.iter().map(|v| v + 0.25).collect();
+                    crate::testing::assert_close(&dx, &want, 1e-4);
+                }
+                None => assert!(s != [1, 1], "{what}"),
+            }
+        }
+    }
+
+    /// Every operand layout through the dispatched kernel and the plain loops, against f64.
+    #[test]
+    fn tile_kernels_agree_for_every_layout() {
+        let k = 37;
+        let lda = 41;
+        let a: Vec<f32> = (0..MR * lda).map(|i| (i as f32 * 0.3).sin()).collect();
+        let mut ap = vec![0.0; MR * k];
+        pack_rows(&a, MR, k, lda, &mut ap);
+        let b: Vec<f32> = (0..k * NR).map(|i| (i as f32 * 0.7).cos()).collect();
+        // The same panel read through offsets, scattered over a larger image.
+        let mut img = vec![f32::NAN; 2 * k * NR + NR];
+        let mut offs = Offsets::default();
+        offs.set((0..k).map(|p| (k - 1 - p) * 2 * NR + p % 3));
+        for p in 0..k {
+            img[offs.off[p]..offs.off[p] + NR].copy_from_slice(&b[p * NR..(p + 1) * NR]);
+        }
+        for rows in 1..=MR {
+            let want = |r: usize, j: usize| -> f64 {
+                (0..k)
+                    .map(|p| a[r * lda + p] as f64 * b[p * NR + j] as f64)
+                    .sum()
+            };
+            let ops = [
+                (A::Rows { a: &a, lda }, B::Panel(&b)),
+                (A::Packed(&ap), B::Panel(&b)),
+                (A::Packed(&ap), B::Offsets(&img, &offs)),
+                (A::Rows { a: &a, lda }, B::Offsets(&img, &offs)),
+            ];
+            for (oa, ob) in ops {
+                let mut x = [0.0; MR * NR];
+                tile(rows, k, oa, ob, &mut x);
+                let mut y = [0.0; MR * NR];
+                // SAFETY: the same bounds `tile` checks.
+                unsafe {
+                    match (oa, ob) {
+                        (A::Rows { a, lda }, B::Panel(b)) => raw::tile(
+                            rows,
+                            k,
+                            raw::Rows(a.as_ptr(), lda),
+                            raw::Panel(b.as_ptr()),
+                            &mut y,
+                        ),
+                        (A::Packed(a), B::Panel(b)) => raw::tile(
+                            rows,
+                            k,
+                            raw::Packed(a.as_ptr()),
+                            raw::Panel(b.as_ptr()),
+                            &mut y,
+                        ),
+                        (A::Packed(a), B::Offsets(b, o)) => raw::tile(
+                            rows,
+                            k,
+                            raw::Packed(a.as_ptr()),
+                            raw::Offsets(b.as_ptr(), o.off.as_ptr()),
+                            &mut y,
+                        ),
+                        (A::Rows { a, lda }, B::Offsets(b, o)) => raw::tile(
+                            rows,
+                            k,
+                            raw::Rows(a.as_ptr(), lda),
+                            raw::Offsets(b.as_ptr(), o.off.as_ptr()),
+                            &mut y,
+                        ),
+                    }
+                }
+                for r in 0..rows {
+                    for j in 0..NR {
+                        let w = want(r, j);
+                        assert!((x[r * NR + j] as f64 - w).abs() < 1e-4, "{rows} {r} {j}");
+                        assert!((y[r * NR + j] as f64 - w).abs() < 1e-4, "{rows} {r} {j}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn tile_speed() {
+        let k = 200;
+        let a: Vec<f32> = (0..32 * 800).map(|i| (i as f32 * 0.3).sin()).collect();
+        let b: Vec<f32> = (0..k * NR).map(|i| (i as f32 * 0.7).cos()).collect();
+        let mut acc = [0.0; MR * NR];
+        let t = std::time::Instant::now();
+        let reps = 200000;
+        for i in 0..reps {
+            let a = A::Rows {
+                a: &a[(i % 5) * 6 * 800..],
+                lda: 800,
+            };
+            tile(6, k, a, B::Panel(&b), &mut acc);
+        }
+        let s = t.elapsed().as_secs_f64();
+        eprintln!(
+            "tile: {:.1} GFLOP/s {}",
+            (reps * 6 * 16 * k * 2) as f64 / s / 1e9,
+            acc[3]
+        );
+    }
+}
