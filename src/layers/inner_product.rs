@@ -1,6 +1,7 @@
 //! `InnerProduct`: fully connected, `y = x W^T + b` with everything from `axis` on flattened.
 
 use super::{BlobCounts, Layer, SetupCtx};
+use crate::math::conv_gemm;
 use crate::proto::LayerParameter;
 use crate::{math, Blob, Result};
 
@@ -41,7 +42,12 @@ impl InnerProduct {
     /// Forward `y = x op(W) + b` for `m` rows; shared with `DropConnect`.
     pub fn forward_with(&self, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
         let (m, n, k) = (self.m, self.num_output, self.k);
-        math::gemm(false, !self.transpose, m, n, k, 1.0, x, w, 0.0, y);
+        if !self.transpose && (1..=conv_gemm::FEW_ROWS).contains(&m) && n * k >= 1 << 20 {
+            // A few rows against a big weight: bound by reading W once.
+            conv_gemm::few_rows_times_wt(m, n, k, x, w, y);
+        } else {
+            math::gemm(false, !self.transpose, m, n, k, 1.0, x, w, 0.0, y);
+        }
         if let Some(b) = b {
             math::gemm(false, false, m, n, 1, 1.0, &self.ones, b, 1.0, y);
         }

@@ -675,6 +675,76 @@ fn forward_packed(
     SPANS.with(|c| c.set(spans));
 }
 
+/// Below this many rows of `x`, [`few_rows_times_wt`] is the faster inner product.
+pub const FEW_ROWS: usize = NR;
+
+/// Reduction length per block of [`few_rows_times_wt`] (a `KW x NR` panel is 64 KiB).
+const KW: usize = 1024;
+
+thread_local! {
+    static XT: Scratch<f32> = const { Cell::new(Vec::new()) };
+    static CT: Scratch<f32> = const { Cell::new(Vec::new()) };
+}
+
+/// `y = x W^T` for few rows of `x` (`m <= FEW_ROWS`): `x` is `m x k`, `w` is `n x k`, `y` is
+/// `m x n`. At such `m` the product is bound by reading `W`, so each weight is read once, in
+/// blocks of `KW`, against `x^T` packed as one panel; the rows of `W` are shared out over the
+/// threads. (BLAS packs `W` first, reading it twice and writing it once.)
+pub fn few_rows_times_wt(m: usize, n: usize, k: usize, x: &[f32], w: &[f32], y: &mut [f32]) {
+    use rayon::prelude::*;
+    assert!((1..=FEW_ROWS).contains(&m) && x.len() >= m * k && w.len() >= n * k);
+    assert!(y.len() >= m * n);
+    if n == 0 {
+        return;
+    }
+    with_buffer(&XT, k * NR, |xt| {
+        for (p, row) in xt.chunks_exact_mut(NR).enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = if j < m { x[j * k + p] } else { 0.0 };
+            }
+        }
+        let xt = &*xt;
+        let threads = if super::nested() {
+            1
+        } else {
+            rayon::current_num_threads().max(1)
+        };
+        let per = n.div_ceil(threads).next_multiple_of(MR);
+        let kw = blocks(k, KW);
+        // W x^T (n x NR), each part its rows, then transposed into y.
+        with_buffer(&CT, n * NR, |ct| {
+            ct.fill(0.0);
+            ct.par_chunks_mut(per * NR)
+                .enumerate()
+                .for_each(|(part, c)| {
+                    let (i0, i1) = (part * per, (part * per + c.len() / NR).min(n));
+                    let mut acc = [0.0f32; MR * NR];
+                    for k0 in (0..k).step_by(kw) {
+                        let kn = kw.min(k - k0);
+                        let b = B::Panel(&xt[k0 * NR..(k0 + kn) * NR]);
+                        for t in (i0..i1).step_by(MR) {
+                            let rows = MR.min(i1 - t);
+                            let a = A::Rows {
+                                a: &w[t * k + k0..],
+                                lda: k,
+                            };
+                            tile(rows, kn, a, b, &mut acc);
+                            let d = &mut c[(t - i0) * NR..(t - i0 + rows) * NR];
+                            d.iter_mut()
+                                .zip(&acc[..rows * NR])
+                                .for_each(|(d, v)| *d += v);
+                        }
+                    }
+                });
+            for (i, row) in ct.chunks_exact(NR).enumerate() {
+                for (j, v) in row[..m].iter().enumerate() {
+                    y[j * n + i] = *v;
+                }
+            }
+        })
+    })
+}
+
 /// The geometry and flipped weights that turn `col2im(W^T dy)` into a forward convolution of
 /// `dy`, or `None` when that identity does not hold (stride above 1, or padding beyond the
 /// dilated kernel).
@@ -977,6 +1047,27 @@ mod tests {
                     crate::testing::assert_close(&dx, &want, 1e-4);
                 }
                 None => assert!(s != [1, 1], "{what}"),
+            }
+        }
+    }
+
+    #[test]
+    fn few_rows_times_wt_matches_f64() {
+        for (m, n, k) in [(1, 1, 1), (10, 37, 2100), (16, 13, 5), (3, 6, 1024)] {
+            let x: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.11).cos()).collect();
+            let mut y = vec![f32::NAN; m * n];
+            few_rows_times_wt(m, n, k, &x, &w, &mut y);
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k)
+                        .map(|p| x[i * k + p] as f64 * w[j * k + p] as f64)
+                        .sum();
+                    assert!(
+                        (y[i * n + j] as f64 - want).abs() < 1e-3,
+                        "{m}x{n}x{k} ({i}, {j})"
+                    );
+                }
             }
         }
     }
