@@ -239,22 +239,26 @@ enum A<'a> {
 enum B<'a> {
     /// Packed: step `p` at `b[p*NR..]`.
     Panel(&'a [f32]),
-    /// Read in place: step `p` at `b[off[p]..]` (see [`Offsets`]).
+    /// Read in place: step `p` at `b[off[p]..]`, its second 8 values `half` further on (see
+    /// [`Offsets`]).
     Offsets(&'a [f32], &'a Offsets),
 }
 
-/// Per-step offsets into an image for [`B::Offsets`], with their maximum.
+/// Per-step offsets into an image for [`B::Offsets`], with their maximum, and where the
+/// second 8 columns start (8 further on, or the next image row).
 #[derive(Default)]
 struct Offsets {
     off: Vec<usize>,
     max: usize,
+    half: usize,
 }
 
 impl Offsets {
-    fn set(&mut self, off: impl Iterator<Item = usize>) {
+    fn set(&mut self, off: impl Iterator<Item = usize>, half: usize) {
         self.off.clear();
         self.off.extend(off);
         self.max = self.off.iter().copied().max().unwrap_or(0);
+        self.half = half.max(8);
     }
 }
 
@@ -270,6 +274,10 @@ mod raw {
         /// # Safety
         /// In bounds as checked by `tile`.
         unsafe fn at(self, p: usize) -> *const f32;
+        /// Where the second 8 values start, from `at(p)`.
+        fn half(self) -> usize {
+            8
+        }
     }
     #[derive(Clone, Copy)]
     pub struct Rows(pub *const f32, pub usize);
@@ -278,7 +286,7 @@ mod raw {
     #[derive(Clone, Copy)]
     pub struct Panel(pub *const f32);
     #[derive(Clone, Copy)]
-    pub struct Offsets(pub *const f32, pub *const usize);
+    pub struct Offsets(pub *const f32, pub *const usize, pub usize);
     impl ReadA for Rows {
         #[inline(always)]
         unsafe fn at(self, r: usize, p: usize) -> *const f32 {
@@ -302,6 +310,10 @@ mod raw {
         unsafe fn at(self, p: usize) -> *const f32 {
             unsafe { self.0.add(*self.1.add(p)) }
         }
+        #[inline(always)]
+        fn half(self) -> usize {
+            self.2
+        }
     }
 
     /// The register tile as plain loops (any CPU).
@@ -318,11 +330,17 @@ mod raw {
         acc.fill(0.0);
         for p in 0..k {
             // SAFETY: forwarded.
-            let bp = unsafe { std::slice::from_raw_parts(b.at(p), NR) };
+            let (lo, hi) = unsafe {
+                (
+                    std::slice::from_raw_parts(b.at(p), 8),
+                    std::slice::from_raw_parts(b.at(p).add(b.half()), NR - 8),
+                )
+            };
             for r in 0..rows {
                 // SAFETY: forwarded.
                 let av = unsafe { *a.at(r, p) };
                 let out = &mut acc[r * NR..(r + 1) * NR];
+                let bp = lo.iter().chain(hi);
                 out.iter_mut().zip(bp).for_each(|(s, &b)| *s += av * b);
             }
         }
@@ -350,7 +368,7 @@ mod raw {
                 unsafe {
                     let bp = b.at(p);
                     let b0 = _mm256_loadu_ps(bp);
-                    let b1 = _mm256_loadu_ps(bp.add(8));
+                    let b1 = _mm256_loadu_ps(bp.add(b.half()));
                     for (r, c) in c.iter_mut().enumerate() {
                         let av = _mm256_broadcast_ss(&*a.at(r, p));
                         c[0] = _mm256_fmadd_ps(av, b0, c[0]);
@@ -382,7 +400,9 @@ fn tile(rows: usize, k: usize, a: A, b: B, acc: &mut [f32; MR * NR]) {
     }
     match b {
         B::Panel(b) => assert!(b.len() >= k * NR),
-        B::Offsets(b, o) => assert!(o.off.len() >= k && b.len() >= o.max + NR),
+        B::Offsets(b, o) => {
+            assert!(o.off.len() >= k && o.half >= 8 && b.len() >= o.max + o.half + 8)
+        }
     }
     macro_rules! go {
         ($ra:expr, $rb:expr) => {{
@@ -416,13 +436,13 @@ fn tile(rows: usize, k: usize, a: A, b: B, acc: &mut [f32; MR * NR]) {
         (A::Packed(a), B::Offsets(b, o)) => {
             go!(
                 raw::Packed(a.as_ptr()),
-                raw::Offsets(b.as_ptr(), o.off.as_ptr())
+                raw::Offsets(b.as_ptr(), o.off.as_ptr(), o.half)
             )
         }
         (A::Rows { a, lda }, B::Offsets(b, o)) => {
             go!(
                 raw::Rows(a.as_ptr(), lda),
-                raw::Offsets(b.as_ptr(), o.off.as_ptr())
+                raw::Offsets(b.as_ptr(), o.off.as_ptr(), o.half)
             )
         }
     }
@@ -459,7 +479,8 @@ fn blocks(k: usize, max: usize) -> usize {
 /// panels) rather than packing the columns.
 fn in_place(g: &ConvGeom) -> bool {
     let ow = g.out_w();
-    g.stride_h == 1 && g.stride_w == 1 && ow * 4 >= ow.next_multiple_of(NR) * 3
+    let fits = ow * 4 >= ow.next_multiple_of(NR) * 3 || (6..=8).contains(&ow);
+    g.stride_h == 1 && g.stride_w == 1 && fits
 }
 
 /// Writes one register tile's `rows x len` block (columns `o..` of the tile) to `d`, row `r`
@@ -556,12 +577,18 @@ impl GroupOut<'_> {
 }
 
 thread_local! {
-    static OFFSETS: Cell<Offsets> = const { Cell::new(Offsets { off: Vec::new(), max: 0 }) };
+    static OFFSETS: Cell<Offsets> = const {
+        Cell::new(Offsets {
+            off: Vec::new(),
+            max: 0,
+            half: 8,
+        })
+    };
 }
 
 /// [`forward`] for one group reading the padded image in place: each register tile covers
-/// up to `NR` outputs of one output row, and step `k` of the reduction reads the image at the
-/// tap's offset from the tile's corner.
+/// up to `NR` outputs of one output row (or, for rows of at most 8, 8 of each of two rows),
+/// and step `k` of the reduction reads the image at the tap's offset from the tile's corner.
 #[allow(clippy::too_many_arguments)]
 fn forward_in_place(
     g: &ConvGeom,
@@ -576,28 +603,41 @@ fn forward_in_place(
 ) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let kg = aw.len() / cg.div_ceil(MR) / MR;
-    padded(g, x, nb, NR, |px| {
+    let wp = g.width + 2 * g.pad_w;
+    // Two output rows per tile when they are short: the second 8 columns one row down.
+    let two = ow <= 8;
+    padded(g, x, nb, wp + NR, |px| {
         let plane = px.hp * px.wp;
         let mut offs = OFFSETS.with(|c| c.take());
         let mut t = tap(g, ch0, 0);
-        offs.set((0..kg).map(|_| {
+        let off = (0..kg).map(|_| {
             let [c, ky, kx] = t;
             t = next_tap(g, t);
             c * plane + ky * g.dilation_h * px.wp + kx * g.dilation_w
-        }));
+        });
+        offs.set(off, if two { px.wp } else { 8 });
         let mut acc = [0.0f32; MR * NR];
         for n in 0..nb {
-            for oy in 0..oh {
+            for oy in (0..oh).step_by(if two { 2 } else { 1 }) {
                 for ox in (0..ow).step_by(NR) {
-                    let len = NR.min(ow - ox);
                     let corner = n * g.channels * plane + oy * px.wp + ox;
                     let b = B::Offsets(&px.v[corner..], &offs);
                     for (t, a) in aw.chunks_exact(kg * MR).enumerate() {
                         let rows = MR.min(cg - t * MR);
                         tile(rows, kg, A::Packed(a), b, &mut acc);
-                        let (d, ld) = y.at(n, t * MR, oy * ow + ox);
                         let bias = bias.map(|b| &b[t * MR..]);
-                        store(&acc, rows, 0, len, d, ld, bias, true, add);
+                        if two {
+                            for (o, y0) in [(0, oy), (8, oy + 1)] {
+                                if y0 < oh {
+                                    let (d, ld) = y.at(n, t * MR, y0 * ow);
+                                    store(&acc, rows, o, ow, d, ld, bias, true, add);
+                                }
+                            }
+                        } else {
+                            let (d, ld) = y.at(n, t * MR, oy * ow + ox);
+                            let len = NR.min(ow - ox);
+                            store(&acc, rows, 0, len, d, ld, bias, true, add);
+                        }
                     }
                 }
             }
@@ -1005,6 +1045,9 @@ mod tests {
             (2, [8, 8], [1, 1], [2, 2], [1, 1], [1, 1], 2, 1, 1),
             (5, [16, 16], [5, 5], [1, 1], [2, 2], [1, 1], 13, 1, 3),
             (4, [9, 27], [3, 3], [1, 1], [1, 1], [1, 1], 8, 2, 2),
+            (6, [8, 8], [5, 5], [1, 1], [2, 2], [1, 1], 7, 1, 3),
+            (3, [9, 7], [3, 3], [1, 1], [1, 1], [1, 1], 5, 1, 2),
+            (4, [12, 12], [5, 5], [1, 1], [0, 0], [1, 1], 10, 2, 2),
             (2, [5, 14], [3, 2], [1, 1], [0, 1], [2, 1], 7, 1, 3),
             (4, [6, 19], [5, 3], [1, 1], [2, 1], [1, 2], 20, 2, 2),
             (3, [23, 23], [11, 11], [4, 4], [0, 0], [1, 1], 7, 1, 2),
@@ -1084,7 +1127,7 @@ mod tests {
         // The same panel read through offsets, scattered over a larger image.
         let mut img = vec![f32::NAN; 2 * k * NR + NR];
         let mut offs = Offsets::default();
-        offs.set((0..k).map(|p| (k - 1 - p) * 2 * NR + p % 3));
+        offs.set((0..k).map(|p| (k - 1 - p) * 2 * NR + p % 3), 8);
         for p in 0..k {
             img[offs.off[p]..offs.off[p] + NR].copy_from_slice(&b[p * NR..(p + 1) * NR]);
         }
@@ -1125,14 +1168,14 @@ mod tests {
                             rows,
                             k,
                             raw::Packed(a.as_ptr()),
-                            raw::Offsets(b.as_ptr(), o.off.as_ptr()),
+                            raw::Offsets(b.as_ptr(), o.off.as_ptr(), o.half),
                             &mut y,
                         ),
                         (A::Rows { a, lda }, B::Offsets(b, o)) => raw::tile(
                             rows,
                             k,
                             raw::Rows(a.as_ptr(), lda),
-                            raw::Offsets(b.as_ptr(), o.off.as_ptr()),
+                            raw::Offsets(b.as_ptr(), o.off.as_ptr(), o.half),
                             &mut y,
                         ),
                     }
