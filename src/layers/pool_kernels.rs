@@ -1,18 +1,27 @@
 //! Per-plane pooling kernels (Caffe's window rules, see [`super::pooling`]).
 //!
-//! MAX and AVE run one output row at a time: each input row the row's windows touch is split
-//! into `stride` phases (padded with -inf or 0), so window column `kx` of every output in the
-//! row is one contiguous run, and the compare-select (or add) over the row vectorises. The
-//! kernels are compiled twice, for AVX2+FMA (chosen at run time when the CPU has them) and for
-//! the baseline target.
+//! MAX and AVE are separable: a horizontal pass reduces every input row once over the window
+//! columns (each input row is split into `stride` phases, padded with -inf or 0, so window
+//! column `kx` of every output in the row is one contiguous run), then a vertical pass reduces
+//! the window rows. Outputs go 8 at a time (one AVX register; rows of the intermediate are
+//! padded to a multiple of 8), so the loops are short fixed-width selects and adds that the
+//! compiler vectorises. MAX keeps Caffe's argmax exactly: the first strictly greater element
+//! in row-major window order is the first strictly greater row maximum (taken top to bottom)
+//! of the first strictly greater element of that row. AVE backward runs the same passes
+//! transposed. Whole plane kernels are compiled twice, for AVX2+FMA (chosen at run time when
+//! the CPU has them) and for the baseline target.
 
 use crate::math::scratch::{with_buffer, Scratch};
 use crate::math::simd::multiversion;
 use std::cell::Cell;
 
 thread_local! {
-    static PHASES: Scratch<f32> = const { Cell::new(Vec::new()) };
+    static FLOATS: Scratch<f32> = const { Cell::new(Vec::new()) };
+    static INDICES: Scratch<u32> = const { Cell::new(Vec::new()) };
 }
+
+/// Outputs per chunk (one AVX register of f32).
+const L: usize = 8;
 
 /// Window geometry of one plane.
 #[derive(Debug, Clone, Copy, Default)]
@@ -57,159 +66,348 @@ impl Geom {
         }
     }
 
-    /// Length of one phase of a padded input row.
+    /// Output row length padded to whole chunks.
+    fn owp(&self) -> usize {
+        self.ow.div_ceil(L) * L
+    }
+
+    /// Length of one phase of a padded input row (whole chunks of outputs for every tap).
     fn phase_len(&self) -> usize {
-        self.ow + (self.kw - 1) / self.sw
+        self.owp() + (self.kw - 1) / self.sw
+    }
+
+    /// f32 scratch of the plane kernels: the phases of one row, then one padded row per input
+    /// row.
+    fn floats(&self) -> usize {
+        self.sw * self.phase_len() + self.h * self.owp()
+    }
+
+    /// u32 scratch: the [`Plan`] tables, then a padded row of indices per input row.
+    fn indices(&self) -> usize {
+        2 * self.owp() + 2 * self.sw * self.phase_len() + self.h * self.owp()
     }
 }
 
-/// Splits input row `row` into `g.sw` phases of `len`: `ph[r*len + j]` is the padded row's
-/// element `j*sw + r` (`fill` outside the row). The part inside the row is a copy (stride 1)
-/// or a vectorised de-interleave (stride 2); edges and other strides go element by element.
-#[inline(always)]
-fn split_phases(g: &Geom, row: &[f32], fill: f32, len: usize, ph: &mut [f32]) {
-    let (s, pw) = (g.sw, g.pw);
-    let one = |ph: &mut [f32], j: usize| {
+/// Row tables of one geometry, built once per call in the u32 scratch.
+struct Plan<'a> {
+    s: usize,
+    pw: usize,
+    /// Length of one phase.
+    len: usize,
+    owp: usize,
+    /// Phase columns `lo..hi` where every phase lies inside the row (stride 1 and 2 move them
+    /// in bulk; empty otherwise).
+    bulk: (usize, usize),
+    /// The other phase positions inside the row, as pairs `(phase offset, row element)`.
+    edges: &'a [u32],
+    /// Per padded output column: `ox*sw - pw` (wrapping).
+    colbase: &'a [u32],
+    /// Per padded output column: the first window column inside the row.
+    kinit: &'a [u32],
+}
+
+impl<'a> Plan<'a> {
+    /// Builds the tables at the front of `us`; returns them and the rest of `us`.
+    #[inline(always)]
+    fn new(g: &Geom, us: &'a mut [u32]) -> (Self, &'a mut [u32]) {
+        let (s, pw, w, len, owp) = (g.sw, g.pw, g.w, g.phase_len(), g.owp());
+        let (colbase, us) = us.split_at_mut(owp);
+        let (kinit, us) = us.split_at_mut(owp);
+        let (edges, rest) = us.split_at_mut(2 * s * len);
+        for ox in 0..owp {
+            colbase[ox] = ((ox * s) as u32).wrapping_sub(pw as u32);
+            kinit[ox] = if ox < g.ow {
+                (g.cols(ox).0 + pw - ox * s) as u32
+            } else {
+                0
+            };
+        }
+        // Phase r, column j holds padded element j*s + r, row element j*s + r - pw; inside
+        // the row for lo(r) <= j < hi(r).
+        let range = |r: usize| {
+            let lo = pw.saturating_sub(r).div_ceil(s).min(len);
+            (lo, (pw + w).saturating_sub(r).div_ceil(s).clamp(lo, len))
+        };
+        let mut bulk = (0, 0);
+        if s <= 2 {
+            let (lo, hi) = (0..s)
+                .map(range)
+                .fold((0, len), |(lo, hi), (a, b)| (lo.max(a), hi.min(b)));
+            if hi > lo {
+                bulk = (lo, hi);
+            }
+        }
+        let mut n = 0;
         for r in 0..s {
-            ph[r * len + j] = row
-                .get((j * s + r).wrapping_sub(pw))
-                .copied()
-                .unwrap_or(fill);
+            let (a, b) = range(r);
+            for j in (a..b).filter(|j| !(bulk.0..bulk.1).contains(j)) {
+                edges[n] = (r * len + j) as u32;
+                edges[n + 1] = (j * s + r - pw) as u32;
+                n += 2;
+            }
         }
-    };
-    if s > 2 {
-        return (0..len).for_each(|j| one(ph, j));
+        let plan = Plan {
+            s,
+            pw,
+            len,
+            owp,
+            bulk,
+            edges: &edges[..n],
+            colbase,
+            kinit,
+        };
+        (plan, rest)
     }
-    // Phase columns j whose s elements all lie inside the row.
-    let lo = pw.div_ceil(s).min(len);
-    let hi = ((row.len() + pw) / s).clamp(lo, len);
-    let src = &row[lo * s - pw..hi * s - pw];
-    if s == 1 {
-        ph[lo..hi].copy_from_slice(src);
+
+    /// Splits input row `row` into phases: `ph[r*len + j]` is the padded row's element
+    /// `j*s + r` (`fill` outside the row).
+    #[inline(always)]
+    fn split(&self, row: &[f32], fill: f32, ph: &mut [f32]) {
+        let (s, len, (lo, hi)) = (self.s, self.len, self.bulk);
+        ph.fill(fill);
+        if hi > lo {
+            let src = &row[lo * s - self.pw..hi * s - self.pw];
+            if s == 1 {
+                ph[lo..hi].copy_from_slice(src);
+            } else {
+                let (even, odd) = ph.split_at_mut(len);
+                let it = even[lo..hi].iter_mut().zip(&mut odd[lo..hi]);
+                for ((e, o), pair) in it.zip(src.chunks_exact(2)) {
+                    *e = pair[0];
+                    *o = pair[1];
+                }
+            }
+        }
+        for e in self.edges.chunks_exact(2) {
+            ph[e[0] as usize] = row[e[1] as usize];
+        }
+    }
+
+    /// Adds the phases back into the row they were split from (the transpose of
+    /// [`Plan::split`]; positions in the padding are dropped).
+    #[inline(always)]
+    fn merge(&self, ph: &[f32], row: &mut [f32]) {
+        let (s, len, (lo, hi)) = (self.s, self.len, self.bulk);
+        if hi > lo {
+            let dst = &mut row[lo * s - self.pw..hi * s - self.pw];
+            if s == 1 {
+                dst.iter_mut().zip(&ph[lo..hi]).for_each(|(d, v)| *d += v);
+            } else {
+                let it = ph[lo..hi].iter().zip(&ph[len + lo..len + hi]);
+                for ((e, o), pair) in it.zip(dst.chunks_exact_mut(2)) {
+                    pair[0] += e;
+                    pair[1] += o;
+                }
+            }
+        }
+        for e in self.edges.chunks_exact(2) {
+            row[e[1] as usize] += ph[e[0] as usize];
+        }
+    }
+
+    /// Calls `f(kx, offset)` for every window column `kx = q*s + r`, whose run for the
+    /// row's outputs starts at phase offset `r*len + q`.
+    #[inline(always)]
+    fn taps(&self, kw: usize, mut f: impl FnMut(usize, usize)) {
+        let (mut r, mut q) = (0, 0);
+        for kx in 0..kw {
+            f(kx, r * self.len + q);
+            r += 1;
+            if r == self.s {
+                (r, q) = (0, q + 1);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn chunk<T: Copy>(v: &[T], at: usize) -> [T; L] {
+    v[at..at + L].try_into().unwrap()
+}
+
+/// Stores the first `dst.len()` (at most L) lanes.
+#[inline(always)]
+fn store<T: Copy>(dst: &mut [T], v: &[T; L]) {
+    if dst.len() == L {
+        dst.copy_from_slice(v);
     } else {
-        let (even, odd) = ph.split_at_mut(len);
-        let it = even[lo..hi].iter_mut().zip(&mut odd[lo..hi]);
-        for ((e, o), pair) in it.zip(src.chunks_exact(2)) {
-            *e = pair[0];
-            *o = pair[1];
-        }
+        dst.iter_mut().zip(v).for_each(|(d, v)| *d = *v);
     }
-    (0..lo).chain(hi..len).for_each(|j| one(ph, j));
 }
 
-/// The contiguous run of phase values that window column `kx` reads for the row's outputs.
+/// One chunk of a running max: where `v > best` (strictly; NaN never), `best = v` and
+/// `arg = idx`. Selects on values in registers (blends), no conditional stores.
 #[inline(always)]
-fn tap<'a>(g: &Geom, ph: &'a [f32], len: usize, kx: usize) -> &'a [f32] {
-    let start = (kx % g.sw) * len + kx / g.sw;
-    &ph[start..start + g.ow]
+fn fold(best: &mut [f32; L], arg: &mut [u32; L], v: &[f32; L], idx: &[u32; L]) {
+    for l in 0..L {
+        let gt = v[l] > best[l];
+        best[l] = if gt { v[l] } else { best[l] };
+        arg[l] = if gt { idx[l] } else { arg[l] };
+    }
 }
 
 #[inline(always)]
-fn max_rows(g: &Geom, x: &[f32], y: &mut [f32], mask: &mut [u32], ph: &mut [f32]) {
-    let len = g.phase_len();
-    for (oy, (best, arg)) in y.chunks_mut(g.ow).zip(mask.chunks_mut(g.ow)).enumerate() {
-        let (y0, y1, _) = g.rows(oy);
-        for (ox, (b, a)) in best.iter_mut().zip(arg.iter_mut()).enumerate() {
-            *b = f32::MIN;
-            *a = (y0 * g.w + g.cols(ox).0) as u32;
+fn add(a: &[u32; L], b: &[u32; L], c: u32) -> [u32; L] {
+    std::array::from_fn(|l| a[l].wrapping_add(b[l]).wrapping_add(c))
+}
+
+/// MAX over `x.len() / (h*w)` planes.
+#[inline(always)]
+fn max_body(g: &Geom, x: &[f32], y: &mut [f32], mask: &mut [u32], fs: &mut [f32], us: &mut [u32]) {
+    let (w, ip, op) = (g.w, g.h * g.w, g.oh * g.ow);
+    let (p, ha) = Plan::new(g, us);
+    let (ph, hb) = fs.split_at_mut(g.sw * p.len);
+    let owp = p.owp;
+    let planes = x.chunks_exact(ip).zip(y.chunks_exact_mut(op));
+    for ((x, y), mask) in planes.zip(mask.chunks_exact_mut(op)) {
+        // Horizontal: the first strictly greater element of every window row; its window
+        // column first, then its plane index.
+        for iy in 0..g.h {
+            p.split(&x[iy * w..(iy + 1) * w], f32::NEG_INFINITY, ph);
+            for c in (0..owp).step_by(L) {
+                let (mut b, mut k) = ([f32::MIN; L], chunk(p.kinit, c));
+                p.taps(g.kw, |kx, off| {
+                    fold(&mut b, &mut k, &chunk(ph, off + c), &[kx as u32; L])
+                });
+                hb[iy * owp + c..][..L].copy_from_slice(&b);
+                let a = add(&k, &chunk(p.colbase, c), (iy * w) as u32);
+                ha[iy * owp + c..][..L].copy_from_slice(&a);
+            }
         }
-        for iy in y0..y1 {
-            split_phases(g, &x[iy * g.w..(iy + 1) * g.w], f32::NEG_INFINITY, len, ph);
-            for kx in 0..g.kw {
-                // Index of the element output ox reads: base + ox*sw (wraps for padding,
-                // which never wins).
-                let base = ((iy * g.w + kx) as u32).wrapping_sub(g.pw as u32);
-                max_tap(best, arg, tap(g, ph, len, kx), base, g.sw as u32);
+        // Vertical: the first strictly greater row maximum, top to bottom.
+        for oy in 0..g.oh {
+            let (y0, y1, _) = g.rows(oy);
+            for c in (0..owp).step_by(L) {
+                let mut b = [f32::MIN; L];
+                let mut a = add(&chunk(p.kinit, c), &chunk(p.colbase, c), (y0 * w) as u32);
+                for iy in y0..y1 {
+                    let at = iy * owp + c;
+                    fold(&mut b, &mut a, &chunk(hb, at), &chunk(ha, at));
+                }
+                let n = (g.ow - c).min(L);
+                store(&mut y[oy * g.ow + c..][..n], &b);
+                store(&mut mask[oy * g.ow + c..][..n], &a);
             }
         }
     }
 }
 
-/// One window column for a row of outputs: where `v[i] > best[i]` (strictly; NaN never),
-/// `best[i] = v[i]` and `arg[i] = base + i*step`. Blends and plain stores (the compiler's own
-/// vectorisation of this loop uses masked stores, which are slow).
+/// Divisor column extents of a chunk of the padded output row, as f32 (1 past the row).
 #[inline(always)]
-fn max_tap(best: &mut [f32], arg: &mut [u32], v: &[f32], base: u32, step: u32) {
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        done = unsafe { max_tap_avx2(best, arg, v, base, step) };
-    }
-    let it = best.iter_mut().zip(arg.iter_mut()).zip(v).enumerate();
-    for (i, ((b, a), &x)) in it.skip(done) {
-        if x > *b {
-            *b = x;
-            *a = base.wrapping_add(i as u32 * step);
+fn col_extents(g: &Geom, c: usize) -> [f32; L] {
+    std::array::from_fn(|l| {
+        if c + l < g.ow {
+            g.cols(c + l).2 as f32
+        } else {
+            1.0
         }
-    }
-}
-
-/// The AVX2 body of [`max_tap`] over whole groups of 8; returns how many it did.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn max_tap_avx2(
-    best: &mut [f32],
-    arg: &mut [u32],
-    v: &[f32],
-    base: u32,
-    step: u32,
-) -> usize {
-    use std::arch::x86_64::*;
-    let n = best.len().min(arg.len()).min(v.len()) / 8 * 8;
-    let (bp, ap, vp) = (best.as_mut_ptr(), arg.as_mut_ptr(), v.as_ptr());
-    let st = step as i32;
-    let lanes = _mm256_setr_epi32(0, st, 2 * st, 3 * st, 4 * st, 5 * st, 6 * st, 7 * st);
-    let mut i = 0;
-    while i < n {
-        // SAFETY: i + 8 <= n, within all three slices.
-        let (b, x) = (_mm256_loadu_ps(bp.add(i)), _mm256_loadu_ps(vp.add(i)));
-        let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(x, b);
-        let first = base.wrapping_add(i as u32 * step) as i32;
-        let idx = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_set1_epi32(first), lanes));
-        let a = _mm256_loadu_ps(ap.add(i) as *const f32);
-        _mm256_storeu_ps(bp.add(i), _mm256_blendv_ps(b, x, gt));
-        _mm256_storeu_ps(ap.add(i) as *mut f32, _mm256_blendv_ps(a, idx, gt));
-        i += 8;
-    }
-    n
-}
-
-#[inline(always)]
-fn ave_rows(g: &Geom, x: &[f32], y: &mut [f32], ph: &mut [f32]) {
-    let len = g.phase_len();
-    for (oy, sum) in y.chunks_mut(g.ow).enumerate() {
-        let (y0, y1, ey) = g.rows(oy);
-        sum.fill(0.0);
-        for iy in y0..y1 {
-            split_phases(g, &x[iy * g.w..(iy + 1) * g.w], 0.0, len, ph);
-            for kx in 0..g.kw {
-                sum.iter_mut()
-                    .zip(tap(g, ph, len, kx))
-                    .for_each(|(s, v)| *s += v);
-            }
-        }
-        for (ox, s) in sum.iter_mut().enumerate() {
-            *s /= (ey * g.cols(ox).2) as f32;
-        }
-    }
-}
-
-multiversion!(fn max_fast(g: &Geom, x: &[f32], y: &mut [f32], mask: &mut [u32], ph: &mut [f32]) => max_rows);
-multiversion!(fn ave_fast(g: &Geom, x: &[f32], y: &mut [f32], ph: &mut [f32]) => ave_rows);
-
-/// MAX over every window of one plane: `y` gets the maxima, `mask` the plane index of the
-/// first maximal element in window order (Caffe's strict `>`; the window's first element when
-/// none exceeds `f32::MIN`).
-pub fn max_plane(g: &Geom, x: &[f32], y: &mut [f32], mask: &mut [u32]) {
-    with_buffer(&PHASES, g.sw * g.phase_len(), |ph| {
-        max_fast(g, x, y, mask, ph)
     })
 }
 
-/// AVE over every window of one plane (Caffe's divisor: the window clipped to the padded input).
-pub fn ave_plane(g: &Geom, x: &[f32], y: &mut [f32]) {
-    with_buffer(&PHASES, g.sw * g.phase_len(), |ph| ave_fast(g, x, y, ph))
+/// AVE over `x.len() / (h*w)` planes.
+#[inline(always)]
+fn ave_body(g: &Geom, x: &[f32], y: &mut [f32], fs: &mut [f32], us: &mut [u32]) {
+    let (w, ip, op) = (g.w, g.h * g.w, g.oh * g.ow);
+    let (p, _) = Plan::new(g, us);
+    let (ph, hs) = fs.split_at_mut(g.sw * p.len);
+    let owp = p.owp;
+    for (x, y) in x.chunks_exact(ip).zip(y.chunks_exact_mut(op)) {
+        for iy in 0..g.h {
+            p.split(&x[iy * w..(iy + 1) * w], 0.0, ph);
+            for c in (0..owp).step_by(L) {
+                let mut s = [0.0; L];
+                p.taps(g.kw, |_, off| {
+                    let v = chunk(ph, off + c);
+                    (0..L).for_each(|l| s[l] += v[l]);
+                });
+                hs[iy * owp + c..][..L].copy_from_slice(&s);
+            }
+        }
+        for c in (0..owp).step_by(L) {
+            let ex = col_extents(g, c);
+            let n = (g.ow - c).min(L);
+            for oy in 0..g.oh {
+                let (y0, y1, ey) = g.rows(oy);
+                let mut s = [0.0; L];
+                for iy in y0..y1 {
+                    let v = chunk(hs, iy * owp + c);
+                    (0..L).for_each(|l| s[l] += v[l]);
+                }
+                (0..L).for_each(|l| s[l] /= ey as f32 * ex[l]);
+                store(&mut y[oy * g.ow + c..][..n], &s);
+            }
+        }
+    }
+}
+
+/// AVE backward over `dy.len() / (oh*ow)` planes, accumulated into `dx`.
+#[inline(always)]
+fn ave_back_body(g: &Geom, dy: &[f32], dx: &mut [f32], fs: &mut [f32], us: &mut [u32]) {
+    let (w, ip, op) = (g.w, g.h * g.w, g.oh * g.ow);
+    let (p, _) = Plan::new(g, us);
+    let (ph, cs) = fs.split_at_mut(g.sw * p.len);
+    let owp = p.owp;
+    for (dy, dx) in dy.chunks_exact(op).zip(dx.chunks_exact_mut(ip)) {
+        // Vertical: every input row gets the sum of dy / divisor over the window rows that
+        // cover it.
+        cs.fill(0.0);
+        for c in (0..owp).step_by(L) {
+            let ex = col_extents(g, c);
+            let n = (g.ow - c).min(L);
+            for oy in 0..g.oh {
+                let (y0, y1, ey) = g.rows(oy);
+                let mut d = [0.0; L];
+                d[..n].copy_from_slice(&dy[oy * g.ow + c..][..n]);
+                (0..L).for_each(|l| d[l] /= ey as f32 * ex[l]);
+                for iy in y0..y1 {
+                    let s = &mut cs[iy * owp + c..][..L];
+                    (0..L).for_each(|l| s[l] += d[l]);
+                }
+            }
+        }
+        // Horizontal: every column sum goes to its window columns (phase runs), and the
+        // phases back into the row.
+        for iy in 0..g.h {
+            ph.fill(0.0);
+            let src = &cs[iy * owp..(iy + 1) * owp];
+            p.taps(g.kw, |_, off| {
+                let dst = &mut ph[off..off + owp];
+                dst.iter_mut().zip(src).for_each(|(d, v)| *d += v);
+            });
+            p.merge(ph, &mut dx[iy * w..(iy + 1) * w]);
+        }
+    }
+}
+
+multiversion!(fn max_fast(g: &Geom, x: &[f32], y: &mut [f32], mask: &mut [u32], fs: &mut [f32], us: &mut [u32]) => max_body);
+multiversion!(fn ave_fast(g: &Geom, x: &[f32], y: &mut [f32], fs: &mut [f32], us: &mut [u32]) => ave_body);
+multiversion!(fn ave_back_fast(g: &Geom, dy: &[f32], dx: &mut [f32], fs: &mut [f32], us: &mut [u32]) => ave_back_body);
+
+/// Runs `f` with this thread's scratch for geometry `g`.
+fn with_scratch<R>(g: &Geom, f: impl FnOnce(&mut [f32], &mut [u32]) -> R) -> R {
+    with_buffer(&FLOATS, g.floats(), |fs| {
+        with_buffer(&INDICES, g.indices(), |us| f(fs, us))
+    })
+}
+
+/// MAX over every window of consecutive planes (`x` holds whole planes, `y` and `mask` as
+/// many output planes): `y` gets the maxima, `mask` the plane index of the first maximal
+/// element in window order (Caffe's strict `>`; the window's first element when none
+/// exceeds `f32::MIN`).
+pub fn max_planes(g: &Geom, x: &[f32], y: &mut [f32], mask: &mut [u32]) {
+    with_scratch(g, |fs, us| max_fast(g, x, y, mask, fs, us))
+}
+
+/// AVE over every window of consecutive planes (Caffe's divisor: the window clipped to the
+/// padded input).
+pub fn ave_planes(g: &Geom, x: &[f32], y: &mut [f32]) {
+    with_scratch(g, |fs, us| ave_fast(g, x, y, fs, us))
+}
+
+/// AVE backward of consecutive planes: every window adds `dy / divisor` to each input
+/// element it covers (Caffe's rule), accumulated into `dx`.
+pub fn ave_back_planes(g: &Geom, dy: &[f32], dx: &mut [f32]) {
+    with_scratch(g, |fs, us| ave_back_fast(g, dy, dx, fs, us))
 }
 
 /// `(start + sum x, sum x^2)` over a clipped window (STOCHASTIC TEST starts at
@@ -275,6 +473,20 @@ mod tests {
         })
     }
 
+    /// Caffe's AVE backward: every window adds dy / divisor to the elements it covers.
+    fn ave_back_reference(g: &Geom, dy: &[f32], dx: &mut [f32]) {
+        g.windows(|oy, ox, [y0, y1, x0, x1]| {
+            let d = dy[oy * g.ow + ox] / (g.rows(oy).2 * g.cols(ox).2) as f32;
+            for iy in y0..y1 {
+                dx[iy * g.w + x0..iy * g.w + x1]
+                    .iter_mut()
+                    .for_each(|v| *v += d);
+            }
+        })
+    }
+
+    /// Odd geometries: padding, strides 1/2/3/4, kernels bigger than the stride, ceil-mode
+    /// last windows clipped, width 1, widths around multiples of 8, global windows.
     fn geoms() -> Vec<Geom> {
         let ceil = |n: usize, k: usize, s: usize, p: usize| {
             super::super::pooling::pooled_size(n, k, s, p, true)
@@ -282,11 +494,23 @@ mod tests {
         let mut v = Vec::new();
         for (h, w, k, s, p) in [
             (32, 32, [3, 3], [2, 2], [0, 0]),
+            (55, 55, [3, 3], [2, 2], [0, 0]),
+            (13, 13, [3, 3], [2, 2], [0, 0]),
+            (16, 16, [3, 3], [2, 2], [0, 0]),
             (7, 9, [3, 2], [2, 1], [1, 1]),
             (5, 6, [2, 2], [2, 2], [1, 1]),
             (9, 9, [3, 3], [3, 3], [2, 1]),
             (6, 11, [4, 3], [1, 3], [0, 2]),
             (4, 5, [4, 5], [1, 1], [0, 0]),
+            (5, 1, [3, 1], [2, 1], [1, 0]),
+            (3, 1, [2, 1], [1, 1], [0, 0]),
+            (6, 17, [3, 3], [1, 1], [1, 1]),
+            (8, 34, [3, 3], [2, 2], [1, 1]),
+            (7, 19, [3, 5], [2, 3], [1, 2]),
+            (10, 33, [2, 4], [2, 4], [1, 3]),
+            (9, 40, [3, 3], [2, 2], [0, 0]),
+            (7, 15, [7, 15], [1, 1], [0, 0]),
+            (6, 23, [3, 4], [3, 2], [2, 3]),
         ] {
             v.push(Geom {
                 h,
@@ -304,34 +528,99 @@ mod tests {
         v
     }
 
-    /// Both compiled copies of the row kernels give the reference's maxima, argmax indices
-    /// (ties included) and averages.
+    /// Inputs for one plane: few distinct values (so windows hold ties), the same with -inf,
+    /// NaN and f32::MIN mixed in, and smooth distinct values.
+    fn inputs(g: &Geom) -> Vec<Vec<f32>> {
+        let n = g.h * g.w;
+        let ties: Vec<f32> = (0..n).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+        let odd = ties
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| match i % 11 {
+                3 => f32::NEG_INFINITY,
+                6 => f32::NAN,
+                9 => f32::MIN,
+                _ => v,
+            })
+            .collect();
+        let smooth = (0..n).map(|i| (i as f32 * 0.917).sin()).collect();
+        vec![ties, odd, smooth]
+    }
+
+    /// Both compiled copies of the plane kernels (the baseline body called directly, the
+    /// dispatched one AVX2 where the CPU has it) give the window loop's maxima, argmax indices
+    /// (ties, NaN and -inf included), averages and AVE gradients.
     #[test]
-    fn row_kernels_match_the_window_loop() {
+    fn plane_kernels_match_the_window_loop() {
         for g in geoms() {
-            // Few distinct values, so windows hold ties.
-            let x: Vec<f32> = (0..g.h * g.w).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
             let n = g.oh * g.ow;
-            let (mut y0, mut m0) = (vec![0.0; n], vec![0u32; n]);
-            max_reference(&g, &x, &mut y0, &mut m0);
-            let mut ph = vec![0.0; g.sw * g.phase_len()];
-            let (mut y1, mut m1) = (vec![0.0; n], vec![0u32; n]);
-            max_rows(&g, &x, &mut y1, &mut m1, &mut ph);
-            let (mut y2, mut m2) = (vec![0.0; n], vec![0u32; n]);
-            max_plane(&g, &x, &mut y2, &mut m2);
-            assert_eq!((&y1, &m1), (&y0, &m0), "{g:?}");
-            assert_eq!((&y2, &m2), (&y0, &m0), "{g:?}");
-            let mut a0 = vec![0.0; n];
-            g.windows(|oy, ox, [y0, y1, x0, x1]| {
-                let (s, _) = window_sums(&g, &x, [y0, y1, x0, x1], 0.0);
-                let area = g.rows(oy).2 * g.cols(ox).2;
-                a0[oy * g.ow + ox] = s / area as f32;
-            });
-            let (mut a1, mut a2) = (vec![0.0; n], vec![0.0; n]);
-            ave_rows(&g, &x, &mut a1, &mut ph);
-            ave_plane(&g, &x, &mut a2);
-            crate::testing::assert_close(&a1, &a0, 1e-5);
-            crate::testing::assert_close(&a2, &a0, 1e-5);
+            let (mut fs, mut us) = (vec![0.0; g.floats()], vec![0; g.indices()]);
+            for x in inputs(&g) {
+                let (mut y0, mut m0) = (vec![0.0; n], vec![0u32; n]);
+                max_reference(&g, &x, &mut y0, &mut m0);
+                let (mut y1, mut m1) = (vec![0.0; n], vec![0u32; n]);
+                max_body(&g, &x, &mut y1, &mut m1, &mut fs, &mut us);
+                let (mut y2, mut m2) = (vec![0.0; n], vec![0u32; n]);
+                max_planes(&g, &x, &mut y2, &mut m2);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!((bits(&y1), &m1), (bits(&y0), &m0), "{g:?}");
+                assert_eq!((bits(&y2), &m2), (bits(&y0), &m0), "{g:?}");
+                if x.iter().any(|v| !v.is_finite() || *v == f32::MIN) {
+                    continue;
+                }
+                let mut a0 = vec![0.0; n];
+                g.windows(|oy, ox, [y0, y1, x0, x1]| {
+                    let (s, _) = window_sums(&g, &x, [y0, y1, x0, x1], 0.0);
+                    let area = g.rows(oy).2 * g.cols(ox).2;
+                    a0[oy * g.ow + ox] = s / area as f32;
+                });
+                let (mut a1, mut a2) = (vec![0.0; n], vec![0.0; n]);
+                ave_body(&g, &x, &mut a1, &mut fs, &mut us);
+                ave_planes(&g, &x, &mut a2);
+                crate::testing::assert_close(&a1, &a0, 1e-5);
+                crate::testing::assert_close(&a2, &a0, 1e-5);
+                // Backward accumulates into a non-zero dx; dy is the plane's first n values.
+                let dy = &x[..n.min(x.len())];
+                let dy: Vec<f32> = (0..n).map(|i| dy[i % dy.len()] + 0.25).collect();
+                let start: Vec<f32> = (0..g.h * g.w).map(|i| i as f32 * 0.01).collect();
+                let mut d0 = start.clone();
+                ave_back_reference(&g, &dy, &mut d0);
+                let (mut d1, mut d2) = (start.clone(), start);
+                ave_back_body(&g, &dy, &mut d1, &mut fs, &mut us);
+                ave_back_planes(&g, &dy, &mut d2);
+                crate::testing::assert_close(&d1, &d0, 1e-5);
+                crate::testing::assert_close(&d2, &d0, 1e-5);
+            }
         }
+    }
+
+    /// Hand-worked: a 1x5 row, window 3, stride 2, pad 1 (windows [-1,2), [1,4), [3,5) after
+    /// ceil clipping): ties go to the first element, AVE divides by the padded extent.
+    #[test]
+    fn small_row_by_hand() {
+        let g = Geom {
+            h: 1,
+            w: 5,
+            kh: 1,
+            kw: 3,
+            sh: 1,
+            sw: 2,
+            ph: 0,
+            pw: 1,
+            oh: 1,
+            ow: 3,
+        };
+        let x = [2.0, 2.0, 5.0, 5.0, 1.0];
+        let (mut y, mut m) = (vec![0.0; 3], vec![0; 3]);
+        max_planes(&g, &x, &mut y, &mut m);
+        assert_eq!((y, m), (vec![2.0, 5.0, 5.0], vec![0, 2, 3]));
+        let mut a = vec![0.0; 3];
+        ave_planes(&g, &x, &mut a);
+        // Windows cover [pad, 2, 2], [2, 5, 5], [5, 1, pad]; extents 3, 3, 3 (clipped to the
+        // padded row of 7).
+        crate::testing::assert_close(&a, &[4.0 / 3.0, 4.0, 2.0], 1e-6);
+        let mut dx = vec![0.0; 5];
+        ave_back_planes(&g, &[3.0, 6.0, 9.0], &mut dx);
+        crate::testing::assert_close(&dx, &[1.0, 3.0, 2.0, 5.0, 3.0], 1e-6);
     }
 }
