@@ -12,7 +12,6 @@
 //! the CPU has them) and for the baseline target.
 
 use crate::math::scratch::{with_buffer, Scratch};
-use crate::math::simd::multiversion;
 use std::cell::Cell;
 
 thread_local! {
@@ -220,73 +219,258 @@ impl<'a> Plan<'a> {
     }
 }
 
-#[inline(always)]
-fn chunk<T: Copy>(v: &[T], at: usize) -> [T; L] {
-    v[at..at + L].try_into().unwrap()
+/// Eight f32 and u32 lanes: AVX2 registers ([`Avx`]), or plain arrays ([`Arr`]) that the
+/// baseline build vectorises as it can. The plane kernels are written once over this and
+/// compiled for both.
+///
+/// The methods are `unsafe` only because the AVX2 ones need a CPU with AVX2; slices are
+/// bounds-checked.
+trait Lanes {
+    type F: Copy;
+    type I: Copy;
+    /// `v[at..at + 8]`.
+    unsafe fn load(v: &[f32], at: usize) -> Self::F;
+    unsafe fn store(v: &mut [f32], at: usize, x: Self::F);
+    unsafe fn load_i(v: &[u32], at: usize) -> Self::I;
+    unsafe fn store_i(v: &mut [u32], at: usize, x: Self::I);
+    /// Lanes as an array (to store part of them).
+    unsafe fn array(x: Self::F) -> [f32; L];
+    unsafe fn array_i(x: Self::I) -> [u32; L];
+    unsafe fn splat(x: f32) -> Self::F;
+    unsafe fn splat_i(x: u32) -> Self::I;
+    unsafe fn add(a: Self::F, b: Self::F) -> Self::F;
+    unsafe fn mul(a: Self::F, b: Self::F) -> Self::F;
+    unsafe fn div(a: Self::F, b: Self::F) -> Self::F;
+    /// Wrapping.
+    unsafe fn add_i(a: Self::I, b: Self::I) -> Self::I;
+    /// One step of a running max: where `v > best` (strictly; NaN never), `best = v` and
+    /// `arg = idx`.
+    unsafe fn fold(best: &mut Self::F, arg: &mut Self::I, v: Self::F, idx: Self::I);
 }
 
-/// Stores the first `dst.len()` (at most L) lanes.
-#[inline(always)]
-fn store<T: Copy>(dst: &mut [T], v: &[T; L]) {
-    if dst.len() == L {
-        dst.copy_from_slice(v);
-    } else {
-        dst.iter_mut().zip(v).for_each(|(d, v)| *d = *v);
+/// Plain arrays, for CPUs without AVX2 (and as the reference copy in tests).
+struct Arr;
+
+impl Lanes for Arr {
+    type F = [f32; L];
+    type I = [u32; L];
+    #[inline(always)]
+    unsafe fn load(v: &[f32], at: usize) -> Self::F {
+        v[at..at + L].try_into().unwrap()
+    }
+    #[inline(always)]
+    unsafe fn store(v: &mut [f32], at: usize, x: Self::F) {
+        v[at..at + L].copy_from_slice(&x)
+    }
+    #[inline(always)]
+    unsafe fn load_i(v: &[u32], at: usize) -> Self::I {
+        v[at..at + L].try_into().unwrap()
+    }
+    #[inline(always)]
+    unsafe fn store_i(v: &mut [u32], at: usize, x: Self::I) {
+        v[at..at + L].copy_from_slice(&x)
+    }
+    #[inline(always)]
+    unsafe fn array(x: Self::F) -> [f32; L] {
+        x
+    }
+    #[inline(always)]
+    unsafe fn array_i(x: Self::I) -> [u32; L] {
+        x
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self::F {
+        [x; L]
+    }
+    #[inline(always)]
+    unsafe fn splat_i(x: u32) -> Self::I {
+        [x; L]
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self::F, b: Self::F) -> Self::F {
+        std::array::from_fn(|l| a[l] + b[l])
+    }
+    #[inline(always)]
+    unsafe fn mul(a: Self::F, b: Self::F) -> Self::F {
+        std::array::from_fn(|l| a[l] * b[l])
+    }
+    #[inline(always)]
+    unsafe fn div(a: Self::F, b: Self::F) -> Self::F {
+        std::array::from_fn(|l| a[l] / b[l])
+    }
+    #[inline(always)]
+    unsafe fn add_i(a: Self::I, b: Self::I) -> Self::I {
+        std::array::from_fn(|l| a[l].wrapping_add(b[l]))
+    }
+    #[inline(always)]
+    unsafe fn fold(best: &mut Self::F, arg: &mut Self::I, v: Self::F, idx: Self::I) {
+        for l in 0..L {
+            if v[l] > best[l] {
+                best[l] = v[l];
+                arg[l] = idx[l];
+            }
+        }
     }
 }
 
-/// One chunk of a running max: where `v > best` (strictly; NaN never), `best = v` and
-/// `arg = idx`. Selects on values in registers (blends), no conditional stores.
-#[inline(always)]
-fn fold(best: &mut [f32; L], arg: &mut [u32; L], v: &[f32; L], idx: &[u32; L]) {
-    for l in 0..L {
-        let gt = v[l] > best[l];
-        best[l] = if gt { v[l] } else { best[l] };
-        arg[l] = if gt { idx[l] } else { arg[l] };
+/// AVX2 registers.
+#[cfg(target_arch = "x86_64")]
+struct Avx;
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for Avx {
+    type F = std::arch::x86_64::__m256;
+    type I = std::arch::x86_64::__m256i;
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load(v: &[f32], at: usize) -> Self::F {
+        // SAFETY: the slice holds the 8 values read.
+        unsafe { std::arch::x86_64::_mm256_loadu_ps(v[at..at + L].as_ptr()) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn store(v: &mut [f32], at: usize, x: Self::F) {
+        // SAFETY: the slice holds the 8 values written.
+        unsafe { std::arch::x86_64::_mm256_storeu_ps(v[at..at + L].as_mut_ptr(), x) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load_i(v: &[u32], at: usize) -> Self::I {
+        // SAFETY: the slice holds the 8 values read.
+        unsafe { std::arch::x86_64::_mm256_loadu_si256(v[at..at + L].as_ptr().cast()) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn store_i(v: &mut [u32], at: usize, x: Self::I) {
+        // SAFETY: the slice holds the 8 values written.
+        unsafe { std::arch::x86_64::_mm256_storeu_si256(v[at..at + L].as_mut_ptr().cast(), x) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn array(x: Self::F) -> [f32; L] {
+        let mut a = [0.0; L];
+        // SAFETY: AVX2 (the caller's contract); `a` holds 8 values.
+        unsafe { Self::store(&mut a, 0, x) };
+        a
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn array_i(x: Self::I) -> [u32; L] {
+        let mut a = [0; L];
+        // SAFETY: AVX2 (the caller's contract); `a` holds 8 values.
+        unsafe { Self::store_i(&mut a, 0, x) };
+        a
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn splat(x: f32) -> Self::F {
+        std::arch::x86_64::_mm256_set1_ps(x)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn splat_i(x: u32) -> Self::I {
+        std::arch::x86_64::_mm256_set1_epi32(x as i32)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn add(a: Self::F, b: Self::F) -> Self::F {
+        std::arch::x86_64::_mm256_add_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn mul(a: Self::F, b: Self::F) -> Self::F {
+        std::arch::x86_64::_mm256_mul_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn div(a: Self::F, b: Self::F) -> Self::F {
+        std::arch::x86_64::_mm256_div_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn add_i(a: Self::I, b: Self::I) -> Self::I {
+        std::arch::x86_64::_mm256_add_epi32(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn fold(best: &mut Self::F, arg: &mut Self::I, v: Self::F, idx: Self::I) {
+        use std::arch::x86_64::*;
+        let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(v, *best);
+        *best = _mm256_blendv_ps(*best, v, gt);
+        let a = _mm256_blendv_ps(_mm256_castsi256_ps(*arg), _mm256_castsi256_ps(idx), gt);
+        *arg = _mm256_castps_si256(a);
     }
 }
 
+/// Stores the first `dst.len()` (at most 8) lanes.
 #[inline(always)]
-fn add(a: &[u32; L], b: &[u32; L], c: u32) -> [u32; L] {
-    std::array::from_fn(|l| a[l].wrapping_add(b[l]).wrapping_add(c))
+fn store_part<T: Copy>(dst: &mut [T], v: [T; L]) {
+    dst.iter_mut().zip(v).for_each(|(d, v)| *d = v);
 }
 
 /// MAX over `x.len() / (h*w)` planes.
+///
+/// # Safety
+/// `V`'s instructions run on this CPU.
 #[inline(always)]
-fn max_body(g: &Geom, x: &[f32], y: &mut [f32], mask: &mut [u32], fs: &mut [f32], us: &mut [u32]) {
+unsafe fn max_body<V: Lanes>(
+    g: &Geom,
+    x: &[f32],
+    y: &mut [f32],
+    mask: &mut [u32],
+    fs: &mut [f32],
+    us: &mut [u32],
+) {
     let (w, ip, op) = (g.w, g.h * g.w, g.oh * g.ow);
     let (p, ha) = Plan::new(g, us);
     let (ph, hb) = fs.split_at_mut(g.sw * p.len);
     let owp = p.owp;
     let planes = x.chunks_exact(ip).zip(y.chunks_exact_mut(op));
+    // SAFETY (every V call): the caller's contract.
     for ((x, y), mask) in planes.zip(mask.chunks_exact_mut(op)) {
         // Horizontal: the first strictly greater element of every window row; its window
         // column first, then its plane index.
         for iy in 0..g.h {
             p.split(&x[iy * w..(iy + 1) * w], f32::NEG_INFINITY, ph);
+            let row = unsafe { V::splat_i((iy * w) as u32) };
             for c in (0..owp).step_by(L) {
-                let (mut b, mut k) = ([f32::MIN; L], chunk(p.kinit, c));
-                p.taps(g.kw, |kx, off| {
-                    fold(&mut b, &mut k, &chunk(ph, off + c), &[kx as u32; L])
+                let (mut b, mut k) = unsafe { (V::splat(f32::MIN), V::load_i(p.kinit, c)) };
+                p.taps(g.kw, |kx, off| unsafe {
+                    V::fold(&mut b, &mut k, V::load(ph, off + c), V::splat_i(kx as u32))
                 });
-                hb[iy * owp + c..][..L].copy_from_slice(&b);
-                let a = add(&k, &chunk(p.colbase, c), (iy * w) as u32);
-                ha[iy * owp + c..][..L].copy_from_slice(&a);
+                unsafe {
+                    V::store(hb, iy * owp + c, b);
+                    let a = V::add_i(V::add_i(k, V::load_i(p.colbase, c)), row);
+                    V::store_i(ha, iy * owp + c, a);
+                }
             }
         }
         // Vertical: the first strictly greater row maximum, top to bottom.
         for oy in 0..g.oh {
             let (y0, y1, _) = g.rows(oy);
+            let top = unsafe { V::splat_i((y0 * w) as u32) };
             for c in (0..owp).step_by(L) {
-                let mut b = [f32::MIN; L];
-                let mut a = add(&chunk(p.kinit, c), &chunk(p.colbase, c), (y0 * w) as u32);
+                let mut b = unsafe { V::splat(f32::MIN) };
+                let mut a = unsafe {
+                    V::add_i(
+                        V::add_i(V::load_i(p.kinit, c), V::load_i(p.colbase, c)),
+                        top,
+                    )
+                };
                 for iy in y0..y1 {
                     let at = iy * owp + c;
-                    fold(&mut b, &mut a, &chunk(hb, at), &chunk(ha, at));
+                    unsafe { V::fold(&mut b, &mut a, V::load(hb, at), V::load_i(ha, at)) };
                 }
-                let n = (g.ow - c).min(L);
-                store(&mut y[oy * g.ow + c..][..n], &b);
-                store(&mut mask[oy * g.ow + c..][..n], &a);
+                let (at, n) = (oy * g.ow + c, (g.ow - c).min(L));
+                unsafe {
+                    if n == L {
+                        V::store(y, at, b);
+                        V::store_i(mask, at, a);
+                    } else {
+                        store_part(&mut y[at..at + n], V::array(b));
+                        store_part(&mut mask[at..at + n], V::array_i(a));
+                    }
+                }
             }
         }
     }
@@ -305,48 +489,68 @@ fn col_extents(g: &Geom, c: usize) -> [f32; L] {
 }
 
 /// AVE over `x.len() / (h*w)` planes.
+///
+/// # Safety
+/// `V`'s instructions run on this CPU.
 #[inline(always)]
-fn ave_body(g: &Geom, x: &[f32], y: &mut [f32], fs: &mut [f32], us: &mut [u32]) {
+unsafe fn ave_body<V: Lanes>(g: &Geom, x: &[f32], y: &mut [f32], fs: &mut [f32], us: &mut [u32]) {
     let (w, ip, op) = (g.w, g.h * g.w, g.oh * g.ow);
     let (p, _) = Plan::new(g, us);
     let (ph, hs) = fs.split_at_mut(g.sw * p.len);
     let owp = p.owp;
+    // SAFETY (every V call): the caller's contract.
     for (x, y) in x.chunks_exact(ip).zip(y.chunks_exact_mut(op)) {
         for iy in 0..g.h {
             p.split(&x[iy * w..(iy + 1) * w], 0.0, ph);
             for c in (0..owp).step_by(L) {
-                let mut s = [0.0; L];
-                p.taps(g.kw, |_, off| {
-                    let v = chunk(ph, off + c);
-                    (0..L).for_each(|l| s[l] += v[l]);
+                let mut s = unsafe { V::splat(0.0) };
+                p.taps(g.kw, |_, off| unsafe {
+                    s = V::add(s, V::load(ph, off + c))
                 });
-                hs[iy * owp + c..][..L].copy_from_slice(&s);
+                unsafe { V::store(hs, iy * owp + c, s) };
             }
         }
         for c in (0..owp).step_by(L) {
-            let ex = col_extents(g, c);
+            let ex = unsafe { V::load(&col_extents(g, c), 0) };
             let n = (g.ow - c).min(L);
             for oy in 0..g.oh {
                 let (y0, y1, ey) = g.rows(oy);
-                let mut s = [0.0; L];
+                let mut s = unsafe { V::splat(0.0) };
                 for iy in y0..y1 {
-                    let v = chunk(hs, iy * owp + c);
-                    (0..L).for_each(|l| s[l] += v[l]);
+                    s = unsafe { V::add(s, V::load(hs, iy * owp + c)) };
                 }
-                (0..L).for_each(|l| s[l] /= ey as f32 * ex[l]);
-                store(&mut y[oy * g.ow + c..][..n], &s);
+                // Caffe divides by the window's padded area (exact in f32).
+                let s = unsafe { V::div(s, V::mul(V::splat(ey as f32), ex)) };
+                let at = oy * g.ow + c;
+                unsafe {
+                    if n == L {
+                        V::store(y, at, s);
+                    } else {
+                        store_part(&mut y[at..at + n], V::array(s));
+                    }
+                }
             }
         }
     }
 }
 
 /// AVE backward over `dy.len() / (oh*ow)` planes, accumulated into `dx`.
+///
+/// # Safety
+/// `V`'s instructions run on this CPU.
 #[inline(always)]
-fn ave_back_body(g: &Geom, dy: &[f32], dx: &mut [f32], fs: &mut [f32], us: &mut [u32]) {
+unsafe fn ave_back_body<V: Lanes>(
+    g: &Geom,
+    dy: &[f32],
+    dx: &mut [f32],
+    fs: &mut [f32],
+    us: &mut [u32],
+) {
     let (w, ip, op) = (g.w, g.h * g.w, g.oh * g.ow);
     let (p, _) = Plan::new(g, us);
     let (ph, cs) = fs.split_at_mut(g.sw * p.len);
     let owp = p.owp;
+    // SAFETY (every V call): the caller's contract.
     for (dy, dx) in dy.chunks_exact(op).zip(dx.chunks_exact_mut(ip)) {
         // Vertical: every input row gets the sum of dy / divisor over the window rows that
         // cover it.
@@ -358,10 +562,11 @@ fn ave_back_body(g: &Geom, dy: &[f32], dx: &mut [f32], fs: &mut [f32], us: &mut 
                 let (y0, y1, ey) = g.rows(oy);
                 let mut d = [0.0; L];
                 d[..n].copy_from_slice(&dy[oy * g.ow + c..][..n]);
-                (0..L).for_each(|l| d[l] /= ey as f32 * ex[l]);
+                let d: [f32; L] = std::array::from_fn(|l| d[l] / (ey as f32 * ex[l]));
+                let d = unsafe { V::load(&d, 0) };
                 for iy in y0..y1 {
-                    let s = &mut cs[iy * owp + c..][..L];
-                    (0..L).for_each(|l| s[l] += d[l]);
+                    let at = iy * owp + c;
+                    unsafe { V::store(cs, at, V::add(V::load(cs, at), d)) };
                 }
             }
         }
@@ -369,19 +574,42 @@ fn ave_back_body(g: &Geom, dy: &[f32], dx: &mut [f32], fs: &mut [f32], us: &mut 
         // phases back into the row.
         for iy in 0..g.h {
             ph.fill(0.0);
-            let src = &cs[iy * owp..(iy + 1) * owp];
             p.taps(g.kw, |_, off| {
-                let dst = &mut ph[off..off + owp];
-                dst.iter_mut().zip(src).for_each(|(d, v)| *d += v);
+                for c in (0..owp).step_by(L) {
+                    let v = unsafe { V::load(cs, iy * owp + c) };
+                    unsafe { V::store(ph, off + c, V::add(V::load(ph, off + c), v)) };
+                }
             });
             p.merge(ph, &mut dx[iy * w..(iy + 1) * w]);
         }
     }
 }
 
-multiversion!(fn max_fast(g: &Geom, x: &[f32], y: &mut [f32], mask: &mut [u32], fs: &mut [f32], us: &mut [u32]) => max_body);
-multiversion!(fn ave_fast(g: &Geom, x: &[f32], y: &mut [f32], fs: &mut [f32], us: &mut [u32]) => ave_body);
-multiversion!(fn ave_back_fast(g: &Geom, dy: &[f32], dx: &mut [f32], fs: &mut [f32], us: &mut [u32]) => ave_back_body);
+/// Defines `$name`, which runs `$body::<Avx>` compiled for AVX2+FMA when the CPU has them and
+/// `$body::<Arr>` otherwise, and `$avx`, the AVX2 copy (for tests).
+macro_rules! dispatch {
+    ($name:ident, $avx:ident, $body:ident, ($($a:ident: $t:ty),*)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $avx($($a: $t),*) {
+            // SAFETY: the caller checked AVX2.
+            unsafe { $body::<Avx>($($a),*) }
+        }
+        fn $name($($a: $t),*) {
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                return unsafe { $avx($($a),*) };
+            }
+            // SAFETY: plain arrays run anywhere.
+            unsafe { $body::<Arr>($($a),*) }
+        }
+    };
+}
+
+dispatch!(max_fast, max_avx2, max_body, (g: &Geom, x: &[f32], y: &mut [f32], mask: &mut [u32], fs: &mut [f32], us: &mut [u32]));
+dispatch!(ave_fast, ave_avx2, ave_body, (g: &Geom, x: &[f32], y: &mut [f32], fs: &mut [f32], us: &mut [u32]));
+dispatch!(ave_back_fast, ave_back_avx2, ave_back_body, (g: &Geom, dy: &[f32], dx: &mut [f32], fs: &mut [f32], us: &mut [u32]));
 
 /// Runs `f` with this thread's scratch for geometry `g`.
 fn with_scratch<R>(g: &Geom, f: impl FnOnce(&mut [f32], &mut [u32]) -> R) -> R {
@@ -550,46 +778,105 @@ mod tests {
     /// Both compiled copies of the plane kernels (the baseline body called directly, the
     /// dispatched one AVX2 where the CPU has it) give the window loop's maxima, argmax indices
     /// (ties, NaN and -inf included), averages and AVE gradients.
+    /// The kernels under test: the plain-array copy, the AVX2 copy where the CPU has it, and
+    /// the dispatched public functions, each over one plane.
+    #[allow(clippy::type_complexity)]
+    fn copies() -> Vec<(
+        &'static str,
+        fn(&Geom, &[f32], &mut [f32], &mut [u32]),
+        fn(&Geom, &[f32], &mut [f32]),
+        fn(&Geom, &[f32], &mut [f32]),
+    )> {
+        let mut v: Vec<(&'static str, _, _, _)> = vec![
+            (
+                "arrays",
+                (|g, x, y, m| {
+                    with_scratch(g, |fs, us| unsafe { max_body::<Arr>(g, x, y, m, fs, us) })
+                }) as fn(&Geom, &[f32], &mut [f32], &mut [u32]),
+                (|g, x, y| with_scratch(g, |fs, us| unsafe { ave_body::<Arr>(g, x, y, fs, us) }))
+                    as fn(&Geom, &[f32], &mut [f32]),
+                (|g, dy, dx| {
+                    with_scratch(g, |fs, us| unsafe {
+                        ave_back_body::<Arr>(g, dy, dx, fs, us)
+                    })
+                }) as fn(&Geom, &[f32], &mut [f32]),
+            ),
+            ("dispatched", max_planes, ave_planes, ave_back_planes),
+        ];
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY (all three): AVX2 and FMA checked just above.
+            v.push((
+                "avx2",
+                |g, x, y, m| with_scratch(g, |fs, us| unsafe { max_avx2(g, x, y, m, fs, us) }),
+                |g, x, y| with_scratch(g, |fs, us| unsafe { ave_avx2(g, x, y, fs, us) }),
+                |g, dy, dx| with_scratch(g, |fs, us| unsafe { ave_back_avx2(g, dy, dx, fs, us) }),
+            ));
+        }
+        v
+    }
+
+    /// Every compiled copy of the plane kernels gives the window loop's maxima, argmax indices
+    /// (ties, NaN and -inf included), averages and AVE gradients, one plane at a time and
+    /// over several planes in one call.
     #[test]
     fn plane_kernels_match_the_window_loop() {
-        for g in geoms() {
-            let n = g.oh * g.ow;
-            let (mut fs, mut us) = (vec![0.0; g.floats()], vec![0; g.indices()]);
-            for x in inputs(&g) {
-                let (mut y0, mut m0) = (vec![0.0; n], vec![0u32; n]);
-                max_reference(&g, &x, &mut y0, &mut m0);
-                let (mut y1, mut m1) = (vec![0.0; n], vec![0u32; n]);
-                max_body(&g, &x, &mut y1, &mut m1, &mut fs, &mut us);
-                let (mut y2, mut m2) = (vec![0.0; n], vec![0u32; n]);
-                max_planes(&g, &x, &mut y2, &mut m2);
-                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                assert_eq!((bits(&y1), &m1), (bits(&y0), &m0), "{g:?}");
-                assert_eq!((bits(&y2), &m2), (bits(&y0), &m0), "{g:?}");
-                if x.iter().any(|v| !v.is_finite() || *v == f32::MIN) {
-                    continue;
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for (name, max, ave, ave_back) in copies() {
+            for g in geoms() {
+                let n = g.oh * g.ow;
+                let (mut y_all, mut m_all, mut a_all, mut d_all) = (vec![], vec![], vec![], vec![]);
+                let (mut xs, mut dys, mut starts) = (vec![], vec![], vec![]);
+                for x in inputs(&g) {
+                    let (mut y0, mut m0) = (vec![0.0; n], vec![0u32; n]);
+                    max_reference(&g, &x, &mut y0, &mut m0);
+                    let (mut y1, mut m1) = (vec![0.0; n], vec![0u32; n]);
+                    max(&g, &x, &mut y1, &mut m1);
+                    assert_eq!((bits(&y1), &m1), (bits(&y0), &m0), "{name} {g:?}");
+                    y_all.extend(y0);
+                    m_all.extend(m0);
+                    xs.extend_from_slice(&x);
+                    // AVE on finite inputs only (the second input holds -inf and NaN).
+                    let x: Vec<f32> = x
+                        .iter()
+                        .map(|&v| {
+                            if v.is_finite() && v != f32::MIN {
+                                v
+                            } else {
+                                0.5
+                            }
+                        })
+                        .collect();
+                    let mut a0 = vec![0.0; n];
+                    g.windows(|oy, ox, [y0, y1, x0, x1]| {
+                        let (s, _) = window_sums(&g, &x, [y0, y1, x0, x1], 0.0);
+                        let area = g.rows(oy).2 * g.cols(ox).2;
+                        a0[oy * g.ow + ox] = s / area as f32;
+                    });
+                    let mut a1 = vec![0.0; n];
+                    ave(&g, &x, &mut a1);
+                    crate::testing::assert_close(&a1, &a0, 1e-5);
+                    // Backward accumulates into a non-zero dx.
+                    let dy: Vec<f32> = (0..n).map(|i| x[i % x.len()] + 0.25).collect();
+                    let start: Vec<f32> = (0..g.h * g.w).map(|i| i as f32 * 0.01).collect();
+                    let mut d0 = start.clone();
+                    ave_back_reference(&g, &dy, &mut d0);
+                    let mut d1 = start.clone();
+                    ave_back(&g, &dy, &mut d1);
+                    crate::testing::assert_close(&d1, &d0, 1e-5);
+                    a_all.extend(a0);
+                    d_all.extend(d0);
+                    dys.extend(dy);
+                    starts.extend(start);
                 }
-                let mut a0 = vec![0.0; n];
-                g.windows(|oy, ox, [y0, y1, x0, x1]| {
-                    let (s, _) = window_sums(&g, &x, [y0, y1, x0, x1], 0.0);
-                    let area = g.rows(oy).2 * g.cols(ox).2;
-                    a0[oy * g.ow + ox] = s / area as f32;
-                });
-                let (mut a1, mut a2) = (vec![0.0; n], vec![0.0; n]);
-                ave_body(&g, &x, &mut a1, &mut fs, &mut us);
-                ave_planes(&g, &x, &mut a2);
-                crate::testing::assert_close(&a1, &a0, 1e-5);
-                crate::testing::assert_close(&a2, &a0, 1e-5);
-                // Backward accumulates into a non-zero dx; dy is the plane's first n values.
-                let dy = &x[..n.min(x.len())];
-                let dy: Vec<f32> = (0..n).map(|i| dy[i % dy.len()] + 0.25).collect();
-                let start: Vec<f32> = (0..g.h * g.w).map(|i| i as f32 * 0.01).collect();
-                let mut d0 = start.clone();
-                ave_back_reference(&g, &dy, &mut d0);
-                let (mut d1, mut d2) = (start.clone(), start);
-                ave_back_body(&g, &dy, &mut d1, &mut fs, &mut us);
-                ave_back_planes(&g, &dy, &mut d2);
-                crate::testing::assert_close(&d1, &d0, 1e-5);
-                crate::testing::assert_close(&d2, &d0, 1e-5);
+                // The same planes in one call.
+                let (mut y1, mut m1) = (vec![0.0; y_all.len()], vec![0; y_all.len()]);
+                max(&g, &xs, &mut y1, &mut m1);
+                assert_eq!((bits(&y1), &m1), (bits(&y_all), &m_all), "{name} {g:?}");
+                let mut d1 = starts;
+                ave_back(&g, &dys, &mut d1);
+                crate::testing::assert_close(&d1, &d_all, 1e-5);
+                let _ = a_all;
             }
         }
     }
