@@ -83,7 +83,7 @@ impl Geom {
 
     /// u32 scratch: the [`Plan`] tables, then a padded row of indices per input row.
     fn indices(&self) -> usize {
-        2 * self.owp() + 2 * self.sw * self.phase_len() + self.h * self.owp()
+        2 * self.owp() + 2 * self.sw * self.phase_len() + 4 * self.sw + self.h * self.owp()
     }
 }
 
@@ -99,6 +99,8 @@ struct Plan<'a> {
     bulk: (usize, usize),
     /// The other phase positions inside the row, as pairs `(phase offset, row element)`.
     edges: &'a [u32],
+    /// Phase offset ranges outside the row, as pairs `(start, end)`.
+    pads: &'a [u32],
     /// Per padded output column: `ox*sw - pw` (wrapping).
     colbase: &'a [u32],
     /// Per padded output column: the first window column inside the row.
@@ -112,7 +114,8 @@ impl<'a> Plan<'a> {
         let (s, pw, w, len, owp) = (g.sw, g.pw, g.w, g.phase_len(), g.owp());
         let (colbase, us) = us.split_at_mut(owp);
         let (kinit, us) = us.split_at_mut(owp);
-        let (edges, rest) = us.split_at_mut(2 * s * len);
+        let (edges, us) = us.split_at_mut(2 * s * len);
+        let (pads, rest) = us.split_at_mut(4 * s);
         for ox in 0..owp {
             colbase[ox] = ((ox * s) as u32).wrapping_sub(pw as u32);
             kinit[ox] = if ox < g.ow {
@@ -139,6 +142,9 @@ impl<'a> Plan<'a> {
         let mut n = 0;
         for r in 0..s {
             let (a, b) = range(r);
+            pads[4 * r..4 * r + 4].copy_from_slice(
+                &[r * len, r * len + a, r * len + b, (r + 1) * len].map(|v| v as u32),
+            );
             for j in (a..b).filter(|j| !(bulk.0..bulk.1).contains(j)) {
                 edges[n] = (r * len + j) as u32;
                 edges[n + 1] = (j * s + r - pw) as u32;
@@ -152,6 +158,7 @@ impl<'a> Plan<'a> {
             owp,
             bulk,
             edges: &edges[..n],
+            pads,
             colbase,
             kinit,
         };
@@ -160,21 +167,34 @@ impl<'a> Plan<'a> {
 
     /// Splits input row `row` into phases: `ph[r*len + j]` is the padded row's element
     /// `j*s + r` (`fill` outside the row).
+    ///
+    /// # Safety
+    /// `V`'s instructions run on this CPU.
     #[inline(always)]
-    fn split(&self, row: &[f32], fill: f32, ph: &mut [f32]) {
+    unsafe fn split<V: Lanes>(&self, row: &[f32], fill: f32, ph: &mut [f32]) {
         let (s, len, (lo, hi)) = (self.s, self.len, self.bulk);
-        ph.fill(fill);
-        if hi > lo {
-            let src = &row[lo * s - self.pw..hi * s - self.pw];
-            if s == 1 {
-                ph[lo..hi].copy_from_slice(src);
-            } else {
-                let (even, odd) = ph.split_at_mut(len);
-                let it = even[lo..hi].iter_mut().zip(&mut odd[lo..hi]);
-                for ((e, o), pair) in it.zip(src.chunks_exact(2)) {
-                    *e = pair[0];
-                    *o = pair[1];
-                }
+        for p in self.pads.chunks_exact(2) {
+            ph[p[0] as usize..p[1] as usize]
+                .iter_mut()
+                .for_each(|v| *v = fill);
+        }
+        let src = &row[(lo * s).saturating_sub(self.pw)..];
+        let whole = (hi - lo) / L * L;
+        // SAFETY (V calls): the caller's contract.
+        if s == 1 {
+            for j in (0..whole).step_by(L) {
+                unsafe { V::store(ph, lo + j, V::load(src, j)) };
+            }
+            ph[lo + whole..hi].copy_from_slice(&src[whole..hi - lo]);
+        } else if s == 2 {
+            for j in (0..whole).step_by(L) {
+                let (e, o) = unsafe { V::deinterleave(src, 2 * j) };
+                unsafe { V::store(ph, lo + j, e) };
+                unsafe { V::store(ph, len + lo + j, o) };
+            }
+            for j in lo + whole..hi {
+                ph[j] = src[2 * (j - lo)];
+                ph[len + j] = src[2 * (j - lo) + 1];
             }
         }
         for e in self.edges.chunks_exact(2) {
@@ -184,19 +204,29 @@ impl<'a> Plan<'a> {
 
     /// Adds the phases back into the row they were split from (the transpose of
     /// [`Plan::split`]; positions in the padding are dropped).
+    ///
+    /// # Safety
+    /// `V`'s instructions run on this CPU.
     #[inline(always)]
-    fn merge(&self, ph: &[f32], row: &mut [f32]) {
+    unsafe fn merge<V: Lanes>(&self, ph: &[f32], row: &mut [f32]) {
         let (s, len, (lo, hi)) = (self.s, self.len, self.bulk);
-        if hi > lo {
-            let dst = &mut row[lo * s - self.pw..hi * s - self.pw];
-            if s == 1 {
-                dst.iter_mut().zip(&ph[lo..hi]).for_each(|(d, v)| *d += v);
-            } else {
-                let it = ph[lo..hi].iter().zip(&ph[len + lo..len + hi]);
-                for ((e, o), pair) in it.zip(dst.chunks_exact_mut(2)) {
-                    pair[0] += e;
-                    pair[1] += o;
-                }
+        let dst = &mut row[(lo * s).saturating_sub(self.pw)..];
+        let whole = (hi - lo) / L * L;
+        // SAFETY (V calls): the caller's contract.
+        if s == 1 {
+            for j in (0..whole).step_by(L) {
+                unsafe { V::store(dst, j, V::add(V::load(dst, j), V::load(ph, lo + j))) };
+            }
+            let tail = dst[whole..hi - lo].iter_mut().zip(&ph[lo + whole..hi]);
+            tail.for_each(|(d, v)| *d += v);
+        } else if s == 2 {
+            for j in (0..whole).step_by(L) {
+                let (e, o) = unsafe { (V::load(ph, lo + j), V::load(ph, len + lo + j)) };
+                unsafe { V::interleave_add(dst, 2 * j, e, o) };
+            }
+            for j in lo + whole..hi {
+                dst[2 * (j - lo)] += ph[j];
+                dst[2 * (j - lo) + 1] += ph[len + j];
             }
         }
         for e in self.edges.chunks_exact(2) {
@@ -243,6 +273,10 @@ trait Lanes {
     unsafe fn div(a: Self::F, b: Self::F) -> Self::F;
     /// Wrapping.
     unsafe fn add_i(a: Self::I, b: Self::I) -> Self::I;
+    /// `(v[at], v[at + 2], ..)` and `(v[at + 1], v[at + 3], ..)`: 16 values de-interleaved.
+    unsafe fn deinterleave(v: &[f32], at: usize) -> (Self::F, Self::F);
+    /// `v[at..at + 16] += (e[0], o[0], e[1], o[1], ..)`.
+    unsafe fn interleave_add(v: &mut [f32], at: usize, e: Self::F, o: Self::F);
     /// One step of a running max: where `v > best` (strictly; NaN never), `best = v` and
     /// `arg = idx`.
     unsafe fn fold(best: &mut Self::F, arg: &mut Self::I, v: Self::F, idx: Self::I);
@@ -301,6 +335,21 @@ impl Lanes for Arr {
     #[inline(always)]
     unsafe fn add_i(a: Self::I, b: Self::I) -> Self::I {
         std::array::from_fn(|l| a[l].wrapping_add(b[l]))
+    }
+    #[inline(always)]
+    unsafe fn deinterleave(v: &[f32], at: usize) -> (Self::F, Self::F) {
+        let v = &v[at..at + 2 * L];
+        (
+            std::array::from_fn(|l| v[2 * l]),
+            std::array::from_fn(|l| v[2 * l + 1]),
+        )
+    }
+    #[inline(always)]
+    unsafe fn interleave_add(v: &mut [f32], at: usize, e: Self::F, o: Self::F) {
+        for (l, pair) in v[at..at + 2 * L].chunks_exact_mut(2).enumerate() {
+            pair[0] += e[l];
+            pair[1] += o[l];
+        }
     }
     #[inline(always)]
     unsafe fn fold(best: &mut Self::F, arg: &mut Self::I, v: Self::F, idx: Self::I) {
@@ -393,6 +442,32 @@ impl Lanes for Avx {
     }
     #[inline]
     #[target_feature(enable = "avx2")]
+    unsafe fn deinterleave(v: &[f32], at: usize) -> (Self::F, Self::F) {
+        use std::arch::x86_64::*;
+        // SAFETY: AVX2 (the caller's contract); the loads are bounds-checked.
+        let (a, b) = unsafe { (Self::load(v, at), Self::load(v, at + L)) };
+        // a0 a2 b0 b2 | a4 a6 b4 b6, then the 64-bit pairs in order 0 2 1 3.
+        let e = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+        let o = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
+        let fix = |x| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(x)));
+        (fix(e), fix(o))
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn interleave_add(v: &mut [f32], at: usize, e: Self::F, o: Self::F) {
+        use std::arch::x86_64::*;
+        // e0 o0 e1 o1 | e4 o4 e5 o5 and e2 o2 e3 o3 | e6 o6 e7 o7.
+        let (lo, hi) = (_mm256_unpacklo_ps(e, o), _mm256_unpackhi_ps(e, o));
+        let first = _mm256_permute2f128_ps::<0x20>(lo, hi);
+        let second = _mm256_permute2f128_ps::<0x31>(lo, hi);
+        // SAFETY: AVX2 (the caller's contract); the loads and stores are bounds-checked.
+        unsafe {
+            Self::store(v, at, _mm256_add_ps(Self::load(v, at), first));
+            Self::store(v, at + L, _mm256_add_ps(Self::load(v, at + L), second));
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
     unsafe fn fold(best: &mut Self::F, arg: &mut Self::I, v: Self::F, idx: Self::I) {
         use std::arch::x86_64::*;
         let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(v, *best);
@@ -431,7 +506,7 @@ unsafe fn max_body<V: Lanes>(
         // Horizontal: the first strictly greater element of every window row; its window
         // column first, then its plane index.
         for iy in 0..g.h {
-            p.split(&x[iy * w..(iy + 1) * w], f32::NEG_INFINITY, ph);
+            unsafe { p.split::<V>(&x[iy * w..(iy + 1) * w], f32::NEG_INFINITY, ph) };
             let row = unsafe { V::splat_i((iy * w) as u32) };
             for c in (0..owp).step_by(L) {
                 let (mut b, mut k) = unsafe { (V::splat(f32::MIN), V::load_i(p.kinit, c)) };
@@ -501,7 +576,7 @@ unsafe fn ave_body<V: Lanes>(g: &Geom, x: &[f32], y: &mut [f32], fs: &mut [f32],
     // SAFETY (every V call): the caller's contract.
     for (x, y) in x.chunks_exact(ip).zip(y.chunks_exact_mut(op)) {
         for iy in 0..g.h {
-            p.split(&x[iy * w..(iy + 1) * w], 0.0, ph);
+            unsafe { p.split::<V>(&x[iy * w..(iy + 1) * w], 0.0, ph) };
             for c in (0..owp).step_by(L) {
                 let mut s = unsafe { V::splat(0.0) };
                 p.taps(g.kw, |_, off| unsafe {
@@ -580,7 +655,7 @@ unsafe fn ave_back_body<V: Lanes>(
                     unsafe { V::store(ph, off + c, V::add(V::load(ph, off + c), v)) };
                 }
             });
-            p.merge(ph, &mut dx[iy * w..(iy + 1) * w]);
+            unsafe { p.merge::<V>(ph, &mut dx[iy * w..(iy + 1) * w]) };
         }
     }
 }
@@ -826,7 +901,7 @@ mod tests {
             for g in geoms() {
                 let n = g.oh * g.ow;
                 let (mut y_all, mut m_all, mut a_all, mut d_all) = (vec![], vec![], vec![], vec![]);
-                let (mut xs, mut dys, mut starts) = (vec![], vec![], vec![]);
+                let (mut xs, mut xas, mut dys, mut starts) = (vec![], vec![], vec![], vec![]);
                 for x in inputs(&g) {
                     let (mut y0, mut m0) = (vec![0.0; n], vec![0u32; n]);
                     max_reference(&g, &x, &mut y0, &mut m0);
@@ -865,6 +940,7 @@ mod tests {
                     ave_back(&g, &dy, &mut d1);
                     crate::testing::assert_close(&d1, &d0, 1e-5);
                     a_all.extend(a0);
+                    xas.extend(x);
                     d_all.extend(d0);
                     dys.extend(dy);
                     starts.extend(start);
@@ -873,10 +949,12 @@ mod tests {
                 let (mut y1, mut m1) = (vec![0.0; y_all.len()], vec![0; y_all.len()]);
                 max(&g, &xs, &mut y1, &mut m1);
                 assert_eq!((bits(&y1), &m1), (bits(&y_all), &m_all), "{name} {g:?}");
+                let mut a1 = vec![0.0; a_all.len()];
+                ave(&g, &xas, &mut a1);
+                crate::testing::assert_close(&a1, &a_all, 1e-5);
                 let mut d1 = starts;
                 ave_back(&g, &dys, &mut d1);
                 crate::testing::assert_close(&d1, &d_all, 1e-5);
-                let _ = a_all;
             }
         }
     }
