@@ -989,3 +989,46 @@ mod tests {
         crate::testing::assert_close(&dx, &[1.0, 3.0, 2.0, 5.0, 3.0], 1e-6);
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// Single-thread kernel times at CIFAR pool1 and CaffeNet pool1 shapes (run by hand with
+    /// `cargo test --release --lib pool_kernels::timing -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn kernel_times() {
+        for (planes, n) in [(3200, 32), (960, 55)] {
+            let ow = super::super::pooling::pooled_size(n, 3, 2, 0, true);
+            let g = Geom {
+                h: n,
+                w: n,
+                kh: 3,
+                kw: 3,
+                sh: 2,
+                sw: 2,
+                ph: 0,
+                pw: 0,
+                oh: ow,
+                ow,
+            };
+            let x: Vec<f32> = (0..planes * n * n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let (mut y, mut m) = (vec![0.0; planes * ow * ow], vec![0; planes * ow * ow]);
+            let mut dx = vec![0.0; x.len()];
+            let time = |f: &mut dyn FnMut()| {
+                (0..15)
+                    .map(|_| {
+                        let t = std::time::Instant::now();
+                        f();
+                        t.elapsed().as_secs_f64() * 1e3
+                    })
+                    .fold(f64::MAX, f64::min)
+            };
+            let tm = time(&mut || max_planes(&g, &x, &mut y, &mut m));
+            let ta = time(&mut || ave_planes(&g, &x, &mut y));
+            let tb = time(&mut || ave_back_planes(&g, &y, &mut dx));
+            println!("{planes}x{n}x{n}: max {tm:.3} ms, ave {ta:.3} ms, ave back {tb:.3} ms");
+        }
+    }
+}
