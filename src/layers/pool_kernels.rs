@@ -75,15 +75,21 @@ impl Geom {
         self.owp() + (self.kw - 1) / self.sw
     }
 
-    /// f32 scratch of the plane kernels: the phases of one row, then one padded row per input
-    /// row.
+    /// Length of a padded input row: `pw` fill, the row, then fill past every value that a
+    /// strided load of a tap reads (16 from a tap's start for stride 2).
+    fn padded_w(&self) -> usize {
+        (self.pw + self.w).max(self.owp() * self.sw + self.kw + 2 * L)
+    }
+
+    /// f32 scratch of the plane kernels: the phases of one row (AVE backward), one padded
+    /// output row per input row, then the padded input plane (forward).
     fn floats(&self) -> usize {
-        self.sw * self.phase_len() + self.h * self.owp()
+        self.sw * self.phase_len() + self.h * (self.owp() + self.padded_w())
     }
 
     /// u32 scratch: the [`Plan`] tables, then a padded row of indices per input row.
     fn indices(&self) -> usize {
-        2 * self.owp() + 2 * self.sw * self.phase_len() + 4 * self.sw + self.h * self.owp()
+        2 * self.owp() + 2 * self.sw * self.phase_len() + self.h * self.owp()
     }
 }
 
@@ -99,8 +105,6 @@ struct Plan<'a> {
     bulk: (usize, usize),
     /// The other phase positions inside the row, as pairs `(phase offset, row element)`.
     edges: &'a [u32],
-    /// Phase offset ranges outside the row, as pairs `(start, end)`.
-    pads: &'a [u32],
     /// Per padded output column: `ox*sw - pw` (wrapping).
     colbase: &'a [u32],
     /// Per padded output column: the first window column inside the row.
@@ -114,8 +118,7 @@ impl<'a> Plan<'a> {
         let (s, pw, w, len, owp) = (g.sw, g.pw, g.w, g.phase_len(), g.owp());
         let (colbase, us) = us.split_at_mut(owp);
         let (kinit, us) = us.split_at_mut(owp);
-        let (edges, us) = us.split_at_mut(2 * s * len);
-        let (pads, rest) = us.split_at_mut(4 * s);
+        let (edges, rest) = us.split_at_mut(2 * s * len);
         for ox in 0..owp {
             colbase[ox] = ((ox * s) as u32).wrapping_sub(pw as u32);
             kinit[ox] = if ox < g.ow {
@@ -142,9 +145,6 @@ impl<'a> Plan<'a> {
         let mut n = 0;
         for r in 0..s {
             let (a, b) = range(r);
-            pads[4 * r..4 * r + 4].copy_from_slice(
-                &[r * len, r * len + a, r * len + b, (r + 1) * len].map(|v| v as u32),
-            );
             for j in (a..b).filter(|j| !(bulk.0..bulk.1).contains(j)) {
                 edges[n] = (r * len + j) as u32;
                 edges[n + 1] = (j * s + r - pw) as u32;
@@ -158,48 +158,10 @@ impl<'a> Plan<'a> {
             owp,
             bulk,
             edges: &edges[..n],
-            pads,
             colbase,
             kinit,
         };
         (plan, rest)
-    }
-
-    /// Splits input row `row` into phases: `ph[r*len + j]` is the padded row's element
-    /// `j*s + r` (`fill` outside the row).
-    ///
-    /// # Safety
-    /// `V`'s instructions run on this CPU.
-    #[inline(always)]
-    unsafe fn split<V: Lanes>(&self, row: &[f32], fill: f32, ph: &mut [f32]) {
-        let (s, len, (lo, hi)) = (self.s, self.len, self.bulk);
-        for p in self.pads.chunks_exact(2) {
-            ph[p[0] as usize..p[1] as usize]
-                .iter_mut()
-                .for_each(|v| *v = fill);
-        }
-        let src = &row[(lo * s).saturating_sub(self.pw)..];
-        let whole = (hi - lo) / L * L;
-        // SAFETY (V calls): the caller's contract.
-        if s == 1 {
-            for j in (0..whole).step_by(L) {
-                unsafe { V::store(ph, lo + j, V::load(src, j)) };
-            }
-            ph[lo + whole..hi].copy_from_slice(&src[whole..hi - lo]);
-        } else if s == 2 {
-            for j in (0..whole).step_by(L) {
-                let (e, o) = unsafe { V::deinterleave(src, 2 * j) };
-                unsafe { V::store(ph, lo + j, e) };
-                unsafe { V::store(ph, len + lo + j, o) };
-            }
-            for j in lo + whole..hi {
-                ph[j] = src[2 * (j - lo)];
-                ph[len + j] = src[2 * (j - lo) + 1];
-            }
-        }
-        for e in self.edges.chunks_exact(2) {
-            ph[e[0] as usize] = row[e[1] as usize];
-        }
     }
 
     /// Adds the phases back into the row they were split from (the transpose of
@@ -277,6 +239,8 @@ trait Lanes {
     unsafe fn deinterleave(v: &[f32], at: usize) -> (Self::F, Self::F);
     /// `v[at..at + 16] += (e[0], o[0], e[1], o[1], ..)`.
     unsafe fn interleave_add(v: &mut [f32], at: usize, e: Self::F, o: Self::F);
+    /// `(v[at], v[at + s], .., v[at + 7s])`.
+    unsafe fn strided(v: &[f32], at: usize, s: usize) -> Self::F;
     /// One step of a running max: where `v > best` (strictly; NaN never), `best = v` and
     /// `arg = idx`.
     unsafe fn fold(best: &mut Self::F, arg: &mut Self::I, v: Self::F, idx: Self::I);
@@ -335,6 +299,11 @@ impl Lanes for Arr {
     #[inline(always)]
     unsafe fn add_i(a: Self::I, b: Self::I) -> Self::I {
         std::array::from_fn(|l| a[l].wrapping_add(b[l]))
+    }
+    #[inline(always)]
+    unsafe fn strided(v: &[f32], at: usize, s: usize) -> Self::F {
+        let v = &v[at..at + (L - 1) * s + 1];
+        std::array::from_fn(|l| v[l * s])
     }
     #[inline(always)]
     unsafe fn deinterleave(v: &[f32], at: usize) -> (Self::F, Self::F) {
@@ -442,6 +411,16 @@ impl Lanes for Avx {
     }
     #[inline]
     #[target_feature(enable = "avx2")]
+    unsafe fn strided(v: &[f32], at: usize, s: usize) -> Self::F {
+        // SAFETY (all three): AVX2 (the caller's contract); the reads are bounds-checked.
+        match s {
+            1 => unsafe { Self::load(v, at) },
+            2 => unsafe { Self::deinterleave(v, at).0 },
+            _ => unsafe { Self::load(&Arr::strided(v, at, s), 0) },
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
     unsafe fn deinterleave(v: &[f32], at: usize) -> (Self::F, Self::F) {
         use std::arch::x86_64::*;
         // SAFETY: AVX2 (the caller's contract); the loads are bounds-checked.
@@ -483,6 +462,24 @@ fn store_part<T: Copy>(dst: &mut [T], v: [T; L]) {
     dst.iter_mut().zip(v).for_each(|(d, v)| *d = v);
 }
 
+/// Copies the rows of plane `x` into the padded plane `xp` (rows of `padded_w`, starting at
+/// column `pw`), leaving the fill around them.
+///
+/// # Safety
+/// `V`'s instructions run on this CPU.
+#[inline(always)]
+unsafe fn copy_rows<V: Lanes>(g: &Geom, x: &[f32], xp: &mut [f32]) {
+    let (w, wp, whole) = (g.w, g.padded_w(), g.w / L * L);
+    for (row, dst) in x.chunks_exact(w).zip(xp.chunks_exact_mut(wp)) {
+        let dst = &mut dst[g.pw..g.pw + w];
+        for j in (0..whole).step_by(L) {
+            // SAFETY: the caller's contract.
+            unsafe { V::store(dst, j, V::load(row, j)) };
+        }
+        dst[whole..].copy_from_slice(&row[whole..]);
+    }
+}
+
 /// MAX over `x.len() / (h*w)` planes.
 ///
 /// # Safety
@@ -498,21 +495,26 @@ unsafe fn max_body<V: Lanes>(
 ) {
     let (w, ip, op) = (g.w, g.h * g.w, g.oh * g.ow);
     let (p, ha) = Plan::new(g, us);
-    let (ph, hb) = fs.split_at_mut(g.sw * p.len);
-    let owp = p.owp;
+    let (hb, xp) = fs[g.sw * p.len..].split_at_mut(g.h * p.owp);
+    let (owp, wp, s) = (p.owp, g.padded_w(), g.sw);
+    // The padded plane: -inf around every row (filled once), the rows copied in per plane.
+    xp.fill(f32::NEG_INFINITY);
     let planes = x.chunks_exact(ip).zip(y.chunks_exact_mut(op));
     // SAFETY (every V call): the caller's contract.
     for ((x, y), mask) in planes.zip(mask.chunks_exact_mut(op)) {
+        unsafe { copy_rows::<V>(g, x, xp) };
         // Horizontal: the first strictly greater element of every window row; its window
-        // column first, then its plane index.
+        // column first, then its plane index. Tap kx of outputs c.. reads the padded row at
+        // c*s + kx with stride s.
         for iy in 0..g.h {
-            unsafe { p.split::<V>(&x[iy * w..(iy + 1) * w], f32::NEG_INFINITY, ph) };
             let row = unsafe { V::splat_i((iy * w) as u32) };
             for c in (0..owp).step_by(L) {
                 let (mut b, mut k) = unsafe { (V::splat(f32::MIN), V::load_i(p.kinit, c)) };
-                p.taps(g.kw, |kx, off| unsafe {
-                    V::fold(&mut b, &mut k, V::load(ph, off + c), V::splat_i(kx as u32))
-                });
+                let at = iy * wp + c * s;
+                for kx in 0..g.kw {
+                    let v = unsafe { V::strided(xp, at + kx, s) };
+                    unsafe { V::fold(&mut b, &mut k, v, V::splat_i(kx as u32)) };
+                }
                 unsafe {
                     V::store(hb, iy * owp + c, b);
                     let a = V::add_i(V::add_i(k, V::load_i(p.colbase, c)), row);
@@ -569,20 +571,22 @@ fn col_extents(g: &Geom, c: usize) -> [f32; L] {
 /// `V`'s instructions run on this CPU.
 #[inline(always)]
 unsafe fn ave_body<V: Lanes>(g: &Geom, x: &[f32], y: &mut [f32], fs: &mut [f32], us: &mut [u32]) {
-    let (w, ip, op) = (g.w, g.h * g.w, g.oh * g.ow);
+    let (ip, op) = (g.h * g.w, g.oh * g.ow);
     let (p, _) = Plan::new(g, us);
-    let (ph, hs) = fs.split_at_mut(g.sw * p.len);
-    let owp = p.owp;
+    let (hs, xp) = fs[g.sw * p.len..].split_at_mut(g.h * p.owp);
+    let (owp, wp, s) = (p.owp, g.padded_w(), g.sw);
+    xp.fill(0.0);
     // SAFETY (every V call): the caller's contract.
     for (x, y) in x.chunks_exact(ip).zip(y.chunks_exact_mut(op)) {
+        unsafe { copy_rows::<V>(g, x, xp) };
         for iy in 0..g.h {
-            unsafe { p.split::<V>(&x[iy * w..(iy + 1) * w], 0.0, ph) };
             for c in (0..owp).step_by(L) {
-                let mut s = unsafe { V::splat(0.0) };
-                p.taps(g.kw, |_, off| unsafe {
-                    s = V::add(s, V::load(ph, off + c))
-                });
-                unsafe { V::store(hs, iy * owp + c, s) };
+                let mut sum = unsafe { V::splat(0.0) };
+                let at = iy * wp + c * s;
+                for kx in 0..g.kw {
+                    sum = unsafe { V::add(sum, V::strided(xp, at + kx, s)) };
+                }
+                unsafe { V::store(hs, iy * owp + c, sum) };
             }
         }
         for c in (0..owp).step_by(L) {
@@ -1013,7 +1017,9 @@ mod timing {
                 oh: ow,
                 ow,
             };
-            let x: Vec<f32> = (0..planes * n * n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let x: Vec<f32> = (0..planes * n * n)
+                .map(|i| (i as f32 * 0.37).sin())
+                .collect();
             let (mut y, mut m) = (vec![0.0; planes * ow * ow], vec![0; planes * ow * ow]);
             let mut dx = vec![0.0; x.len()];
             let time = |f: &mut dyn FnMut()| {
