@@ -499,6 +499,7 @@ unsafe fn max_body<V: Lanes>(
     let (owp, wp, s) = (p.owp, g.padded_w(), g.sw);
     // The padded plane: -inf around every row (filled once), the rows copied in per plane.
     xp.fill(f32::NEG_INFINITY);
+    let (zero, one) = unsafe { (V::splat_i(0), V::splat_i(1)) };
     let planes = x.chunks_exact(ip).zip(y.chunks_exact_mut(op));
     // SAFETY (every V call): the caller's contract.
     for ((x, y), mask) in planes.zip(mask.chunks_exact_mut(op)) {
@@ -510,10 +511,21 @@ unsafe fn max_body<V: Lanes>(
             let row = unsafe { V::splat_i((iy * w) as u32) };
             for c in (0..owp).step_by(L) {
                 let (mut b, mut k) = unsafe { (V::splat(f32::MIN), V::load_i(p.kinit, c)) };
-                let at = iy * wp + c * s;
-                for kx in 0..g.kw {
-                    let v = unsafe { V::strided(xp, at + kx, s) };
-                    unsafe { V::fold(&mut b, &mut k, v, V::splat_i(kx as u32)) };
+                let (at, mut kx, mut kv) = (iy * wp + c * s, 0, zero);
+                while kx < g.kw {
+                    // Stride 2: taps kx and kx + 1 are the two halves of one de-interleave.
+                    if s == 2 && kx + 1 < g.kw {
+                        let (e, o) = unsafe { V::deinterleave(xp, at + kx) };
+                        unsafe { V::fold(&mut b, &mut k, e, kv) };
+                        kv = unsafe { V::add_i(kv, one) };
+                        unsafe { V::fold(&mut b, &mut k, o, kv) };
+                        kx += 1;
+                    } else {
+                        let v = unsafe { V::strided(xp, at + kx, s) };
+                        unsafe { V::fold(&mut b, &mut k, v, kv) };
+                    }
+                    kv = unsafe { V::add_i(kv, one) };
+                    kx += 1;
                 }
                 unsafe {
                     V::store(hb, iy * owp + c, b);
@@ -582,9 +594,17 @@ unsafe fn ave_body<V: Lanes>(g: &Geom, x: &[f32], y: &mut [f32], fs: &mut [f32],
         for iy in 0..g.h {
             for c in (0..owp).step_by(L) {
                 let mut sum = unsafe { V::splat(0.0) };
-                let at = iy * wp + c * s;
-                for kx in 0..g.kw {
-                    sum = unsafe { V::add(sum, V::strided(xp, at + kx, s)) };
+                let (at, mut kx) = (iy * wp + c * s, 0);
+                while kx < g.kw {
+                    // Stride 2: taps kx and kx + 1 are the two halves of one de-interleave.
+                    if s == 2 && kx + 1 < g.kw {
+                        let (e, o) = unsafe { V::deinterleave(xp, at + kx) };
+                        sum = unsafe { V::add(sum, V::add(e, o)) };
+                        kx += 1;
+                    } else {
+                        sum = unsafe { V::add(sum, V::strided(xp, at + kx, s)) };
+                    }
+                    kx += 1;
                 }
                 unsafe { V::store(hs, iy * owp + c, sum) };
             }
