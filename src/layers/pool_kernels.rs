@@ -70,9 +70,10 @@ impl Geom {
         self.ow.div_ceil(L) * L
     }
 
-    /// Length of one phase of a padded input row (whole chunks of outputs for every tap).
+    /// Length of one phase of a padded input row (whole chunks of outputs for every tap),
+    /// rounded up to whole chunks.
     fn phase_len(&self) -> usize {
-        self.owp() + (self.kw - 1) / self.sw
+        (self.owp() + (self.kw - 1) / self.sw).div_ceil(L) * L
     }
 
     /// Length of a padded input row: `pw` fill, the row, then fill past every value that a
@@ -193,20 +194,6 @@ impl<'a> Plan<'a> {
         }
         for e in self.edges.chunks_exact(2) {
             row[e[1] as usize] += ph[e[0] as usize];
-        }
-    }
-
-    /// Calls `f(kx, offset)` for every window column `kx = q*s + r`, whose run for the
-    /// row's outputs starts at phase offset `r*len + q`.
-    #[inline(always)]
-    fn taps(&self, kw: usize, mut f: impl FnMut(usize, usize)) {
-        let (mut r, mut q) = (0, 0);
-        for kx in 0..kw {
-            f(kx, r * self.len + q);
-            r += 1;
-            if r == self.s {
-                (r, q) = (0, q + 1);
-            }
         }
     }
 }
@@ -648,7 +635,11 @@ unsafe fn ave_back_body<V: Lanes>(
     let (w, ip, op) = (g.w, g.h * g.w, g.oh * g.ow);
     let (p, _) = Plan::new(g, us);
     let (ph, cs) = fs.split_at_mut(g.sw * p.len);
-    let owp = p.owp;
+    // Rows of column sums: q0 zeros on the left (the most phase columns a window spans past
+    // its first), the padded output row, zeros past it.
+    let (owp, len, q0) = (p.owp, p.len, (g.kw - 1) / g.sw);
+    let cw = q0 + len + L;
+    let cs = &mut cs[..g.h * cw];
     // SAFETY (every V call): the caller's contract.
     for (dy, dx) in dy.chunks_exact(op).zip(dx.chunks_exact_mut(ip)) {
         // Vertical: every input row gets the sum of dy / divisor over the window rows that
@@ -664,21 +655,25 @@ unsafe fn ave_back_body<V: Lanes>(
                 let d: [f32; L] = std::array::from_fn(|l| d[l] / (ey as f32 * ex[l]));
                 let d = unsafe { V::load(&d, 0) };
                 for iy in y0..y1 {
-                    let at = iy * owp + c;
+                    let at = iy * cw + q0 + c;
                     unsafe { V::store(cs, at, V::add(V::load(cs, at), d)) };
                 }
             }
         }
-        // Horizontal: every column sum goes to its window columns (phase runs), and the
-        // phases back into the row.
+        // Horizontal: padded element j*s + r of the row gathers the column sums of the
+        // outputs j - q whose window column q*s + r it is; then the phases go back into the
+        // row.
         for iy in 0..g.h {
-            ph.fill(0.0);
-            p.taps(g.kw, |_, off| {
-                for c in (0..owp).step_by(L) {
-                    let v = unsafe { V::load(cs, iy * owp + c) };
-                    unsafe { V::store(ph, off + c, V::add(V::load(ph, off + c), v)) };
+            for r in 0..g.sw {
+                for j in (0..len).step_by(L) {
+                    let (mut v, mut q) = (unsafe { V::splat(0.0) }, 0);
+                    while q * g.sw + r < g.kw {
+                        v = unsafe { V::add(v, V::load(cs, iy * cw + q0 + j - q)) };
+                        q += 1;
+                    }
+                    unsafe { V::store(ph, r * len + j, v) };
                 }
-            });
+            }
             unsafe { p.merge::<V>(ph, &mut dx[iy * w..(iy + 1) * w]) };
         }
     }
