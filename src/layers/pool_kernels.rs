@@ -1,15 +1,17 @@
 //! Per-plane pooling kernels (Caffe's window rules, see [`super::pooling`]).
 //!
 //! MAX and AVE are separable: a horizontal pass reduces every input row once over the window
-//! columns (each input row is split into `stride` phases, padded with -inf or 0, so window
-//! column `kx` of every output in the row is one contiguous run), then a vertical pass reduces
-//! the window rows. Outputs go 8 at a time (one AVX register; rows of the intermediate are
-//! padded to a multiple of 8), so the loops are short fixed-width selects and adds that the
-//! compiler vectorises. MAX keeps Caffe's argmax exactly: the first strictly greater element
-//! in row-major window order is the first strictly greater row maximum (taken top to bottom)
-//! of the first strictly greater element of that row. AVE backward runs the same passes
-//! transposed. Whole plane kernels are compiled twice, for AVX2+FMA (chosen at run time when
-//! the CPU has them) and for the baseline target.
+//! columns, then a vertical pass reduces the window rows. Outputs go 8 at a time (one AVX
+//! register; rows of the intermediate are padded to a multiple of 8). The horizontal pass
+//! reads each plane from a padded copy (-inf or 0 around the rows), so window column `kx` of
+//! 8 outputs is one strided load (stride 2: one de-interleave gives two columns). MAX keeps
+//! Caffe's argmax exactly: the first strictly greater element in row-major window order is
+//! the first strictly greater row maximum (taken top to bottom) of the first strictly greater
+//! element of that row. AVE backward runs the passes transposed: column sums of
+//! `dy / divisor` per input row, then each padded row element gathers the sums of the windows
+//! covering it, one stride phase at a time. The kernels are written once over [`Lanes`] and
+//! compiled twice: AVX2 intrinsics (chosen at run time when the CPU has AVX2 and FMA) and
+//! plain arrays for the baseline target. Several planes go per call (one parallel task).
 
 use crate::math::scratch::{with_buffer, Scratch};
 use std::cell::Cell;
