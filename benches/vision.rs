@@ -189,6 +189,18 @@ fn benches(c: &mut C) {
             [false; 2],
         ),
         (
+            "pool/caffenet_pool1_max_b10",
+            "type: Pooling\npooling_param: { pool: MAX, kernel_size: 3, stride: 2 }".into(),
+            &[10, 96, 55, 55],
+            [false; 2],
+        ),
+        (
+            "pool/cifar_pool1_ave_b100",
+            "type: Pooling\npooling_param: { pool: AVE, kernel_size: 3, stride: 2 }".into(),
+            &[100, 32, 32, 32],
+            [false; 2],
+        ),
+        (
             "pool/cifar_pool2_ave_b100",
             "type: Pooling\npooling_param: { pool: AVE, kernel_size: 3, stride: 2 }".into(),
             &[100, 32, 16, 16],

@@ -1,18 +1,28 @@
 //! Per-plane pooling kernels (Caffe's window rules, see [`super::pooling`]).
 //!
-//! MAX and AVE run one output row at a time: each input row the row's windows touch is split
-//! into `stride` phases (padded with -inf or 0), so window column `kx` of every output in the
-//! row is one contiguous run, and the compare-select (or add) over the row vectorises. The
-//! kernels are compiled twice, for AVX2+FMA (chosen at run time when the CPU has them) and for
-//! the baseline target.
+//! MAX and AVE are separable: a horizontal pass reduces every input row once over the window
+//! columns, then a vertical pass reduces the window rows. Outputs go 8 at a time (one AVX
+//! register; rows of the intermediate are padded to a multiple of 8). The horizontal pass
+//! reads each plane from a padded copy (-inf or 0 around the rows), so window column `kx` of
+//! 8 outputs is one strided load (stride 2: one de-interleave gives two columns). MAX keeps
+//! Caffe's argmax exactly: the first strictly greater element in row-major window order is
+//! the first strictly greater row maximum (taken top to bottom) of the first strictly greater
+//! element of that row. AVE backward runs the passes transposed: column sums of
+//! `dy / divisor` per input row, then each padded row element gathers the sums of the windows
+//! covering it, one stride phase at a time. The kernels are written once over [`Lanes`] and
+//! compiled twice: AVX2 intrinsics (chosen at run time when the CPU has AVX2 and FMA) and
+//! plain arrays for the baseline target. Several planes go per call (one parallel task).
 
 use crate::math::scratch::{with_buffer, Scratch};
-use crate::math::simd::multiversion;
 use std::cell::Cell;
 
 thread_local! {
-    static PHASES: Scratch<f32> = const { Cell::new(Vec::new()) };
+    static FLOATS: Scratch<f32> = const { Cell::new(Vec::new()) };
+    static INDICES: Scratch<u32> = const { Cell::new(Vec::new()) };
 }
+
+/// Outputs per chunk (one AVX register of f32).
+const L: usize = 8;
 
 /// Window geometry of one plane.
 #[derive(Debug, Clone, Copy, Default)]
@@ -57,159 +67,671 @@ impl Geom {
         }
     }
 
-    /// Length of one phase of a padded input row.
+    /// Output row length padded to whole chunks.
+    fn owp(&self) -> usize {
+        self.ow.div_ceil(L) * L
+    }
+
+    /// Length of one phase of a padded input row (whole chunks of outputs for every tap),
+    /// rounded up to whole chunks.
     fn phase_len(&self) -> usize {
-        self.ow + (self.kw - 1) / self.sw
+        (self.owp() + (self.kw - 1) / self.sw).div_ceil(L) * L
+    }
+
+    /// Length of a padded input row: `pw` fill, the row, then fill past every value that a
+    /// strided load of a tap reads (16 from a tap's start for stride 2).
+    fn padded_w(&self) -> usize {
+        (self.pw + self.w).max(self.owp() * self.sw + self.kw + 2 * L)
+    }
+
+    /// f32 scratch of the plane kernels: the phases of one row (AVE backward), one padded
+    /// output row per input row, then the padded input plane (forward).
+    fn floats(&self) -> usize {
+        self.sw * self.phase_len() + self.h * (self.owp() + self.padded_w())
+    }
+
+    /// u32 scratch: the [`Plan`] tables, then a padded row of indices per input row.
+    fn indices(&self) -> usize {
+        2 * self.owp() + 2 * self.sw * self.phase_len() + self.h * self.owp()
     }
 }
 
-/// Splits input row `row` into `g.sw` phases of `len`: `ph[r*len + j]` is the padded row's
-/// element `j*sw + r` (`fill` outside the row). The part inside the row is a copy (stride 1)
-/// or a vectorised de-interleave (stride 2); edges and other strides go element by element.
-#[inline(always)]
-fn split_phases(g: &Geom, row: &[f32], fill: f32, len: usize, ph: &mut [f32]) {
-    let (s, pw) = (g.sw, g.pw);
-    let one = |ph: &mut [f32], j: usize| {
+/// Row tables of one geometry, built once per call in the u32 scratch.
+struct Plan<'a> {
+    s: usize,
+    pw: usize,
+    /// Length of one phase.
+    len: usize,
+    owp: usize,
+    /// Phase columns `lo..hi` where every phase lies inside the row (stride 1 and 2 move them
+    /// in bulk; empty otherwise).
+    bulk: (usize, usize),
+    /// The other phase positions inside the row, as pairs `(phase offset, row element)`.
+    edges: &'a [u32],
+    /// Per padded output column: `ox*sw - pw` (wrapping).
+    colbase: &'a [u32],
+    /// Per padded output column: the first window column inside the row.
+    kinit: &'a [u32],
+}
+
+impl<'a> Plan<'a> {
+    /// Builds the tables at the front of `us`; returns them and the rest of `us`.
+    #[inline(always)]
+    fn new(g: &Geom, us: &'a mut [u32]) -> (Self, &'a mut [u32]) {
+        let (s, pw, w, len, owp) = (g.sw, g.pw, g.w, g.phase_len(), g.owp());
+        let (colbase, us) = us.split_at_mut(owp);
+        let (kinit, us) = us.split_at_mut(owp);
+        let (edges, rest) = us.split_at_mut(2 * s * len);
+        for ox in 0..owp {
+            colbase[ox] = ((ox * s) as u32).wrapping_sub(pw as u32);
+            kinit[ox] = if ox < g.ow {
+                (g.cols(ox).0 + pw - ox * s) as u32
+            } else {
+                0
+            };
+        }
+        // Phase r, column j holds padded element j*s + r, row element j*s + r - pw; inside
+        // the row for lo(r) <= j < hi(r).
+        let range = |r: usize| {
+            let lo = pw.saturating_sub(r).div_ceil(s).min(len);
+            (lo, (pw + w).saturating_sub(r).div_ceil(s).clamp(lo, len))
+        };
+        let mut bulk = (0, 0);
+        if s <= 2 {
+            let (lo, hi) = (0..s)
+                .map(range)
+                .fold((0, len), |(lo, hi), (a, b)| (lo.max(a), hi.min(b)));
+            if hi > lo {
+                bulk = (lo, hi);
+            }
+        }
+        let mut n = 0;
         for r in 0..s {
-            ph[r * len + j] = row
-                .get((j * s + r).wrapping_sub(pw))
-                .copied()
-                .unwrap_or(fill);
+            let (a, b) = range(r);
+            for j in (a..b).filter(|j| !(bulk.0..bulk.1).contains(j)) {
+                edges[n] = (r * len + j) as u32;
+                edges[n + 1] = (j * s + r - pw) as u32;
+                n += 2;
+            }
         }
-    };
-    if s > 2 {
-        return (0..len).for_each(|j| one(ph, j));
+        let plan = Plan {
+            s,
+            pw,
+            len,
+            owp,
+            bulk,
+            edges: &edges[..n],
+            colbase,
+            kinit,
+        };
+        (plan, rest)
     }
-    // Phase columns j whose s elements all lie inside the row.
-    let lo = pw.div_ceil(s).min(len);
-    let hi = ((row.len() + pw) / s).clamp(lo, len);
-    let src = &row[lo * s - pw..hi * s - pw];
-    if s == 1 {
-        ph[lo..hi].copy_from_slice(src);
-    } else {
-        let (even, odd) = ph.split_at_mut(len);
-        let it = even[lo..hi].iter_mut().zip(&mut odd[lo..hi]);
-        for ((e, o), pair) in it.zip(src.chunks_exact(2)) {
-            *e = pair[0];
-            *o = pair[1];
+
+    /// Adds the phases back into the row they were split from (the transpose of
+    /// [`Plan::split`]; positions in the padding are dropped).
+    ///
+    /// # Safety
+    /// `V`'s instructions run on this CPU.
+    #[inline(always)]
+    unsafe fn merge<V: Lanes>(&self, ph: &[f32], row: &mut [f32]) {
+        let (s, len, (lo, hi)) = (self.s, self.len, self.bulk);
+        let dst = &mut row[(lo * s).saturating_sub(self.pw)..];
+        let whole = (hi - lo) / L * L;
+        // SAFETY (V calls): the caller's contract.
+        if s == 1 {
+            for j in (0..whole).step_by(L) {
+                unsafe { V::store(dst, j, V::add(V::load(dst, j), V::load(ph, lo + j))) };
+            }
+            let tail = dst[whole..hi - lo].iter_mut().zip(&ph[lo + whole..hi]);
+            tail.for_each(|(d, v)| *d += v);
+        } else if s == 2 {
+            for j in (0..whole).step_by(L) {
+                let (e, o) = unsafe { (V::load(ph, lo + j), V::load(ph, len + lo + j)) };
+                unsafe { V::interleave_add(dst, 2 * j, e, o) };
+            }
+            for j in lo + whole..hi {
+                dst[2 * (j - lo)] += ph[j];
+                dst[2 * (j - lo) + 1] += ph[len + j];
+            }
+        }
+        for e in self.edges.chunks_exact(2) {
+            row[e[1] as usize] += ph[e[0] as usize];
         }
     }
-    (0..lo).chain(hi..len).for_each(|j| one(ph, j));
 }
 
-/// The contiguous run of phase values that window column `kx` reads for the row's outputs.
-#[inline(always)]
-fn tap<'a>(g: &Geom, ph: &'a [f32], len: usize, kx: usize) -> &'a [f32] {
-    let start = (kx % g.sw) * len + kx / g.sw;
-    &ph[start..start + g.ow]
+/// Eight f32 and u32 lanes: AVX2 registers ([`Avx`]), or plain arrays ([`Arr`]) that the
+/// baseline build vectorises as it can. The plane kernels are written once over this and
+/// compiled for both.
+///
+/// The methods are `unsafe` only because the AVX2 ones need a CPU with AVX2; slices are
+/// bounds-checked.
+trait Lanes {
+    type F: Copy;
+    type I: Copy;
+    /// `v[at..at + 8]`.
+    unsafe fn load(v: &[f32], at: usize) -> Self::F;
+    unsafe fn store(v: &mut [f32], at: usize, x: Self::F);
+    unsafe fn load_i(v: &[u32], at: usize) -> Self::I;
+    unsafe fn store_i(v: &mut [u32], at: usize, x: Self::I);
+    /// Lanes as an array (to store part of them).
+    unsafe fn array(x: Self::F) -> [f32; L];
+    unsafe fn array_i(x: Self::I) -> [u32; L];
+    unsafe fn splat(x: f32) -> Self::F;
+    unsafe fn splat_i(x: u32) -> Self::I;
+    unsafe fn add(a: Self::F, b: Self::F) -> Self::F;
+    unsafe fn mul(a: Self::F, b: Self::F) -> Self::F;
+    unsafe fn div(a: Self::F, b: Self::F) -> Self::F;
+    /// Wrapping.
+    unsafe fn add_i(a: Self::I, b: Self::I) -> Self::I;
+    /// `(v[at], v[at + 2], ..)` and `(v[at + 1], v[at + 3], ..)`: 16 values de-interleaved.
+    unsafe fn deinterleave(v: &[f32], at: usize) -> (Self::F, Self::F);
+    /// `v[at..at + 16] += (e[0], o[0], e[1], o[1], ..)`.
+    unsafe fn interleave_add(v: &mut [f32], at: usize, e: Self::F, o: Self::F);
+    /// `(v[at], v[at + s], .., v[at + 7s])`.
+    unsafe fn strided(v: &[f32], at: usize, s: usize) -> Self::F;
+    /// One step of a running max: where `v > best` (strictly; NaN never), `best = v` and
+    /// `arg = idx`.
+    unsafe fn fold(best: &mut Self::F, arg: &mut Self::I, v: Self::F, idx: Self::I);
 }
 
-#[inline(always)]
-fn max_rows(g: &Geom, x: &[f32], y: &mut [f32], mask: &mut [u32], ph: &mut [f32]) {
-    let len = g.phase_len();
-    for (oy, (best, arg)) in y.chunks_mut(g.ow).zip(mask.chunks_mut(g.ow)).enumerate() {
-        let (y0, y1, _) = g.rows(oy);
-        for (ox, (b, a)) in best.iter_mut().zip(arg.iter_mut()).enumerate() {
-            *b = f32::MIN;
-            *a = (y0 * g.w + g.cols(ox).0) as u32;
+/// Plain arrays, for CPUs without AVX2 (and as the reference copy in tests).
+struct Arr;
+
+impl Lanes for Arr {
+    type F = [f32; L];
+    type I = [u32; L];
+    #[inline(always)]
+    unsafe fn load(v: &[f32], at: usize) -> Self::F {
+        v[at..at + L].try_into().unwrap()
+    }
+    #[inline(always)]
+    unsafe fn store(v: &mut [f32], at: usize, x: Self::F) {
+        v[at..at + L].copy_from_slice(&x)
+    }
+    #[inline(always)]
+    unsafe fn load_i(v: &[u32], at: usize) -> Self::I {
+        v[at..at + L].try_into().unwrap()
+    }
+    #[inline(always)]
+    unsafe fn store_i(v: &mut [u32], at: usize, x: Self::I) {
+        v[at..at + L].copy_from_slice(&x)
+    }
+    #[inline(always)]
+    unsafe fn array(x: Self::F) -> [f32; L] {
+        x
+    }
+    #[inline(always)]
+    unsafe fn array_i(x: Self::I) -> [u32; L] {
+        x
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self::F {
+        [x; L]
+    }
+    #[inline(always)]
+    unsafe fn splat_i(x: u32) -> Self::I {
+        [x; L]
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self::F, b: Self::F) -> Self::F {
+        std::array::from_fn(|l| a[l] + b[l])
+    }
+    #[inline(always)]
+    unsafe fn mul(a: Self::F, b: Self::F) -> Self::F {
+        std::array::from_fn(|l| a[l] * b[l])
+    }
+    #[inline(always)]
+    unsafe fn div(a: Self::F, b: Self::F) -> Self::F {
+        std::array::from_fn(|l| a[l] / b[l])
+    }
+    #[inline(always)]
+    unsafe fn add_i(a: Self::I, b: Self::I) -> Self::I {
+        std::array::from_fn(|l| a[l].wrapping_add(b[l]))
+    }
+    #[inline(always)]
+    unsafe fn strided(v: &[f32], at: usize, s: usize) -> Self::F {
+        let v = &v[at..at + (L - 1) * s + 1];
+        std::array::from_fn(|l| v[l * s])
+    }
+    #[inline(always)]
+    unsafe fn deinterleave(v: &[f32], at: usize) -> (Self::F, Self::F) {
+        let v = &v[at..at + 2 * L];
+        (
+            std::array::from_fn(|l| v[2 * l]),
+            std::array::from_fn(|l| v[2 * l + 1]),
+        )
+    }
+    #[inline(always)]
+    unsafe fn interleave_add(v: &mut [f32], at: usize, e: Self::F, o: Self::F) {
+        for (l, pair) in v[at..at + 2 * L].chunks_exact_mut(2).enumerate() {
+            pair[0] += e[l];
+            pair[1] += o[l];
         }
-        for iy in y0..y1 {
-            split_phases(g, &x[iy * g.w..(iy + 1) * g.w], f32::NEG_INFINITY, len, ph);
-            for kx in 0..g.kw {
-                // Index of the element output ox reads: base + ox*sw (wraps for padding,
-                // which never wins).
-                let base = ((iy * g.w + kx) as u32).wrapping_sub(g.pw as u32);
-                max_tap(best, arg, tap(g, ph, len, kx), base, g.sw as u32);
+    }
+    #[inline(always)]
+    unsafe fn fold(best: &mut Self::F, arg: &mut Self::I, v: Self::F, idx: Self::I) {
+        for l in 0..L {
+            if v[l] > best[l] {
+                best[l] = v[l];
+                arg[l] = idx[l];
             }
         }
     }
 }
 
-/// One window column for a row of outputs: where `v[i] > best[i]` (strictly; NaN never),
-/// `best[i] = v[i]` and `arg[i] = base + i*step`. Blends and plain stores (the compiler's own
-/// vectorisation of this loop uses masked stores, which are slow).
-#[inline(always)]
-fn max_tap(best: &mut [f32], arg: &mut [u32], v: &[f32], base: u32, step: u32) {
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        done = unsafe { max_tap_avx2(best, arg, v, base, step) };
-    }
-    let it = best.iter_mut().zip(arg.iter_mut()).zip(v).enumerate();
-    for (i, ((b, a), &x)) in it.skip(done) {
-        if x > *b {
-            *b = x;
-            *a = base.wrapping_add(i as u32 * step);
-        }
-    }
-}
-
-/// The AVX2 body of [`max_tap`] over whole groups of 8; returns how many it did.
+/// AVX2 registers.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn max_tap_avx2(
-    best: &mut [f32],
-    arg: &mut [u32],
-    v: &[f32],
-    base: u32,
-    step: u32,
-) -> usize {
-    use std::arch::x86_64::*;
-    let n = best.len().min(arg.len()).min(v.len()) / 8 * 8;
-    let (bp, ap, vp) = (best.as_mut_ptr(), arg.as_mut_ptr(), v.as_ptr());
-    let st = step as i32;
-    let lanes = _mm256_setr_epi32(0, st, 2 * st, 3 * st, 4 * st, 5 * st, 6 * st, 7 * st);
-    let mut i = 0;
-    while i < n {
-        // SAFETY: i + 8 <= n, within all three slices.
-        let (b, x) = (_mm256_loadu_ps(bp.add(i)), _mm256_loadu_ps(vp.add(i)));
-        let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(x, b);
-        let first = base.wrapping_add(i as u32 * step) as i32;
-        let idx = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_set1_epi32(first), lanes));
-        let a = _mm256_loadu_ps(ap.add(i) as *const f32);
-        _mm256_storeu_ps(bp.add(i), _mm256_blendv_ps(b, x, gt));
-        _mm256_storeu_ps(ap.add(i) as *mut f32, _mm256_blendv_ps(a, idx, gt));
-        i += 8;
+struct Avx;
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for Avx {
+    type F = std::arch::x86_64::__m256;
+    type I = std::arch::x86_64::__m256i;
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load(v: &[f32], at: usize) -> Self::F {
+        // SAFETY: the slice holds the 8 values read.
+        unsafe { std::arch::x86_64::_mm256_loadu_ps(v[at..at + L].as_ptr()) }
     }
-    n
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn store(v: &mut [f32], at: usize, x: Self::F) {
+        // SAFETY: the slice holds the 8 values written.
+        unsafe { std::arch::x86_64::_mm256_storeu_ps(v[at..at + L].as_mut_ptr(), x) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load_i(v: &[u32], at: usize) -> Self::I {
+        // SAFETY: the slice holds the 8 values read.
+        unsafe { std::arch::x86_64::_mm256_loadu_si256(v[at..at + L].as_ptr().cast()) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn store_i(v: &mut [u32], at: usize, x: Self::I) {
+        // SAFETY: the slice holds the 8 values written.
+        unsafe { std::arch::x86_64::_mm256_storeu_si256(v[at..at + L].as_mut_ptr().cast(), x) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn array(x: Self::F) -> [f32; L] {
+        let mut a = [0.0; L];
+        // SAFETY: AVX2 (the caller's contract); `a` holds 8 values.
+        unsafe { Self::store(&mut a, 0, x) };
+        a
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn array_i(x: Self::I) -> [u32; L] {
+        let mut a = [0; L];
+        // SAFETY: AVX2 (the caller's contract); `a` holds 8 values.
+        unsafe { Self::store_i(&mut a, 0, x) };
+        a
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn splat(x: f32) -> Self::F {
+        std::arch::x86_64::_mm256_set1_ps(x)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn splat_i(x: u32) -> Self::I {
+        std::arch::x86_64::_mm256_set1_epi32(x as i32)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn add(a: Self::F, b: Self::F) -> Self::F {
+        std::arch::x86_64::_mm256_add_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn mul(a: Self::F, b: Self::F) -> Self::F {
+        std::arch::x86_64::_mm256_mul_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn div(a: Self::F, b: Self::F) -> Self::F {
+        std::arch::x86_64::_mm256_div_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn add_i(a: Self::I, b: Self::I) -> Self::I {
+        std::arch::x86_64::_mm256_add_epi32(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn strided(v: &[f32], at: usize, s: usize) -> Self::F {
+        // SAFETY (all three): AVX2 (the caller's contract); the reads are bounds-checked.
+        match s {
+            1 => unsafe { Self::load(v, at) },
+            2 => unsafe { Self::deinterleave(v, at).0 },
+            _ => unsafe { Self::load(&Arr::strided(v, at, s), 0) },
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn deinterleave(v: &[f32], at: usize) -> (Self::F, Self::F) {
+        use std::arch::x86_64::*;
+        // SAFETY: AVX2 (the caller's contract); the loads are bounds-checked.
+        let (a, b) = unsafe { (Self::load(v, at), Self::load(v, at + L)) };
+        // a0 a2 b0 b2 | a4 a6 b4 b6, then the 64-bit pairs in order 0 2 1 3.
+        let e = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+        let o = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
+        let fix = |x| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(x)));
+        (fix(e), fix(o))
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn interleave_add(v: &mut [f32], at: usize, e: Self::F, o: Self::F) {
+        use std::arch::x86_64::*;
+        // e0 o0 e1 o1 | e4 o4 e5 o5 and e2 o2 e3 o3 | e6 o6 e7 o7.
+        let (lo, hi) = (_mm256_unpacklo_ps(e, o), _mm256_unpackhi_ps(e, o));
+        let first = _mm256_permute2f128_ps::<0x20>(lo, hi);
+        let second = _mm256_permute2f128_ps::<0x31>(lo, hi);
+        // SAFETY: AVX2 (the caller's contract); the loads and stores are bounds-checked.
+        unsafe {
+            Self::store(v, at, _mm256_add_ps(Self::load(v, at), first));
+            Self::store(v, at + L, _mm256_add_ps(Self::load(v, at + L), second));
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn fold(best: &mut Self::F, arg: &mut Self::I, v: Self::F, idx: Self::I) {
+        use std::arch::x86_64::*;
+        let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(v, *best);
+        *best = _mm256_blendv_ps(*best, v, gt);
+        let a = _mm256_blendv_ps(_mm256_castsi256_ps(*arg), _mm256_castsi256_ps(idx), gt);
+        *arg = _mm256_castps_si256(a);
+    }
 }
 
+/// Stores the first `dst.len()` (at most 8) lanes.
 #[inline(always)]
-fn ave_rows(g: &Geom, x: &[f32], y: &mut [f32], ph: &mut [f32]) {
-    let len = g.phase_len();
-    for (oy, sum) in y.chunks_mut(g.ow).enumerate() {
-        let (y0, y1, ey) = g.rows(oy);
-        sum.fill(0.0);
-        for iy in y0..y1 {
-            split_phases(g, &x[iy * g.w..(iy + 1) * g.w], 0.0, len, ph);
-            for kx in 0..g.kw {
-                sum.iter_mut()
-                    .zip(tap(g, ph, len, kx))
-                    .for_each(|(s, v)| *s += v);
+fn store_part<T: Copy>(dst: &mut [T], v: [T; L]) {
+    dst.iter_mut().zip(v).for_each(|(d, v)| *d = v);
+}
+
+/// Copies the rows of plane `x` into the padded plane `xp` (rows of `padded_w`, starting at
+/// column `pw`), leaving the fill around them.
+///
+/// # Safety
+/// `V`'s instructions run on this CPU.
+#[inline(always)]
+unsafe fn copy_rows<V: Lanes>(g: &Geom, x: &[f32], xp: &mut [f32]) {
+    let (w, wp, whole) = (g.w, g.padded_w(), g.w / L * L);
+    for (row, dst) in x.chunks_exact(w).zip(xp.chunks_exact_mut(wp)) {
+        let dst = &mut dst[g.pw..g.pw + w];
+        for j in (0..whole).step_by(L) {
+            // SAFETY: the caller's contract.
+            unsafe { V::store(dst, j, V::load(row, j)) };
+        }
+        dst[whole..].copy_from_slice(&row[whole..]);
+    }
+}
+
+/// MAX over `x.len() / (h*w)` planes.
+///
+/// # Safety
+/// `V`'s instructions run on this CPU.
+#[inline(always)]
+unsafe fn max_body<V: Lanes>(
+    g: &Geom,
+    x: &[f32],
+    y: &mut [f32],
+    mask: &mut [u32],
+    fs: &mut [f32],
+    us: &mut [u32],
+) {
+    let (w, ip, op) = (g.w, g.h * g.w, g.oh * g.ow);
+    let (p, ha) = Plan::new(g, us);
+    let (hb, xp) = fs[g.sw * p.len..].split_at_mut(g.h * p.owp);
+    let (owp, wp, s) = (p.owp, g.padded_w(), g.sw);
+    // The padded plane: -inf around every row (filled once), the rows copied in per plane.
+    xp.fill(f32::NEG_INFINITY);
+    let (zero, one) = unsafe { (V::splat_i(0), V::splat_i(1)) };
+    let planes = x.chunks_exact(ip).zip(y.chunks_exact_mut(op));
+    // SAFETY (every V call): the caller's contract.
+    for ((x, y), mask) in planes.zip(mask.chunks_exact_mut(op)) {
+        unsafe { copy_rows::<V>(g, x, xp) };
+        // Horizontal: the first strictly greater element of every window row; its window
+        // column first, then its plane index. Tap kx of outputs c.. reads the padded row at
+        // c*s + kx with stride s.
+        for iy in 0..g.h {
+            let row = unsafe { V::splat_i((iy * w) as u32) };
+            for c in (0..owp).step_by(L) {
+                let (mut b, mut k) = unsafe { (V::splat(f32::MIN), V::load_i(p.kinit, c)) };
+                let (at, mut kx, mut kv) = (iy * wp + c * s, 0, zero);
+                while kx < g.kw {
+                    // Stride 2: taps kx and kx + 1 are the two halves of one de-interleave.
+                    if s == 2 && kx + 1 < g.kw {
+                        let (e, o) = unsafe { V::deinterleave(xp, at + kx) };
+                        unsafe { V::fold(&mut b, &mut k, e, kv) };
+                        kv = unsafe { V::add_i(kv, one) };
+                        unsafe { V::fold(&mut b, &mut k, o, kv) };
+                        kx += 1;
+                    } else {
+                        let v = unsafe { V::strided(xp, at + kx, s) };
+                        unsafe { V::fold(&mut b, &mut k, v, kv) };
+                    }
+                    kv = unsafe { V::add_i(kv, one) };
+                    kx += 1;
+                }
+                unsafe {
+                    V::store(hb, iy * owp + c, b);
+                    let a = V::add_i(V::add_i(k, V::load_i(p.colbase, c)), row);
+                    V::store_i(ha, iy * owp + c, a);
+                }
             }
         }
-        for (ox, s) in sum.iter_mut().enumerate() {
-            *s /= (ey * g.cols(ox).2) as f32;
+        // Vertical: the first strictly greater row maximum, top to bottom.
+        for oy in 0..g.oh {
+            let (y0, y1, _) = g.rows(oy);
+            let top = unsafe { V::splat_i((y0 * w) as u32) };
+            for c in (0..owp).step_by(L) {
+                let mut b = unsafe { V::splat(f32::MIN) };
+                let mut a = unsafe {
+                    V::add_i(
+                        V::add_i(V::load_i(p.kinit, c), V::load_i(p.colbase, c)),
+                        top,
+                    )
+                };
+                for iy in y0..y1 {
+                    let at = iy * owp + c;
+                    unsafe { V::fold(&mut b, &mut a, V::load(hb, at), V::load_i(ha, at)) };
+                }
+                let (at, n) = (oy * g.ow + c, (g.ow - c).min(L));
+                unsafe {
+                    if n == L {
+                        V::store(y, at, b);
+                        V::store_i(mask, at, a);
+                    } else {
+                        store_part(&mut y[at..at + n], V::array(b));
+                        store_part(&mut mask[at..at + n], V::array_i(a));
+                    }
+                }
+            }
         }
     }
 }
 
-multiversion!(fn max_fast(g: &Geom, x: &[f32], y: &mut [f32], mask: &mut [u32], ph: &mut [f32]) => max_rows);
-multiversion!(fn ave_fast(g: &Geom, x: &[f32], y: &mut [f32], ph: &mut [f32]) => ave_rows);
-
-/// MAX over every window of one plane: `y` gets the maxima, `mask` the plane index of the
-/// first maximal element in window order (Caffe's strict `>`; the window's first element when
-/// none exceeds `f32::MIN`).
-pub fn max_plane(g: &Geom, x: &[f32], y: &mut [f32], mask: &mut [u32]) {
-    with_buffer(&PHASES, g.sw * g.phase_len(), |ph| {
-        max_fast(g, x, y, mask, ph)
+/// Divisor column extents of a chunk of the padded output row, as f32 (1 past the row).
+#[inline(always)]
+fn col_extents(g: &Geom, c: usize) -> [f32; L] {
+    std::array::from_fn(|l| {
+        if c + l < g.ow {
+            g.cols(c + l).2 as f32
+        } else {
+            1.0
+        }
     })
 }
 
-/// AVE over every window of one plane (Caffe's divisor: the window clipped to the padded input).
-pub fn ave_plane(g: &Geom, x: &[f32], y: &mut [f32]) {
-    with_buffer(&PHASES, g.sw * g.phase_len(), |ph| ave_fast(g, x, y, ph))
+/// AVE over `x.len() / (h*w)` planes.
+///
+/// # Safety
+/// `V`'s instructions run on this CPU.
+#[inline(always)]
+unsafe fn ave_body<V: Lanes>(g: &Geom, x: &[f32], y: &mut [f32], fs: &mut [f32], us: &mut [u32]) {
+    let (ip, op) = (g.h * g.w, g.oh * g.ow);
+    let (p, _) = Plan::new(g, us);
+    let (hs, xp) = fs[g.sw * p.len..].split_at_mut(g.h * p.owp);
+    let (owp, wp, s) = (p.owp, g.padded_w(), g.sw);
+    xp.fill(0.0);
+    // SAFETY (every V call): the caller's contract.
+    for (x, y) in x.chunks_exact(ip).zip(y.chunks_exact_mut(op)) {
+        unsafe { copy_rows::<V>(g, x, xp) };
+        for iy in 0..g.h {
+            for c in (0..owp).step_by(L) {
+                let mut sum = unsafe { V::splat(0.0) };
+                let (at, mut kx) = (iy * wp + c * s, 0);
+                while kx < g.kw {
+                    // Stride 2: taps kx and kx + 1 are the two halves of one de-interleave.
+                    if s == 2 && kx + 1 < g.kw {
+                        let (e, o) = unsafe { V::deinterleave(xp, at + kx) };
+                        sum = unsafe { V::add(sum, V::add(e, o)) };
+                        kx += 1;
+                    } else {
+                        sum = unsafe { V::add(sum, V::strided(xp, at + kx, s)) };
+                    }
+                    kx += 1;
+                }
+                unsafe { V::store(hs, iy * owp + c, sum) };
+            }
+        }
+        for c in (0..owp).step_by(L) {
+            let ex = unsafe { V::load(&col_extents(g, c), 0) };
+            let n = (g.ow - c).min(L);
+            for oy in 0..g.oh {
+                let (y0, y1, ey) = g.rows(oy);
+                let mut s = unsafe { V::splat(0.0) };
+                for iy in y0..y1 {
+                    s = unsafe { V::add(s, V::load(hs, iy * owp + c)) };
+                }
+                // Caffe divides by the window's padded area (exact in f32).
+                let s = unsafe { V::div(s, V::mul(V::splat(ey as f32), ex)) };
+                let at = oy * g.ow + c;
+                unsafe {
+                    if n == L {
+                        V::store(y, at, s);
+                    } else {
+                        store_part(&mut y[at..at + n], V::array(s));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// AVE backward over `dy.len() / (oh*ow)` planes, accumulated into `dx`.
+///
+/// # Safety
+/// `V`'s instructions run on this CPU.
+#[inline(always)]
+unsafe fn ave_back_body<V: Lanes>(
+    g: &Geom,
+    dy: &[f32],
+    dx: &mut [f32],
+    fs: &mut [f32],
+    us: &mut [u32],
+) {
+    let (w, ip, op) = (g.w, g.h * g.w, g.oh * g.ow);
+    let (p, _) = Plan::new(g, us);
+    let (ph, cs) = fs.split_at_mut(g.sw * p.len);
+    // Rows of column sums: q0 zeros on the left (the most phase columns a window spans past
+    // its first), the padded output row, zeros past it.
+    let (owp, len, q0) = (p.owp, p.len, (g.kw - 1) / g.sw);
+    let cw = q0 + len + L;
+    let cs = &mut cs[..g.h * cw];
+    // SAFETY (every V call): the caller's contract.
+    for (dy, dx) in dy.chunks_exact(op).zip(dx.chunks_exact_mut(ip)) {
+        // Vertical: every input row gets the sum of dy / divisor over the window rows that
+        // cover it.
+        cs.fill(0.0);
+        for c in (0..owp).step_by(L) {
+            let ex = col_extents(g, c);
+            let n = (g.ow - c).min(L);
+            for oy in 0..g.oh {
+                let (y0, y1, ey) = g.rows(oy);
+                let mut d = [0.0; L];
+                d[..n].copy_from_slice(&dy[oy * g.ow + c..][..n]);
+                let d: [f32; L] = std::array::from_fn(|l| d[l] / (ey as f32 * ex[l]));
+                let d = unsafe { V::load(&d, 0) };
+                for iy in y0..y1 {
+                    let at = iy * cw + q0 + c;
+                    unsafe { V::store(cs, at, V::add(V::load(cs, at), d)) };
+                }
+            }
+        }
+        // Horizontal: padded element j*s + r of the row gathers the column sums of the
+        // outputs j - q whose window column q*s + r it is; then the phases go back into the
+        // row.
+        for iy in 0..g.h {
+            for r in 0..g.sw {
+                for j in (0..len).step_by(L) {
+                    let (mut v, mut q) = (unsafe { V::splat(0.0) }, 0);
+                    while q * g.sw + r < g.kw {
+                        v = unsafe { V::add(v, V::load(cs, iy * cw + q0 + j - q)) };
+                        q += 1;
+                    }
+                    unsafe { V::store(ph, r * len + j, v) };
+                }
+            }
+            unsafe { p.merge::<V>(ph, &mut dx[iy * w..(iy + 1) * w]) };
+        }
+    }
+}
+
+/// Defines `$name`, which runs `$body::<Avx>` compiled for AVX2+FMA when the CPU has them and
+/// `$body::<Arr>` otherwise, and `$avx`, the AVX2 copy (for tests).
+macro_rules! dispatch {
+    ($name:ident, $avx:ident, $body:ident, ($($a:ident: $t:ty),*)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $avx($($a: $t),*) {
+            // SAFETY: the caller checked AVX2.
+            unsafe { $body::<Avx>($($a),*) }
+        }
+        fn $name($($a: $t),*) {
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                return unsafe { $avx($($a),*) };
+            }
+            // SAFETY: plain arrays run anywhere.
+            unsafe { $body::<Arr>($($a),*) }
+        }
+    };
+}
+
+dispatch!(max_fast, max_avx2, max_body, (g: &Geom, x: &[f32], y: &mut [f32], mask: &mut [u32], fs: &mut [f32], us: &mut [u32]));
+dispatch!(ave_fast, ave_avx2, ave_body, (g: &Geom, x: &[f32], y: &mut [f32], fs: &mut [f32], us: &mut [u32]));
+dispatch!(ave_back_fast, ave_back_avx2, ave_back_body, (g: &Geom, dy: &[f32], dx: &mut [f32], fs: &mut [f32], us: &mut [u32]));
+
+/// Runs `f` with this thread's scratch for geometry `g`.
+fn with_scratch<R>(g: &Geom, f: impl FnOnce(&mut [f32], &mut [u32]) -> R) -> R {
+    with_buffer(&FLOATS, g.floats(), |fs| {
+        with_buffer(&INDICES, g.indices(), |us| f(fs, us))
+    })
+}
+
+/// MAX over every window of consecutive planes (`x` holds whole planes, `y` and `mask` as
+/// many output planes): `y` gets the maxima, `mask` the plane index of the first maximal
+/// element in window order (Caffe's strict `>`; the window's first element when none
+/// exceeds `f32::MIN`).
+pub fn max_planes(g: &Geom, x: &[f32], y: &mut [f32], mask: &mut [u32]) {
+    with_scratch(g, |fs, us| max_fast(g, x, y, mask, fs, us))
+}
+
+/// AVE over every window of consecutive planes (Caffe's divisor: the window clipped to the
+/// padded input).
+pub fn ave_planes(g: &Geom, x: &[f32], y: &mut [f32]) {
+    with_scratch(g, |fs, us| ave_fast(g, x, y, fs, us))
+}
+
+/// AVE backward of consecutive planes: every window adds `dy / divisor` to each input
+/// element it covers (Caffe's rule), accumulated into `dx`.
+pub fn ave_back_planes(g: &Geom, dy: &[f32], dx: &mut [f32]) {
+    with_scratch(g, |fs, us| ave_back_fast(g, dy, dx, fs, us))
 }
 
 /// `(start + sum x, sum x^2)` over a clipped window (STOCHASTIC TEST starts at
@@ -275,6 +797,20 @@ mod tests {
         })
     }
 
+    /// Caffe's AVE backward: every window adds dy / divisor to the elements it covers.
+    fn ave_back_reference(g: &Geom, dy: &[f32], dx: &mut [f32]) {
+        g.windows(|oy, ox, [y0, y1, x0, x1]| {
+            let d = dy[oy * g.ow + ox] / (g.rows(oy).2 * g.cols(ox).2) as f32;
+            for iy in y0..y1 {
+                dx[iy * g.w + x0..iy * g.w + x1]
+                    .iter_mut()
+                    .for_each(|v| *v += d);
+            }
+        })
+    }
+
+    /// Odd geometries: padding, strides 1/2/3/4, kernels bigger than the stride, ceil-mode
+    /// last windows clipped, width 1, widths around multiples of 8, global windows.
     fn geoms() -> Vec<Geom> {
         let ceil = |n: usize, k: usize, s: usize, p: usize| {
             super::super::pooling::pooled_size(n, k, s, p, true)
@@ -282,11 +818,23 @@ mod tests {
         let mut v = Vec::new();
         for (h, w, k, s, p) in [
             (32, 32, [3, 3], [2, 2], [0, 0]),
+            (55, 55, [3, 3], [2, 2], [0, 0]),
+            (13, 13, [3, 3], [2, 2], [0, 0]),
+            (16, 16, [3, 3], [2, 2], [0, 0]),
             (7, 9, [3, 2], [2, 1], [1, 1]),
             (5, 6, [2, 2], [2, 2], [1, 1]),
             (9, 9, [3, 3], [3, 3], [2, 1]),
             (6, 11, [4, 3], [1, 3], [0, 2]),
             (4, 5, [4, 5], [1, 1], [0, 0]),
+            (5, 1, [3, 1], [2, 1], [1, 0]),
+            (3, 1, [2, 1], [1, 1], [0, 0]),
+            (6, 17, [3, 3], [1, 1], [1, 1]),
+            (8, 34, [3, 3], [2, 2], [1, 1]),
+            (7, 19, [3, 5], [2, 3], [1, 2]),
+            (10, 33, [2, 4], [2, 4], [1, 3]),
+            (9, 40, [3, 3], [2, 2], [0, 0]),
+            (7, 15, [7, 15], [1, 1], [0, 0]),
+            (6, 23, [3, 4], [3, 2], [2, 3]),
         ] {
             v.push(Geom {
                 h,
@@ -304,34 +852,206 @@ mod tests {
         v
     }
 
-    /// Both compiled copies of the row kernels give the reference's maxima, argmax indices
-    /// (ties included) and averages.
+    /// Inputs for one plane: few distinct values (so windows hold ties), the same with -inf,
+    /// NaN and f32::MIN mixed in, and smooth distinct values.
+    fn inputs(g: &Geom) -> Vec<Vec<f32>> {
+        let n = g.h * g.w;
+        let ties: Vec<f32> = (0..n).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+        let odd = ties
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| match i % 11 {
+                3 => f32::NEG_INFINITY,
+                6 => f32::NAN,
+                9 => f32::MIN,
+                _ => v,
+            })
+            .collect();
+        let smooth = (0..n).map(|i| (i as f32 * 0.917).sin()).collect();
+        vec![ties, odd, smooth]
+    }
+
+    /// Both compiled copies of the plane kernels (the baseline body called directly, the
+    /// dispatched one AVX2 where the CPU has it) give the window loop's maxima, argmax indices
+    /// (ties, NaN and -inf included), averages and AVE gradients.
+    /// The kernels under test: the plain-array copy, the AVX2 copy where the CPU has it, and
+    /// the dispatched public functions, each over one plane.
+    #[allow(clippy::type_complexity)]
+    fn copies() -> Vec<(
+        &'static str,
+        fn(&Geom, &[f32], &mut [f32], &mut [u32]),
+        fn(&Geom, &[f32], &mut [f32]),
+        fn(&Geom, &[f32], &mut [f32]),
+    )> {
+        let mut v: Vec<(&'static str, _, _, _)> = vec![
+            (
+                "arrays",
+                (|g, x, y, m| {
+                    with_scratch(g, |fs, us| unsafe { max_body::<Arr>(g, x, y, m, fs, us) })
+                }) as fn(&Geom, &[f32], &mut [f32], &mut [u32]),
+                (|g, x, y| with_scratch(g, |fs, us| unsafe { ave_body::<Arr>(g, x, y, fs, us) }))
+                    as fn(&Geom, &[f32], &mut [f32]),
+                (|g, dy, dx| {
+                    with_scratch(g, |fs, us| unsafe {
+                        ave_back_body::<Arr>(g, dy, dx, fs, us)
+                    })
+                }) as fn(&Geom, &[f32], &mut [f32]),
+            ),
+            ("dispatched", max_planes, ave_planes, ave_back_planes),
+        ];
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY (all three): AVX2 and FMA checked just above.
+            v.push((
+                "avx2",
+                |g, x, y, m| with_scratch(g, |fs, us| unsafe { max_avx2(g, x, y, m, fs, us) }),
+                |g, x, y| with_scratch(g, |fs, us| unsafe { ave_avx2(g, x, y, fs, us) }),
+                |g, dy, dx| with_scratch(g, |fs, us| unsafe { ave_back_avx2(g, dy, dx, fs, us) }),
+            ));
+        }
+        v
+    }
+
+    /// Every compiled copy of the plane kernels gives the window loop's maxima, argmax indices
+    /// (ties, NaN and -inf included), averages and AVE gradients, one plane at a time and
+    /// over several planes in one call.
     #[test]
-    fn row_kernels_match_the_window_loop() {
-        for g in geoms() {
-            // Few distinct values, so windows hold ties.
-            let x: Vec<f32> = (0..g.h * g.w).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
-            let n = g.oh * g.ow;
-            let (mut y0, mut m0) = (vec![0.0; n], vec![0u32; n]);
-            max_reference(&g, &x, &mut y0, &mut m0);
-            let mut ph = vec![0.0; g.sw * g.phase_len()];
-            let (mut y1, mut m1) = (vec![0.0; n], vec![0u32; n]);
-            max_rows(&g, &x, &mut y1, &mut m1, &mut ph);
-            let (mut y2, mut m2) = (vec![0.0; n], vec![0u32; n]);
-            max_plane(&g, &x, &mut y2, &mut m2);
-            assert_eq!((&y1, &m1), (&y0, &m0), "{g:?}");
-            assert_eq!((&y2, &m2), (&y0, &m0), "{g:?}");
-            let mut a0 = vec![0.0; n];
-            g.windows(|oy, ox, [y0, y1, x0, x1]| {
-                let (s, _) = window_sums(&g, &x, [y0, y1, x0, x1], 0.0);
-                let area = g.rows(oy).2 * g.cols(ox).2;
-                a0[oy * g.ow + ox] = s / area as f32;
-            });
-            let (mut a1, mut a2) = (vec![0.0; n], vec![0.0; n]);
-            ave_rows(&g, &x, &mut a1, &mut ph);
-            ave_plane(&g, &x, &mut a2);
-            crate::testing::assert_close(&a1, &a0, 1e-5);
-            crate::testing::assert_close(&a2, &a0, 1e-5);
+    fn plane_kernels_match_the_window_loop() {
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for (name, max, ave, ave_back) in copies() {
+            for g in geoms() {
+                let n = g.oh * g.ow;
+                let (mut y_all, mut m_all, mut a_all, mut d_all) = (vec![], vec![], vec![], vec![]);
+                let (mut xs, mut xas, mut dys, mut starts) = (vec![], vec![], vec![], vec![]);
+                for x in inputs(&g) {
+                    let (mut y0, mut m0) = (vec![0.0; n], vec![0u32; n]);
+                    max_reference(&g, &x, &mut y0, &mut m0);
+                    let (mut y1, mut m1) = (vec![0.0; n], vec![0u32; n]);
+                    max(&g, &x, &mut y1, &mut m1);
+                    assert_eq!((bits(&y1), &m1), (bits(&y0), &m0), "{name} {g:?}");
+                    y_all.extend(y0);
+                    m_all.extend(m0);
+                    xs.extend_from_slice(&x);
+                    // AVE on finite inputs only (the second input holds -inf and NaN).
+                    let x: Vec<f32> = x
+                        .iter()
+                        .map(|&v| {
+                            if v.is_finite() && v != f32::MIN {
+                                v
+                            } else {
+                                0.5
+                            }
+                        })
+                        .collect();
+                    let mut a0 = vec![0.0; n];
+                    g.windows(|oy, ox, [y0, y1, x0, x1]| {
+                        let (s, _) = window_sums(&g, &x, [y0, y1, x0, x1], 0.0);
+                        let area = g.rows(oy).2 * g.cols(ox).2;
+                        a0[oy * g.ow + ox] = s / area as f32;
+                    });
+                    let mut a1 = vec![0.0; n];
+                    ave(&g, &x, &mut a1);
+                    crate::testing::assert_close(&a1, &a0, 1e-5);
+                    // Backward accumulates into a non-zero dx.
+                    let dy: Vec<f32> = (0..n).map(|i| x[i % x.len()] + 0.25).collect();
+                    let start: Vec<f32> = (0..g.h * g.w).map(|i| i as f32 * 0.01).collect();
+                    let mut d0 = start.clone();
+                    ave_back_reference(&g, &dy, &mut d0);
+                    let mut d1 = start.clone();
+                    ave_back(&g, &dy, &mut d1);
+                    crate::testing::assert_close(&d1, &d0, 1e-5);
+                    a_all.extend(a0);
+                    xas.extend(x);
+                    d_all.extend(d0);
+                    dys.extend(dy);
+                    starts.extend(start);
+                }
+                // The same planes in one call.
+                let (mut y1, mut m1) = (vec![0.0; y_all.len()], vec![0; y_all.len()]);
+                max(&g, &xs, &mut y1, &mut m1);
+                assert_eq!((bits(&y1), &m1), (bits(&y_all), &m_all), "{name} {g:?}");
+                let mut a1 = vec![0.0; a_all.len()];
+                ave(&g, &xas, &mut a1);
+                crate::testing::assert_close(&a1, &a_all, 1e-5);
+                let mut d1 = starts;
+                ave_back(&g, &dys, &mut d1);
+                crate::testing::assert_close(&d1, &d_all, 1e-5);
+            }
+        }
+    }
+
+    /// Hand-worked: a 1x5 row, window 3, stride 2, pad 1 (windows [-1,2), [1,4), [3,5) after
+    /// ceil clipping): ties go to the first element, AVE divides by the padded extent.
+    #[test]
+    fn small_row_by_hand() {
+        let g = Geom {
+            h: 1,
+            w: 5,
+            kh: 1,
+            kw: 3,
+            sh: 1,
+            sw: 2,
+            ph: 0,
+            pw: 1,
+            oh: 1,
+            ow: 3,
+        };
+        let x = [2.0, 2.0, 5.0, 5.0, 1.0];
+        let (mut y, mut m) = (vec![0.0; 3], vec![0; 3]);
+        max_planes(&g, &x, &mut y, &mut m);
+        assert_eq!((y, m), (vec![2.0, 5.0, 5.0], vec![0, 2, 3]));
+        let mut a = vec![0.0; 3];
+        ave_planes(&g, &x, &mut a);
+        // Windows cover [pad, 2, 2], [2, 5, 5], [5, 1, pad]; extents 3, 3, 3 (clipped to the
+        // padded row of 7).
+        crate::testing::assert_close(&a, &[4.0 / 3.0, 4.0, 2.0], 1e-6);
+        let mut dx = vec![0.0; 5];
+        ave_back_planes(&g, &[3.0, 6.0, 9.0], &mut dx);
+        crate::testing::assert_close(&dx, &[1.0, 3.0, 2.0, 5.0, 3.0], 1e-6);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// Single-thread kernel times at CIFAR pool1 and CaffeNet pool1 shapes (run by hand with
+    /// `cargo test --release --lib pool_kernels::timing -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn kernel_times() {
+        for (planes, n) in [(3200, 32), (960, 55)] {
+            let ow = super::super::pooling::pooled_size(n, 3, 2, 0, true);
+            let g = Geom {
+                h: n,
+                w: n,
+                kh: 3,
+                kw: 3,
+                sh: 2,
+                sw: 2,
+                ph: 0,
+                pw: 0,
+                oh: ow,
+                ow,
+            };
+            let x: Vec<f32> = (0..planes * n * n)
+                .map(|i| (i as f32 * 0.37).sin())
+                .collect();
+            let (mut y, mut m) = (vec![0.0; planes * ow * ow], vec![0; planes * ow * ow]);
+            let mut dx = vec![0.0; x.len()];
+            let time = |f: &mut dyn FnMut()| {
+                (0..15)
+                    .map(|_| {
+                        let t = std::time::Instant::now();
+                        f();
+                        t.elapsed().as_secs_f64() * 1e3
+                    })
+                    .fold(f64::MAX, f64::min)
+            };
+            let tm = time(&mut || max_planes(&g, &x, &mut y, &mut m));
+            let ta = time(&mut || ave_planes(&g, &x, &mut y));
+            let tb = time(&mut || ave_back_planes(&g, &y, &mut dx));
+            println!("{planes}x{n}x{n}: max {tm:.3} ms, ave {ta:.3} ms, ave back {tb:.3} ms");
         }
     }
 }

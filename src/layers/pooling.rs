@@ -190,6 +190,14 @@ pub fn create(p: &LayerParameter) -> Result<Box<dyn Layer>> {
 }
 
 impl Pooling {
+    /// Planes per parallel task of the 2-D kernels: about 8 tasks per thread, so that small
+    /// planes (CIFAR's 32 x 32) do not pay per-plane task overhead and the load still balances.
+    fn group(&self) -> usize {
+        self.planes
+            .div_ceil(8 * rayon::current_num_threads())
+            .max(1)
+    }
+
     /// 4-D, or 5-D for the 3-D extension (MAX or AVE with single-value kernel/stride/pad).
     fn check_axes(&self, b: &Blob) -> Result<()> {
         if b.num_axes() == 5 {
@@ -349,10 +357,11 @@ impl Layer for Pooling {
         let y = &mut first[0].data;
         match self.method {
             PoolMethod::Max => {
-                y.par_chunks_mut(op)
-                    .zip(self.mask.par_chunks_mut(op))
-                    .enumerate()
-                    .for_each(|(i, (y, m))| k::max_plane(&g, &x[i * ip..(i + 1) * ip], y, m));
+                let n = self.group();
+                y.par_chunks_mut(n * op)
+                    .zip(self.mask.par_chunks_mut(n * op))
+                    .zip(x.par_chunks(n * ip))
+                    .for_each(|((y, m), x)| k::max_planes(&g, x, y, m));
                 if let Some(t) = rest.first_mut() {
                     for (d, &m) in t.data.iter_mut().zip(&self.mask) {
                         *d = m as f32;
@@ -360,9 +369,10 @@ impl Layer for Pooling {
                 }
             }
             PoolMethod::Ave => {
-                y.par_chunks_mut(op)
-                    .enumerate()
-                    .for_each(|(i, y)| k::ave_plane(&g, &x[i * ip..(i + 1) * ip], y));
+                let n = self.group();
+                y.par_chunks_mut(n * op)
+                    .zip(x.par_chunks(n * ip))
+                    .for_each(|(y, x)| k::ave_planes(&g, x, y));
             }
             PoolMethod::Stochastic if self.train => {
                 let n = self.planes * op;
@@ -434,17 +444,10 @@ impl Layer for Pooling {
                 });
             });
         } else if self.method == PoolMethod::Ave {
-            dx.par_chunks_mut(ip).enumerate().for_each(|(i, dx)| {
-                let dy = &dy[i * op..(i + 1) * op];
-                g.windows(|oy, ox, [y0, y1, x0, x1]| {
-                    let v = dy[oy * g.ow + ox] / (g.rows(oy).2 * g.cols(ox).2) as f32;
-                    for iy in y0..y1 {
-                        dx[iy * g.w + x0..iy * g.w + x1]
-                            .iter_mut()
-                            .for_each(|d| *d += v);
-                    }
-                });
-            });
+            let n = self.group();
+            dx.par_chunks_mut(n * ip)
+                .zip(dy.par_chunks(n * op))
+                .for_each(|(dx, dy)| k::ave_back_planes(&g, dy, dx));
         } else {
             // STOCHASTIC at TEST: y = S2 / S, dy/dx_i = (2 x_i - y) / S.
             dx.par_chunks_mut(ip).enumerate().for_each(|(i, dx)| {
