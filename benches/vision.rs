@@ -4,11 +4,12 @@
 //! Time is the process's CPU time (all threads), not wall time, so the figures hold on a
 //! shared, busy machine; the throughput column is GFLOP/s of CPU time (the layer's nominal
 //! FLOPs: a direct convolution's multiply-adds, whatever algorithm runs). Run with
-//! `RAYON_NUM_THREADS=1` for per-core figures free of the threads' waits. Every Winograd
-//! convolution is also timed with Winograd off (`.../forward_im2col`).
+//! `RAYON_NUM_THREADS=1` for per-core figures free of the threads' waits. Every convolution
+//! is also timed on the im2col + GEMM path, Winograd and the direct convolution off
+//! (`.../forward_im2col`, `.../backward_im2col`): the before and after of those kernels.
 
 use crema::math::im2col::{im2col_batch, ConvGeom};
-use crema::math::winograd;
+use crema::math::{conv_gemm, winograd};
 use crema::testing::Harness;
 use crema::Blob;
 use criterion::measurement::{Measurement, ValueFormatter};
@@ -93,14 +94,15 @@ fn layer(yaml: &str, shape: &[usize]) -> Harness {
 
 type C = Criterion<CpuTime>;
 
-/// Forward (and backward unless `forward_only`) of one layer; convolutions that run by
-/// Winograd are timed a second time with it off.
+/// Forward (and backward unless `forward_only`) of one layer; with `im2col` (convolutions)
+/// timed a second time on the im2col + GEMM path, Winograd and the direct convolution off:
+/// the before and after of those kernels.
 fn bench_layer(
     c: &mut C,
     name: &str,
     yaml: &str,
     shape: &[usize],
-    [forward_only, wino]: [bool; 2],
+    [forward_only, im2col]: [bool; 2],
 ) {
     let mut h = layer(yaml, shape);
     let flops = {
@@ -109,25 +111,31 @@ fn bench_layer(
     };
     let mut g = c.benchmark_group(name);
     let elements = |f: f64| Throughput::Elements(f as u64);
-    if let Some(f) = flops {
-        g.throughput(elements(f));
-    }
-    g.bench_function("forward", |b| b.iter(|| h.forward().expect("forward")));
-    if wino {
-        winograd::set_enabled(false);
-        g.bench_function("forward_im2col", |b| {
+    let paths: &[(&str, bool)] = if im2col {
+        &[("", true), ("_im2col", false)]
+    } else {
+        &[("", true)]
+    };
+    for &(suffix, fast) in paths {
+        winograd::set_enabled(fast);
+        conv_gemm::set_enabled(fast);
+        if let Some(f) = flops {
+            g.throughput(elements(f));
+        }
+        g.bench_function(format!("forward{suffix}"), |b| {
             b.iter(|| h.forward().expect("forward"))
         });
-        winograd::set_enabled(true);
-    }
-    if !forward_only {
-        if let Some(f) = flops {
-            g.throughput(elements(2.0 * f));
+        if !forward_only {
+            if let Some(f) = flops {
+                g.throughput(elements(2.0 * f));
+            }
+            g.bench_function(format!("backward{suffix}"), |b| {
+                b.iter(|| h.backward(&[true]).expect("backward"))
+            });
         }
-        g.bench_function("backward", |b| {
-            b.iter(|| h.backward(&[true]).expect("backward"))
-        });
     }
+    winograd::set_enabled(true);
+    conv_gemm::set_enabled(true);
     g.finish();
 }
 
@@ -171,17 +179,18 @@ fn benches(c: &mut C) {
         b.iter(|| im2col_batch(&x, &geom, 100, black_box(&mut col)))
     });
     g.finish();
-    // (name, layer, bottom shape, [forward only, runs by Winograd])
+    // (name, layer, bottom shape, [forward only, also on the im2col path])
     let layers: &[(&str, String, &[usize], [bool; 2])] = &[
-        ("conv/lenet_conv1_b64", conv(20, 5, 0, 1, 1), &[64, 1, 28, 28], [false, false]),
-        ("conv/lenet_conv2_b64", conv(50, 5, 0, 1, 1), &[64, 20, 12, 12], [false; 2]),
-        ("conv/cifar_conv2_b100", conv(32, 5, 2, 1, 1), &[100, 32, 16, 16], [false; 2]),
-        ("conv/cifar_conv3_b100", conv(64, 5, 2, 1, 1), &[100, 32, 8, 8], [false; 2]),
-        ("conv/alexnet_conv1_b10", conv(96, 11, 0, 4, 1), &[10, 3, 227, 227], [false, false]),
-        ("conv/alexnet_conv2_b10", conv(256, 5, 2, 1, 2), &[10, 96, 27, 27], [false; 2]),
-        ("conv/alexnet_conv3_b10", conv(384, 3, 1, 1, 1), &[10, 256, 13, 13], [true, true]),
-        ("conv/alexnet_conv4_b10", conv(384, 3, 1, 1, 2), &[10, 384, 13, 13], [true, true]),
-        ("conv/alexnet_conv5_b10", conv(256, 3, 1, 1, 2), &[10, 384, 13, 13], [true, true]),
+        ("conv/lenet_conv1_b64", conv(20, 5, 0, 1, 1), &[64, 1, 28, 28], [false, true]),
+        ("conv/lenet_conv2_b64", conv(50, 5, 0, 1, 1), &[64, 20, 12, 12], [false, true]),
+        ("conv/cifar_conv1_b100", conv(32, 5, 2, 1, 1), &[100, 3, 32, 32], [false, true]),
+        ("conv/cifar_conv2_b100", conv(32, 5, 2, 1, 1), &[100, 32, 16, 16], [false, true]),
+        ("conv/cifar_conv3_b100", conv(64, 5, 2, 1, 1), &[100, 32, 8, 8], [false, true]),
+        ("conv/alexnet_conv1_b10", conv(96, 11, 0, 4, 1), &[10, 3, 227, 227], [true; 2]),
+        ("conv/alexnet_conv2_b10", conv(256, 5, 2, 1, 2), &[10, 96, 27, 27], [true; 2]),
+        ("conv/alexnet_conv3_b10", conv(384, 3, 1, 1, 1), &[10, 256, 13, 13], [true; 2]),
+        ("conv/alexnet_conv4_b10", conv(384, 3, 1, 1, 2), &[10, 384, 13, 13], [true; 2]),
+        ("conv/alexnet_conv5_b10", conv(256, 3, 1, 1, 2), &[10, 384, 13, 13], [true; 2]),
         (
             "pool/cifar_pool1_max_b100",
             "type: Pooling\npooling_param: { pool: MAX, kernel_size: 3, stride: 2 }".into(),

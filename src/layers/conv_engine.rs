@@ -136,6 +136,11 @@ impl ConvEngine {
         })
     }
 
+    /// The flipped sweep for the data gradient, where it exists and pays.
+    fn flipped(&self) -> Option<ConvGeom> {
+        conv_gemm::flipped_sweep(&self.geom).filter(|_| conv_gemm::flipped_pays(&self.geom))
+    }
+
     /// [`Self::drive`] with a given plan; without `scratch` the chunks get empty buffers.
     fn drive_plan<F>(
         &self,
@@ -354,9 +359,13 @@ impl ConvEngine {
         dw: Option<&mut [f32]>,
         ddata: Option<&mut [f32]>,
     ) {
-        let flip = conv_gemm::flipped_sweep(&self.geom);
+        let flip = self.flipped();
         let need = ddata.is_some();
-        if let Some(plan) = self.direct_plan().filter(|_| !need || flip.is_some()) {
+        let weights = dw.is_none() || conv_gemm::weights_pay(self.co / self.group);
+        if let Some(plan) = self
+            .direct_plan()
+            .filter(|_| (!need || flip.is_some()) && weights)
+        {
             let (g, dl, ol) = (&self.geom, self.data_len(), self.out_len());
             return self.with_flipped(w, need, |wt| {
                 self.drive_plan(plan, false, dl, ddata, dw, |c, dd, dw| {
@@ -387,8 +396,7 @@ impl ConvEngine {
     /// Deconvolution forward: `data = col2im(W^T out)` (the bias is added by the layer).
     pub fn deconv_forward(&self, out: &[f32], w: &[f32], data: &mut [f32]) {
         data.fill(0.0);
-        let flip = conv_gemm::flipped_sweep(&self.geom);
-        if let (Some(plan), Some(gt)) = (self.direct_plan(), &flip) {
+        if let (Some(plan), Some(gt)) = (self.direct_plan(), &self.flipped()) {
             let (dl, ol) = (self.data_len(), self.out_len());
             return self.with_flipped(w, true, |wt| {
                 self.drive_plan(plan, false, dl, Some(data), None, |c, dd, _| {
@@ -493,6 +501,8 @@ mod tests {
                 6,
             ),
             ("{ num_output: 6, kernel_size: 1 }", 3, 5, 4),
+            // Wide enough for the direct weight gradient, padded for the flipped sweep.
+            ("{ num_output: 16, kernel_size: 3, pad: 1 }", 3, 5, 6),
             (
                 "{ num_output: 7, kernel_size: 5, pad: 2, group: 1 }",
                 3,

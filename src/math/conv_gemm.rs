@@ -258,7 +258,7 @@ impl Offsets {
         self.off.clear();
         self.off.extend(off);
         self.max = self.off.iter().copied().max().unwrap_or(0);
-        self.half = half.max(8);
+        self.half = half;
     }
 }
 
@@ -401,7 +401,7 @@ fn tile(rows: usize, k: usize, a: A, b: B, acc: &mut [f32; MR * NR]) {
     match b {
         B::Panel(b) => assert!(b.len() >= k * NR),
         B::Offsets(b, o) => {
-            assert!(o.off.len() >= k && o.half >= 8 && b.len() >= o.max + o.half + 8)
+            assert!(o.off.len() >= k && b.len() >= o.max + o.half + 8)
         }
     }
     macro_rules! go {
@@ -785,6 +785,21 @@ pub fn few_rows_times_wt(m: usize, n: usize, k: usize, x: &[f32], w: &[f32], y: 
     })
 }
 
+/// Whether [`backward_data`] beats `col2im` for this geometry: the flipped sweep computes
+/// every input position against the whole kernel, so where the padding is below the
+/// kernel's reach (LeNet's pad 0: 12x12 inputs from 8x8 outputs) it multiplies by the zeros
+/// around `dy`, `h*w / (out_h*out_w)` times the useful work. Up to an eighth more pays.
+pub fn flipped_pays(g: &ConvGeom) -> bool {
+    g.height * g.width * 8 <= g.out_h() * g.out_w() * 9
+}
+
+/// Whether [`backward_weights`] beats the GEMM for `cg` output channels a group: its panels
+/// are [`NR`] channels wide, so at least three quarters of them should be in use (LeNet's
+/// conv1, 20 channels in two panels of 16, is better on the GEMM).
+pub fn weights_pay(cg: usize) -> bool {
+    cg * 4 >= cg.next_multiple_of(NR) * 3
+}
+
 /// The geometry and flipped weights that turn `col2im(W^T dy)` into a forward convolution of
 /// `dy`, or `None` when that identity does not hold (stride above 1, or padding beyond the
 /// dilated kernel).
@@ -943,7 +958,7 @@ mod tests {
     use super::*;
     use crate::math::im2col::{col2im_add, im2col};
 
-    fn geom(
+    pub(super) fn geom(
         c: usize,
         [h, w]: [usize; 2],
         k: [usize; 2],
@@ -1047,6 +1062,10 @@ mod tests {
             (4, [9, 27], [3, 3], [1, 1], [1, 1], [1, 1], 8, 2, 2),
             (6, [8, 8], [5, 5], [1, 1], [2, 2], [1, 1], 7, 1, 3),
             (3, [9, 7], [3, 3], [1, 1], [1, 1], [1, 1], 5, 1, 2),
+            (32, [6, 5], [3, 3], [1, 1], [2, 2], [1, 1], 32, 2, 2),
+            // Rows of 6 with no padding: the second row starts 6 values on (overlapping).
+            (4, [6, 6], [1, 1], [1, 1], [0, 0], [1, 1], 4, 4, 2),
+            (2, [7, 8], [2, 3], [1, 1], [0, 0], [1, 1], 9, 1, 3),
             (4, [12, 12], [5, 5], [1, 1], [0, 0], [1, 1], 10, 2, 2),
             (2, [5, 14], [3, 2], [1, 1], [0, 1], [2, 1], 7, 1, 3),
             (4, [6, 19], [5, 3], [1, 1], [2, 1], [1, 2], 20, 2, 2),
@@ -1195,6 +1214,49 @@ mod tests {
 #[cfg(test)]
 mod speed {
     use super::*;
+    use crate::math::conv_gemm::tests::geom;
+
+    /// LeNet's and CIFAR10-quick's convolutions on one thread, a batch part of 10: forward,
+    /// dW and dx (run with `--ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn layer_parts() {
+        let shapes = [
+            ("lenet conv1", 1, 28, 20, 0),
+            ("lenet conv2", 20, 12, 50, 0),
+            ("cifar conv1", 3, 32, 32, 2),
+            ("cifar conv2", 32, 16, 32, 2),
+            ("cifar conv3", 32, 8, 64, 2),
+        ];
+        for (name, c, hw, co, pad) in shapes {
+            let g = geom(c, [hw, hw], [5, 5], [1, 1], [pad, pad], [1, 1]);
+            let (nb, p) = (10, g.col_cols());
+            let x: Vec<f32> = (0..nb * c * hw * hw)
+                .map(|i| (i as f32 * 0.3).sin())
+                .collect();
+            let w: Vec<f32> = (0..co * c * 25).map(|i| (i as f32 * 0.7).cos()).collect();
+            let mut y = vec![0.0; nb * co * p];
+            let mut dw = vec![0.0; w.len()];
+            let mut dx = vec![0.0; x.len()];
+            let mut wt = vec![0.0; w.len()];
+            flip_weights(&g, &w, co, 1, &mut wt);
+            let gt = flipped_sweep(&g).unwrap();
+            let flops = (2 * nb * co * p * c * 25) as f64;
+            let time = |f: &mut dyn FnMut()| {
+                f();
+                let t = std::time::Instant::now();
+                for _ in 0..20 {
+                    f();
+                }
+                let s = t.elapsed().as_secs_f64() / 20.0;
+                format!("{:.3} ms {:.0} GFLOP/s", s * 1e3, flops / s / 1e9)
+            };
+            let f = time(&mut || forward(&g, &x, nb, &w, co, 1, None, false, &mut y));
+            let bw = time(&mut || backward_weights(&g, &x, nb, &y, co, 1, &mut dw));
+            let bd = time(&mut || backward_data(&g, &gt, &y, nb, &wt, co, 1, &mut dx));
+            eprintln!("{name}: forward {f}, dW {bw}, dx {bd}");
+        }
+    }
     #[test]
     #[ignore]
     fn tile_speed() {
