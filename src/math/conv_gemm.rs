@@ -385,11 +385,104 @@ mod raw {
             }
         }
     }
+    #[cfg(target_arch = "x86_64")]
+    pub mod avx512 {
+        use super::{ReadA, ReadB, MR, NR};
+        use std::arch::x86_64::*;
+
+        /// The register tile for `R` rows, one 16-wide accumulator a row: the same work as
+        /// [`super::avx2::tile`] in half the instructions (one load of B a step, the
+        /// broadcast folded into the multiply-add), which is what holds the 8-wide tile
+        /// back where the cores have AVX-512.
+        ///
+        /// # Safety
+        /// AVX-512F and AVX-512DQ; in bounds as checked by `tile`.
+        #[target_feature(enable = "avx512f,avx512dq")]
+        pub unsafe fn tile<const R: usize, A: ReadA, B: ReadB>(
+            k: usize,
+            a: A,
+            b: B,
+            acc: &mut [f32; MR * NR],
+        ) {
+            let mut c = [_mm512_setzero_ps(); R];
+            let half = b.half();
+            // SAFETY (both loops): forwarded.
+            if half == 8 {
+                for p in 0..k {
+                    unsafe {
+                        let bv = _mm512_loadu_ps(b.at(p));
+                        for (r, c) in c.iter_mut().enumerate() {
+                            *c = _mm512_fmadd_ps(_mm512_set1_ps(*a.at(r, p)), bv, *c);
+                        }
+                    }
+                }
+            } else {
+                for p in 0..k {
+                    unsafe {
+                        let bp = b.at(p);
+                        let lo = _mm512_castps256_ps512(_mm256_loadu_ps(bp));
+                        let bv = _mm512_insertf32x8::<1>(lo, _mm256_loadu_ps(bp.add(half)));
+                        for (r, c) in c.iter_mut().enumerate() {
+                            *c = _mm512_fmadd_ps(_mm512_set1_ps(*a.at(r, p)), bv, *c);
+                        }
+                    }
+                }
+            }
+            for (r, c) in c.iter().enumerate() {
+                // SAFETY: acc holds MR*NR values, r < R <= MR.
+                unsafe { _mm512_storeu_ps(acc.as_mut_ptr().add(r * NR), *c) };
+            }
+        }
+    }
+}
+
+/// Which register tile runs: the widest the CPU has, or (in tests) a given one.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kernel {
+    Avx512,
+    Avx2,
+    Plain,
+}
+
+impl Kernel {
+    /// The widest kernel this CPU runs (detected once).
+    fn best() -> Kernel {
+        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| Kernel::available()[0])
+    }
+
+    /// Every kernel this CPU runs, widest first.
+    fn available() -> Vec<Kernel> {
+        let all = [Kernel::Avx512, Kernel::Avx2, Kernel::Plain];
+        all.into_iter().filter(|k| k.runs()).collect()
+    }
+
+    /// Whether this CPU has the kernel's instructions.
+    fn runs(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            match self {
+                Kernel::Avx512 => has!("avx512f") && has!("avx512dq"),
+                Kernel::Avx2 => has!("avx2") && has!("fma"),
+                Kernel::Plain => true,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Kernel::Plain
+        }
+    }
 }
 
 /// `acc[r*NR + j] = sum_p A(r, p) * B(p)[j]` for `r < rows`, `p < k`.
 fn tile(rows: usize, k: usize, a: A, b: B, acc: &mut [f32; MR * NR]) {
-    assert!((1..=MR).contains(&rows));
+    tile_on(Kernel::best(), rows, k, a, b, acc)
+}
+
+/// [`tile`] on a given kernel (one that this CPU runs).
+fn tile_on(kernel: Kernel, rows: usize, k: usize, a: A, b: B, acc: &mut [f32; MR * NR]) {
+    assert!((1..=MR).contains(&rows) && kernel.runs());
     if k == 0 {
         acc.fill(0.0);
         return;
@@ -407,25 +500,29 @@ fn tile(rows: usize, k: usize, a: A, b: B, acc: &mut [f32; MR * NR]) {
     macro_rules! go {
         ($ra:expr, $rb:expr) => {{
             let (ra, rb) = ($ra, $rb);
-            #[cfg(target_arch = "x86_64")]
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                use raw::avx2::tile as t;
-                // SAFETY: AVX2 and FMA are present (checked just above); every read is in
-                // bounds (asserted above).
-                unsafe {
+            macro_rules! rows {
+                ($m:ident) => {
                     match rows {
-                        6 => t::<6, _, _>(k, ra, rb, acc),
-                        5 => t::<5, _, _>(k, ra, rb, acc),
-                        4 => t::<4, _, _>(k, ra, rb, acc),
-                        3 => t::<3, _, _>(k, ra, rb, acc),
-                        2 => t::<2, _, _>(k, ra, rb, acc),
-                        _ => t::<1, _, _>(k, ra, rb, acc),
+                        6 => raw::$m::tile::<6, _, _>(k, ra, rb, acc),
+                        5 => raw::$m::tile::<5, _, _>(k, ra, rb, acc),
+                        4 => raw::$m::tile::<4, _, _>(k, ra, rb, acc),
+                        3 => raw::$m::tile::<3, _, _>(k, ra, rb, acc),
+                        2 => raw::$m::tile::<2, _, _>(k, ra, rb, acc),
+                        _ => raw::$m::tile::<1, _, _>(k, ra, rb, acc),
                     }
-                }
-                return;
+                };
             }
-            // SAFETY: every read is in bounds (asserted above).
-            unsafe { raw::tile(rows, k, ra, rb, acc) }
+            match kernel {
+                // SAFETY: the kernel's features are present (`kernel.runs()`, asserted above);
+                // every read is in bounds (asserted above).
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx512 => unsafe { rows!(avx512) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx2 => unsafe { rows!(avx2) },
+                // SAFETY: every read is in bounds (asserted above).
+                _ => unsafe { raw::tile(rows, k, ra, rb, acc) },
+            }
         }};
     }
     match (a, b) {
@@ -1134,7 +1231,8 @@ mod tests {
         }
     }
 
-    /// Every operand layout through the dispatched kernel and the plain loops, against f64.
+    /// Every operand layout through every kernel this CPU runs, against f64; offsets with the
+    /// second 8 columns right after the first, overlapping them, and further on.
     #[test]
     fn tile_kernels_agree_for_every_layout() {
         let k = 37;
@@ -1143,67 +1241,39 @@ mod tests {
         let mut ap = vec![0.0; MR * k];
         pack_rows(&a, MR, k, lda, &mut ap);
         let b: Vec<f32> = (0..k * NR).map(|i| (i as f32 * 0.7).cos()).collect();
-        // The same panel read through offsets, scattered over a larger image.
-        let mut img = vec![f32::NAN; 2 * k * NR + NR];
-        let mut offs = Offsets::default();
-        offs.set((0..k).map(|p| (k - 1 - p) * 2 * NR + p % 3), 8);
-        for p in 0..k {
-            img[offs.off[p]..offs.off[p] + NR].copy_from_slice(&b[p * NR..(p + 1) * NR]);
-        }
-        for rows in 1..=MR {
-            let want = |r: usize, j: usize| -> f64 {
-                (0..k)
-                    .map(|p| a[r * lda + p] as f64 * b[p * NR + j] as f64)
-                    .sum()
-            };
-            let ops = [
-                (A::Rows { a: &a, lda }, B::Panel(&b)),
-                (A::Packed(&ap), B::Panel(&b)),
-                (A::Packed(&ap), B::Offsets(&img, &offs)),
-                (A::Rows { a: &a, lda }, B::Offsets(&img, &offs)),
-            ];
-            for (oa, ob) in ops {
-                let mut x = [0.0; MR * NR];
-                tile(rows, k, oa, ob, &mut x);
-                let mut y = [0.0; MR * NR];
-                // SAFETY: the same bounds `tile` checks.
-                unsafe {
-                    match (oa, ob) {
-                        (A::Rows { a, lda }, B::Panel(b)) => raw::tile(
-                            rows,
-                            k,
-                            raw::Rows(a.as_ptr(), lda),
-                            raw::Panel(b.as_ptr()),
-                            &mut y,
-                        ),
-                        (A::Packed(a), B::Panel(b)) => raw::tile(
-                            rows,
-                            k,
-                            raw::Packed(a.as_ptr()),
-                            raw::Panel(b.as_ptr()),
-                            &mut y,
-                        ),
-                        (A::Packed(a), B::Offsets(b, o)) => raw::tile(
-                            rows,
-                            k,
-                            raw::Packed(a.as_ptr()),
-                            raw::Offsets(b.as_ptr(), o.off.as_ptr(), o.half),
-                            &mut y,
-                        ),
-                        (A::Rows { a, lda }, B::Offsets(b, o)) => raw::tile(
-                            rows,
-                            k,
-                            raw::Rows(a.as_ptr(), lda),
-                            raw::Offsets(b.as_ptr(), o.off.as_ptr(), o.half),
-                            &mut y,
-                        ),
-                    }
-                }
-                for r in 0..rows {
-                    for j in 0..NR {
-                        let w = want(r, j);
-                        assert!((x[r * NR + j] as f64 - w).abs() < 1e-4, "{rows} {r} {j}");
-                        assert!((y[r * NR + j] as f64 - w).abs() < 1e-4, "{rows} {r} {j}");
+        // An image read through offsets: step p's columns at off[p]..+8 and off[p]+half..+8.
+        let img: Vec<f32> = (0..3 * k * NR).map(|i| (i as f32 * 0.13).sin()).collect();
+        let kernels = Kernel::available();
+        assert!(kernels.contains(&Kernel::Plain));
+        for half in [8, 5, 11] {
+            let mut offs = Offsets::default();
+            offs.set((0..k).map(|p| (k - 1 - p) * 2 * NR + p % 3), half);
+            let at_img =
+                |p: usize, j: usize| img[offs.off[p] + if j < 8 { j } else { half + j - 8 }] as f64;
+            for rows in 1..=MR {
+                let ops = [
+                    (A::Rows { a: &a, lda }, B::Panel(&b)),
+                    (A::Packed(&ap), B::Panel(&b)),
+                    (A::Packed(&ap), B::Offsets(&img, &offs)),
+                    (A::Rows { a: &a, lda }, B::Offsets(&img, &offs)),
+                ];
+                for (oa, ob) in ops {
+                    let want = |r: usize, j: usize| -> f64 {
+                        let bv = |p: usize| match ob {
+                            B::Panel(_) => b[p * NR + j] as f64,
+                            B::Offsets(..) => at_img(p, j),
+                        };
+                        (0..k).map(|p| a[r * lda + p] as f64 * bv(p)).sum()
+                    };
+                    for &kernel in &kernels {
+                        let mut x = [f32::NAN; MR * NR];
+                        tile_on(kernel, rows, k, oa, ob, &mut x);
+                        for r in 0..rows {
+                            for j in 0..NR {
+                                let (got, w) = (x[r * NR + j] as f64, want(r, j));
+                                assert!((got - w).abs() < 1e-4, "{kernel:?} {half} {rows} {r} {j}");
+                            }
+                        }
                     }
                 }
             }
@@ -1262,22 +1332,32 @@ mod speed {
     fn tile_speed() {
         let k = 200;
         let a: Vec<f32> = (0..32 * 800).map(|i| (i as f32 * 0.3).sin()).collect();
+        let mut ap = vec![0.0; MR * k];
+        pack_rows(&a, MR, k, 800, &mut ap);
         let b: Vec<f32> = (0..k * NR).map(|i| (i as f32 * 0.7).cos()).collect();
         let mut acc = [0.0; MR * NR];
-        let t = std::time::Instant::now();
-        let reps = 200000;
-        for i in 0..reps {
-            let a = A::Rows {
-                a: &a[(i % 5) * 6 * 800..],
-                lda: 800,
-            };
-            tile(6, k, a, B::Panel(&b), &mut acc);
+        for kernel in Kernel::available() {
+            for packed in [false, true] {
+                let t = std::time::Instant::now();
+                let reps = 200000;
+                for i in 0..reps {
+                    let a = if packed {
+                        A::Packed(&ap)
+                    } else {
+                        A::Rows {
+                            a: &a[(i % 5) * 6 * 800..],
+                            lda: 800,
+                        }
+                    };
+                    tile_on(kernel, 6, k, a, B::Panel(&b), &mut acc);
+                }
+                let s = t.elapsed().as_secs_f64();
+                let gf = (reps * 6 * 16 * k * 2) as f64 / s / 1e9;
+                eprintln!(
+                    "tile {kernel:?} packed {packed}: {gf:.1} GFLOP/s {}",
+                    acc[3]
+                );
+            }
         }
-        let s = t.elapsed().as_secs_f64();
-        eprintln!(
-            "tile: {:.1} GFLOP/s {}",
-            (reps * 6 * 16 * k * 2) as f64 / s / 1e9,
-            acc[3]
-        );
     }
 }
