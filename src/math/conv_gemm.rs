@@ -215,10 +215,13 @@ fn fill(
         let at = (r.n * g.channels + c) * plane + y * px.wp + r.ox * sw + kx * g.dilation_w;
         if sw == 1 {
             copy_run(&px.v[at..], &mut dst[o..], r.len);
-        } else {
-            for (t, d) in dst[o..o + r.len].iter_mut().enumerate() {
-                *d = px.v[at + t * sw];
-            }
+        } else if r.len > 0 {
+            // One bounds check for the run, then a strided walk.
+            let src = px.v[at..at + (r.len - 1) * sw + 1].iter().step_by(sw);
+            dst[o..o + r.len]
+                .iter_mut()
+                .zip(src)
+                .for_each(|(d, s)| *d = *s);
         }
         o += r.len;
     }

@@ -398,8 +398,13 @@ unsafe fn output_unit_body(
             let tile = img * t.tiles() + ty * t.tw + tx;
             let mut d = [[[0.0; L]; N]; N];
             for (xi, v) in d.iter_mut().flatten().enumerate() {
-                let src = &mm[((xi * t.groups + grp) * t.nt + tile) * t.kg + kb * L..][..lanes];
-                v[..lanes].copy_from_slice(src);
+                let src = &mm[((xi * t.groups + grp) * t.nt + tile) * t.kg + kb * L..];
+                if lanes == L {
+                    // A fixed-length copy: vector moves, not a call into memmove.
+                    v.copy_from_slice(&src[..L]);
+                } else {
+                    v[..lanes].copy_from_slice(&src[..lanes]);
+                }
             }
             let mut s = [[[0.0; L]; N]; M];
             for j in 0..N {
