@@ -41,9 +41,11 @@ pub fn set_enabled(on: bool) {
 }
 
 /// Rows of C per register tile.
-const MR: usize = 6;
+pub(crate) const MR: usize = 6;
 /// Columns of C per register tile (two AVX vectors).
-const NR: usize = 16;
+pub(crate) const NR: usize = 16;
+/// Values in one register tile's accumulator.
+pub(crate) const TILE: usize = MR * NR;
 /// Reduction length per packed panel (a `KC x NR` panel is 16 KiB).
 const KC: usize = 256;
 /// Columns packed per block of the forward product (`NC / NR` panels, `KC x NC` in L2).
@@ -481,6 +483,19 @@ impl Kernel {
 /// `acc[r*NR + j] = sum_p A(r, p) * B(p)[j]` for `r < rows`, `p < k`.
 fn tile(rows: usize, k: usize, a: A, b: B, acc: &mut [f32; MR * NR]) {
     tile_on(Kernel::best(), rows, k, a, b, acc)
+}
+
+/// `acc[r*NR + j] = sum_p a[r*lda + p] * panel[p*NR + j]` for `r < rows <= MR`, `p < k`: the
+/// register tile for other products over `NR`-wide panels (the recurrent layers' packed GEMM).
+pub(crate) fn rows_times_panel(
+    rows: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    panel: &[f32],
+    acc: &mut [f32; TILE],
+) {
+    tile(rows, k, A::Rows { a, lda }, B::Panel(panel), acc)
 }
 
 /// [`tile`] on a given kernel (one that this CPU runs).

@@ -1,15 +1,12 @@
 //! GEMM against a right-hand matrix packed once and used many times: the recurrent layers
 //! multiply every time step's states by the same weight, and BLAS would re-pack that weight on
 //! every call. [`PackedB`] holds `op(B)` (`k x n`) as column panels of [`NR`] values, row after
-//! row, so the kernel streams it with aligned 8-wide loads; the left matrix is read in place.
-//!
-//! The kernel keeps a 6 x 16 block of C in AVX2 registers (Haswell-style, FMA) when the CPU has
-//! AVX2 and FMA, and falls back to plain loops over the same layout otherwise.
+//! row, 64-byte aligned; the left matrix is read in place. The register tile is the direct
+//! convolution's ([`conv_gemm::rows_times_panel`]: AVX-512, AVX2 + FMA or plain loops, as the
+//! CPU allows).
 
-/// Columns per packed panel.
-pub const NR: usize = 16;
-/// Rows of C per kernel call.
-const MR: usize = 6;
+use super::conv_gemm::{self, MR, NR, TILE};
+
 /// Values per 64-byte cache line.
 const LINE: usize = 16;
 
@@ -89,133 +86,19 @@ impl PackedB {
             ldc >= n && c.len() >= (m - 1) * ldc + n,
             "packed gemm: C too short"
         );
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above); sizes asserted above.
-            unsafe { avx2::gemm(self, m, a, lda, add, c, ldc) };
-            return;
-        }
-        self.gemm_portable(m, a, lda, add, c, ldc);
-    }
-
-    /// [`Self::gemm`] as plain loops (any CPU).
-    fn gemm_portable(&self, m: usize, a: &[f32], lda: usize, add: bool, c: &mut [f32], ldc: usize) {
-        let k = self.k;
-        for jp in 0..self.n.div_ceil(NR) {
-            let (j0, panel) = (jp * NR, self.panel(jp));
-            let cols = NR.min(self.n - j0);
-            for i in 0..m {
-                let mut acc = [0.0f32; NR];
-                let arow = &a[i * lda..i * lda + k];
-                for (&av, brow) in arow.iter().zip(panel.chunks_exact(NR)) {
-                    acc.iter_mut().zip(brow).for_each(|(s, &b)| *s += av * b);
-                }
-                let crow = &mut c[i * ldc + j0..i * ldc + j0 + cols];
-                for (cv, s) in crow.iter_mut().zip(acc) {
-                    *cv = if add { *cv + s } else { s };
-                }
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::{PackedB, MR, NR};
-    use std::arch::x86_64::*;
-
-    /// See [`PackedB::gemm`].
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA; the sizes must have been checked by the caller.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn gemm(
-        pb: &PackedB,
-        m: usize,
-        a: &[f32],
-        lda: usize,
-        add: bool,
-        c: &mut [f32],
-        ldc: usize,
-    ) {
-        let n = pb.n;
+        let mut acc = [0.0f32; TILE];
         for jp in 0..n.div_ceil(NR) {
-            let j0 = jp * NR;
+            let (j0, panel) = (jp * NR, self.panel(jp));
             let cols = NR.min(n - j0);
-            let panel = pb.panel(jp).as_ptr();
-            let mut i = 0;
-            while i < m {
+            for i in (0..m).step_by(MR) {
                 let rows = MR.min(m - i);
-                let (ap, cp) = (a.as_ptr().add(i * lda), c.as_mut_ptr().add(i * ldc + j0));
-                let t = Tile {
-                    k: pb.k,
-                    ap,
-                    lda,
-                    bp: panel,
-                    cp,
-                    ldc,
-                    cols,
-                    add,
-                };
-                match rows {
-                    6 => t.run::<6>(),
-                    5 => t.run::<5>(),
-                    4 => t.run::<4>(),
-                    3 => t.run::<3>(),
-                    2 => t.run::<2>(),
-                    _ => t.run::<1>(),
-                }
-                i += rows;
-            }
-        }
-    }
-
-    /// One R x NR block of C.
-    struct Tile {
-        k: usize,
-        ap: *const f32,
-        lda: usize,
-        bp: *const f32,
-        cp: *mut f32,
-        ldc: usize,
-        cols: usize,
-        add: bool,
-    }
-
-    impl Tile {
-        /// # Safety
-        /// AVX2 and FMA; `ap` addresses R rows of `k` values (stride `lda`), `bp` a `k x NR`
-        /// panel, `cp` R rows of `cols` values (stride `ldc`).
-        #[target_feature(enable = "avx2,fma")]
-        #[inline]
-        unsafe fn run<const R: usize>(&self) {
-            let mut acc = [[_mm256_setzero_ps(); 2]; R];
-            for p in 0..self.k {
-                let b0 = _mm256_load_ps(self.bp.add(p * NR));
-                let b1 = _mm256_load_ps(self.bp.add(p * NR + 8));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let av = _mm256_broadcast_ss(&*self.ap.add(r * self.lda + p));
-                    acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
-                    acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
-                }
-            }
-            for (r, acc) in acc.iter().enumerate() {
-                let cr = self.cp.add(r * self.ldc);
-                if self.cols == NR {
-                    let (mut c0, mut c1) = (acc[0], acc[1]);
-                    if self.add {
-                        c0 = _mm256_add_ps(c0, _mm256_loadu_ps(cr));
-                        c1 = _mm256_add_ps(c1, _mm256_loadu_ps(cr.add(8)));
-                    }
-                    _mm256_storeu_ps(cr, c0);
-                    _mm256_storeu_ps(cr.add(8), c1);
-                } else {
-                    let mut tmp = [0.0f32; NR];
-                    _mm256_storeu_ps(tmp.as_mut_ptr(), acc[0]);
-                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), acc[1]);
-                    for (j, &v) in tmp.iter().enumerate().take(self.cols) {
-                        let d = cr.add(j);
-                        *d = if self.add { *d + v } else { v };
+                conv_gemm::rows_times_panel(rows, k, &a[i * lda..], lda, panel, &mut acc);
+                for (r, v) in acc.chunks_exact(NR).take(rows).enumerate() {
+                    let crow = &mut c[(i + r) * ldc + j0..][..cols];
+                    if add {
+                        crow.iter_mut().zip(v).for_each(|(c, v)| *c += v);
+                    } else {
+                        crow.copy_from_slice(&v[..cols]);
                     }
                 }
             }
@@ -267,9 +150,7 @@ mod tests {
                         assert!((got - w).abs() < 1e-4 * (1.0 + w.abs()), "{m}x{n}x{k} {tb}");
                     }
                 }
-                let mut d = vec![0.5f32; m * ldc];
                 pb.gemm(m, &a, lda, false, &mut c, ldc);
-                pb.gemm_portable(m, &a, lda, false, &mut d, ldc);
                 for i in 0..m * ldc {
                     let w = if i % ldc < n {
                         want[i / ldc * n + i % ldc]
@@ -277,7 +158,6 @@ mod tests {
                         0.5
                     };
                     assert!((c[i] as f64 - w).abs() < 1e-4 * (1.0 + w.abs()));
-                    assert!((d[i] as f64 - w).abs() < 1e-4 * (1.0 + w.abs()));
                 }
             }
         }
