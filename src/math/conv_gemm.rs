@@ -17,27 +17,18 @@
 use super::im2col::ConvGeom;
 use super::scratch::{with_buffer, Scratch};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, Ordering};
 
-/// 0: not yet read from the environment, 1: on, 2: off.
-static ENABLED: AtomicU8 = AtomicU8::new(0);
+static SWITCH: super::Switch = super::Switch::new("CREMA_NO_DIRECT_CONV");
 
 /// Whether 2-D convolutions may run here rather than by im2col + BLAS (off when
 /// `CREMA_NO_DIRECT_CONV=1`, or by [`set_enabled`]).
 pub fn enabled() -> bool {
-    match ENABLED.load(Ordering::Relaxed) {
-        0 => {
-            let off = std::env::var_os("CREMA_NO_DIRECT_CONV").is_some_and(|v| v == "1");
-            set_enabled(!off);
-            !off
-        }
-        v => v == 1,
-    }
+    SWITCH.on()
 }
 
 /// Turns these kernels on or off for the whole process (benchmarks compare the two routes).
 pub fn set_enabled(on: bool) {
-    ENABLED.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    SWITCH.set(on)
 }
 
 /// Rows of C per register tile.

@@ -30,6 +30,43 @@ fn single_threaded_blas() {
     ONCE.call_once(|| unsafe { openblas_set_num_threads(1) });
 }
 
+/// A process-wide on/off switch for an alternative kernel, on unless its environment
+/// variable is `1` (read on first use), and settable (benchmarks compare the two routes).
+pub struct Switch {
+    /// 0: not yet read from the environment, 1: on, 2: off.
+    state: std::sync::atomic::AtomicU8,
+    var: &'static str,
+}
+
+impl Switch {
+    /// A switch turned off by `var=1`.
+    pub const fn new(var: &'static str) -> Switch {
+        Switch {
+            state: std::sync::atomic::AtomicU8::new(0),
+            var,
+        }
+    }
+
+    /// Whether the kernel may run.
+    pub fn on(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        match self.state.load(Ordering::Relaxed) {
+            0 => {
+                let off = std::env::var_os(self.var).is_some_and(|v| v == "1");
+                self.set(!off);
+                !off
+            }
+            v => v == 1,
+        }
+    }
+
+    /// Turns the kernel on or off for the whole process.
+    pub fn set(&self, on: bool) {
+        let v = if on { 1 } else { 2 };
+        self.state.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// True on one of rayon's threads: the caller is already one parallel task among others, so
 /// the kernels below run on it alone instead of splitting again.
 pub fn nested() -> bool {

@@ -22,7 +22,6 @@ use super::scratch::{with_buffer, Scratch};
 use super::simd::multiversion;
 use rayon::prelude::*;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Channels handled together (one AVX vector).
 const L: usize = 8;
@@ -199,24 +198,16 @@ impl WinoConv {
     }
 }
 
-/// 0: not yet read from the environment, 1: on, 2: off.
-static ENABLED: AtomicU8 = AtomicU8::new(0);
+static SWITCH: super::Switch = super::Switch::new("CREMA_NO_WINOGRAD");
 
 /// Whether convolutions may run by Winograd (see [`WinoConv::applies`]).
 pub fn enabled() -> bool {
-    match ENABLED.load(Ordering::Relaxed) {
-        0 => {
-            let off = std::env::var_os("CREMA_NO_WINOGRAD").is_some_and(|v| v == "1");
-            set_enabled(!off);
-            !off
-        }
-        v => v == 1,
-    }
+    SWITCH.on()
 }
 
 /// Turns Winograd on or off for the whole process (benchmarks compare it with im2col + GEMM).
 pub fn set_enabled(on: bool) {
-    ENABLED.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    SWITCH.set(on)
 }
 
 /// The 6 x r filter transform `G` (its row `j` scaled by `1 / prod_{l != j}(a_j - a_l)` over
