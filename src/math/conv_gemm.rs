@@ -1144,6 +1144,36 @@ mod tests {
         [y, dw, dx]
     }
 
+    /// An image's outputs do not depend on the batch around it: the same bits for a batch of
+    /// 32 and for each half (data-parallel ranks must match one process with their union).
+    #[test]
+    fn outputs_are_the_same_bits_in_any_batch() {
+        let shapes = [
+            (1, 28, 20, 0),
+            (20, 12, 50, 0),
+            (32, 8, 64, 2),
+            (3, 9, 7, 1),
+        ];
+        for (c, hw, co, pad) in shapes {
+            let g = geom(c, [hw, hw], [5, 5], [1, 1], [pad, pad], [1, 1]);
+            let (nb, p) = (32, g.col_cols());
+            let x: Vec<f32> = (0..nb * c * hw * hw)
+                .map(|i| (i as f32 * 0.3).sin())
+                .collect();
+            let w: Vec<f32> = (0..co * c * 25).map(|i| (i as f32 * 0.7).cos()).collect();
+            let mut all = vec![0.0; nb * co * p];
+            forward(&g, &x, nb, &w, co, 1, None, false, &mut all);
+            for half in 0..2 {
+                let xs = &x[half * 16 * c * hw * hw..];
+                let mut y = vec![0.0; 16 * co * p];
+                forward(&g, xs, 16, &w, co, 1, None, false, &mut y);
+                let want = &all[half * 16 * co * p..][..16 * co * p];
+                let same = y.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{c}x{hw}x{hw} -> {co}, pad {pad}, half {half}");
+            }
+        }
+    }
+
     #[test]
     #[allow(clippy::type_complexity)]
     fn products_match_im2col_at_odd_sizes() {
@@ -1172,6 +1202,9 @@ mod tests {
             // Rows of 6 with no padding: the second row starts 6 values on (overlapping).
             (4, [6, 6], [1, 1], [1, 1], [0, 0], [1, 1], 4, 4, 2),
             (2, [7, 8], [2, 3], [1, 1], [0, 0], [1, 1], 9, 1, 3),
+            // LeNet's convolutions at a batch of 32.
+            (1, [28, 28], [5, 5], [1, 1], [0, 0], [1, 1], 20, 1, 32),
+            (20, [12, 12], [5, 5], [1, 1], [0, 0], [1, 1], 50, 1, 32),
             (4, [12, 12], [5, 5], [1, 1], [0, 0], [1, 1], 10, 2, 2),
             (2, [5, 14], [3, 2], [1, 1], [0, 1], [2, 1], 7, 1, 3),
             (4, [6, 19], [5, 3], [1, 1], [2, 1], [1, 2], 20, 2, 2),
