@@ -657,13 +657,40 @@ pub fn forward(
                 p,
                 ch0: grp * cg,
             };
+            let job = GroupIn {
+                g,
+                x,
+                nb,
+                ch0: grp * cig,
+                aw,
+                cg,
+                kg,
+                bias,
+                add,
+            };
             if in_place(g) {
-                forward_in_place(g, x, nb, grp * cig, aw, cg, bias, add, y);
+                forward_in_place(job, y);
             } else {
-                forward_packed(g, x, nb, grp * cig, aw, cg, bias, add, y);
+                forward_packed(job, y);
             }
         }
     })
+}
+
+/// One group's inputs to [`forward`]'s two routes: `nb` images `x`, this group's input
+/// channels from `ch0`, its `cg` output channels' weights packed in `aw` (`kg` steps a tile),
+/// and the bias and `add` of [`forward`].
+#[derive(Clone, Copy)]
+struct GroupIn<'a> {
+    g: &'a ConvGeom,
+    x: &'a [f32],
+    nb: usize,
+    ch0: usize,
+    aw: &'a [f32],
+    cg: usize,
+    kg: usize,
+    bias: Option<&'a [f32]>,
+    add: bool,
 }
 
 /// One group's outputs: channel `ch0 + c` of image `n` at `y[(n*co + ch0 + c)*p..]`.
@@ -695,20 +722,19 @@ thread_local! {
 /// [`forward`] for one group reading the padded image in place: each register tile covers
 /// up to `NR` outputs of one output row (or, for rows of at most 8, 8 of each of two rows),
 /// and step `k` of the reduction reads the image at the tap's offset from the tile's corner.
-#[allow(clippy::too_many_arguments)]
-fn forward_in_place(
-    g: &ConvGeom,
-    x: &[f32],
-    nb: usize,
-    ch0: usize,
-    aw: &[f32],
-    cg: usize,
-    bias: Option<&[f32]>,
-    add: bool,
-    mut y: GroupOut,
-) {
+fn forward_in_place(job: GroupIn, mut y: GroupOut) {
+    let GroupIn {
+        g,
+        x,
+        nb,
+        ch0,
+        aw,
+        cg,
+        kg,
+        bias,
+        add,
+    } = job;
     let (oh, ow) = (g.out_h(), g.out_w());
-    let kg = aw.len() / cg.div_ceil(MR) / MR;
     let wp = g.width + 2 * g.pad_w;
     // Two output rows per tile when they are short: the second 8 columns one row down.
     let two = ow <= 8;
@@ -754,19 +780,18 @@ fn forward_in_place(
 
 /// [`forward`] for one group packing the columns: `NC` columns at a time, `KC` steps of the
 /// reduction at a time, into `NR`-wide panels.
-#[allow(clippy::too_many_arguments)]
-fn forward_packed(
-    g: &ConvGeom,
-    x: &[f32],
-    nb: usize,
-    ch0: usize,
-    aw: &[f32],
-    cg: usize,
-    bias: Option<&[f32]>,
-    add: bool,
-    mut y: GroupOut,
-) {
-    let kg = aw.len() / cg.div_ceil(MR) / MR;
+fn forward_packed(job: GroupIn, mut y: GroupOut) {
+    let GroupIn {
+        g,
+        x,
+        nb,
+        ch0,
+        aw,
+        cg,
+        kg,
+        bias,
+        add,
+    } = job;
     let total = nb * g.col_cols();
     let kc = blocks(kg, KC);
     let mut runs = RUNS.with(Cell::take);
