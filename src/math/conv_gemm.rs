@@ -4,9 +4,12 @@
 //! own panels, zeroes C for `beta = 0` and re-packs the weights on every call; at the small
 //! images of CIFAR-sized nets that traffic costs as much as the multiply-adds. Here the column
 //! values go straight from the image into a [`NR`]-wide panel (`kc x NR`, L1-resident) and an
-//! `MR x NR` register kernel (AVX2 + FMA when the CPU has them, plain loops otherwise) reads the
+//! `MR x NR` register kernel (AVX-512 or AVX2 + FMA as the CPU has them, plain loops otherwise) reads the
 //! weights in place. Three products are built on it:
-//! - [`forward`]: `y (+)= W * im2col(x) (+ bias)`;
+//! - [`forward`]: `y (+)= W * im2col(x) (+ bias)`, on one of three routes ([`Route`]): output
+//!   pixels of a row across the tile read in place (stride 1), the same gathered into packed
+//!   panels, or output channels across the tile and up to 14 pixels of a row down it (any
+//!   stride: a pixel is a broadcast, so stride 4 costs nothing), whichever fills the tile best;
 //! - [`backward_data`]: `dx += col2im(W^T dy)`, computed for stride 1 as the forward
 //!   convolution of `dy` with the flipped, transposed kernel (no scatter-add);
 //! - [`backward_weights`]: `dW += dy * im2col(x)^T`, as `dW^T = im2col(x) * dy^T` with the
