@@ -265,6 +265,19 @@ impl Offsets {
         self.max = self.off.iter().copied().max().unwrap_or(0);
         self.half = half;
     }
+
+    /// The offsets of the `kg` taps of a group whose channels start at `ch0` in the padded
+    /// images `px`, from a tile's corner.
+    fn taps(&mut self, g: &ConvGeom, ch0: usize, kg: usize, px: &Padded, half: usize) {
+        let plane = px.hp * px.wp;
+        let mut t = tap(g, ch0, 0);
+        let off = (0..kg).map(|_| {
+            let [c, ky, kx] = t;
+            t = next_tap(g, t);
+            c * plane + ky * g.dilation_h * px.wp + kx * g.dilation_w
+        });
+        self.set(off, half);
+    }
 }
 
 /// Raw operands for the kernels (bounds checked by [`tile`]).
@@ -893,6 +906,20 @@ struct GroupOut<'a> {
     ch0: usize,
 }
 
+impl GroupIn<'_> {
+    /// Runs `f` on the group's images padded (`slack` zeros after) and the offsets of its
+    /// taps in them (second 8 columns `half` on, see [`Offsets`]).
+    fn with_taps<R>(&self, slack: usize, half: usize, f: impl FnOnce(&Padded, &Offsets) -> R) -> R {
+        padded(self.g, self.x, self.nb, slack, |px| {
+            let mut offs = OFFSETS.with(Cell::take);
+            offs.taps(self.g, self.ch0, self.kg, px, half);
+            let r = f(px, &offs);
+            OFFSETS.with(|c| c.set(offs));
+            r
+        })
+    }
+}
+
 impl GroupOut<'_> {
     /// Rows `c..` of image `n` from position `pos`, and their row stride.
     fn at(&mut self, n: usize, c: usize, pos: usize) -> (&mut [f32], usize) {
@@ -917,35 +944,27 @@ thread_local! {
 fn forward_in_place(job: GroupIn, mut y: GroupOut) {
     let GroupIn {
         g,
-        x,
         nb,
-        ch0,
         aw,
         cg,
         kg,
         bias,
         add,
+        ..
     } = job;
     let (oh, ow) = (g.out_h(), g.out_w());
     let wp = g.width + 2 * g.pad_w;
     // Two output rows per tile when they are short: the second 8 columns one row down.
     let two = ow <= 8;
-    padded(g, x, nb, wp + NR, |px| {
+    let half = if two { wp } else { 8 };
+    job.with_taps(wp + NR, half, |px, offs| {
         let plane = px.hp * px.wp;
-        let mut offs = OFFSETS.with(|c| c.take());
-        let mut t = tap(g, ch0, 0);
-        let off = (0..kg).map(|_| {
-            let [c, ky, kx] = t;
-            t = next_tap(g, t);
-            c * plane + ky * g.dilation_h * px.wp + kx * g.dilation_w
-        });
-        offs.set(off, if two { px.wp } else { 8 });
         let mut acc = [0.0f32; MR * NR];
         for n in 0..nb {
             for oy in (0..oh).step_by(if two { 2 } else { 1 }) {
                 for ox in (0..ow).step_by(NR) {
                     let corner = n * g.channels * plane + oy * px.wp + ox;
-                    let b = B::Offsets(&px.v[corner..], &offs);
+                    let b = B::Offsets(&px.v[corner..], offs);
                     for (t, a) in aw.chunks_exact(kg * MR).enumerate() {
                         let rows = MR.min(cg - t * MR);
                         tile(rows, kg, A::Packed(a), b, &mut acc);
@@ -966,36 +985,26 @@ fn forward_in_place(job: GroupIn, mut y: GroupOut) {
                 }
             }
         }
-        OFFSETS.with(|c| c.set(offs));
     })
 }
 
 /// [`forward`] for one group with the output channels across the register tile: `NR`
-/// channels (weights packed by [`pack_panels`]) times up to `MR` pixels of one output row, read
-/// from the padded image in place at any stride.
+/// channels (weights packed by [`pack_panels`]) times up to [`MRX`] pixels of one output row
+/// on AVX-512 ([`MR`] elsewhere), read from the padded image in place at any stride.
 fn forward_across(job: GroupIn, mut y: GroupOut) {
     let GroupIn {
         g,
-        x,
         nb,
-        ch0,
         aw,
         cg,
         kg,
         bias,
         add,
+        ..
     } = job;
     let (oh, ow, sh, sw) = (g.out_h(), g.out_w(), g.stride_h, g.stride_w);
-    padded(g, x, nb, 0, |px| {
+    job.with_taps(0, 8, |px, offs| {
         let plane = px.hp * px.wp;
-        let mut offs = OFFSETS.with(|c| c.take());
-        let mut t = tap(g, ch0, 0);
-        let off = (0..kg).map(|_| {
-            let [c, ky, kx] = t;
-            t = next_tap(g, t);
-            c * plane + ky * g.dilation_h * px.wp + kx * g.dilation_w
-        });
-        offs.set(off, 8);
         let mut acc = [0.0f32; MRX * NR];
         let wide = pixels_width(ow, pixels_max());
         let kernel = Kernel::best();
@@ -1006,7 +1015,7 @@ fn forward_across(job: GroupIn, mut y: GroupOut) {
                     let corner = n * g.channels * plane + oy * sh * px.wp + ox * sw;
                     let a = A::Image {
                         a: &px.v[corner..],
-                        off: &offs,
+                        off: offs,
                         stride: sw,
                     };
                     let panels = aw.chunks_exact(kg * NR).take(cg.div_ceil(NR));
@@ -1027,7 +1036,6 @@ fn forward_across(job: GroupIn, mut y: GroupOut) {
                 }
             }
         }
-        OFFSETS.with(|c| c.set(offs));
     })
 }
 
