@@ -674,42 +674,31 @@ fn pixels_width(ow: usize, max: usize) -> usize {
 /// Packs rows `MR` at a time: tile `t` holds `k` steps of `MR` values (zero past `rows`),
 /// `dst[(t*k + p)*MR + r] = src[(t*MR + r)*lda + p]`.
 fn pack_rows(src: &[f32], rows: usize, k: usize, lda: usize, dst: &mut [f32]) {
-    for (t, tile) in dst
-        .chunks_exact_mut(k * MR)
-        .take(rows.div_ceil(MR))
-        .enumerate()
-    {
-        for r in 0..MR {
-            let row = t * MR + r;
-            if row < rows {
-                let s = &src[row * lda..row * lda + k];
-                for (p, v) in s.iter().enumerate() {
-                    tile[p * MR + r] = *v;
-                }
-            } else {
-                (0..k).for_each(|p| tile[p * MR + r] = 0.0);
-            }
-        }
-    }
+    pack_by::<MR>(src, rows, k, lda, dst)
 }
 
-/// Packs `rows x k` (row stride `k`) `NR` rows at a time: panel `t` holds `k` steps of `NR`
-/// values (zero past `rows`), `dst[(t*k + p)*NR + j] = src[(t*NR + j)*k + p]`.
+/// Packs `rows x k` (row stride `k`) `NR` rows at a time into panels for [`B::Panel`].
 fn pack_panels(src: &[f32], rows: usize, k: usize, dst: &mut [f32]) {
-    for (t, panel) in dst
-        .chunks_exact_mut(k * NR)
-        .take(rows.div_ceil(NR))
+    pack_by::<NR>(src, rows, k, k, dst)
+}
+
+/// Packs rows `W` at a time: block `t` holds `k` steps of `W` values (zero past `rows`),
+/// `dst[(t*k + p)*W + r] = src[(t*W + r)*lda + p]`.
+fn pack_by<const W: usize>(src: &[f32], rows: usize, k: usize, lda: usize, dst: &mut [f32]) {
+    for (t, block) in dst
+        .chunks_exact_mut(k * W)
+        .take(rows.div_ceil(W))
         .enumerate()
     {
-        for j in 0..NR {
-            let row = t * NR + j;
+        for r in 0..W {
+            let row = t * W + r;
             if row < rows {
-                let s = &src[row * k..(row + 1) * k];
+                let s = &src[row * lda..row * lda + k];
                 s.iter()
                     .enumerate()
-                    .for_each(|(p, v)| panel[p * NR + j] = *v);
+                    .for_each(|(p, v)| block[p * W + r] = *v);
             } else {
-                (0..k).for_each(|p| panel[p * NR + j] = 0.0);
+                (0..k).for_each(|p| block[p * W + r] = 0.0);
             }
         }
     }
